@@ -1,0 +1,184 @@
+/* The backend vtable: the only door between host code and kernels.
+ *
+ * Host code (src/) owns the model, the data, the loop and the logs; it never
+ * touches a float of a tensor and never asks which device it runs on. It calls
+ * these operations on pointers obtained from `alloc`. The CPU backend
+ * (kernels/cpu) is the reference; the CUDA backend (kernels/cuda) must agree
+ * with it op by op (tests/parity).
+ *
+ * Conventions
+ *  - Matrices are row-major float32. A dense layer's weight is [out, in]
+ *    (PyTorch's layout), so Y[N,out] = X[N,in] * W^T + b.
+ *  - Every pointer argument of an op is backend memory, except where a comment
+ *    says "host".
+ *  - Ops are asynchronous with respect to the host on devices that can be;
+ *    `download` and `sync` are the only points where the host waits.
+ *  - Ops cannot fail on valid arguments; a device fault is fatal and reported
+ *    with file, line and call by the backend itself.
+ */
+#ifndef CUTRAIN_BACKEND_H
+#define CUTRAIN_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cutrain/error.h"
+#include "cutrain/optim.h"
+#include "cutrain/record.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { CT_DEVICE_CPU = 0, CT_DEVICE_CUDA = 1 } ct_device_kind;
+
+typedef enum {
+    CT_ACT_LINEAR = 0,
+    CT_ACT_RELU,
+    CT_ACT_SIGMOID,
+    CT_ACT_TANH,
+    CT_ACT_SOFTMAX, /* over each row */
+} ct_activation;
+
+typedef enum { CT_ELEM_U8 = 0x08, CT_ELEM_F32 = 0x0D } ct_elem_type; /* IDX type codes */
+
+/* A dataset resident in backend memory. */
+typedef struct ct_device_dataset {
+    const void *images;     /* count x sample_elems of elem_type */
+    const uint8_t *labels;  /* count                             */
+    ct_elem_type elem_type;
+    size_t count;
+    size_t sample_elems;
+    float scale;            /* applied while gathering (1/255 for MNIST bytes) */
+} ct_device_dataset;
+
+/* Arguments of the step-statistics reduction. */
+typedef struct ct_stats_args {
+    const float *grads;        /* the gradient arena                          */
+    size_t n;                  /* its length in floats                        */
+    uint32_t n_layers;         /* parametric layers, <= CT_MAX_PARAM_LAYERS   */
+    const size_t *layer_begin; /* host: n_layers+1 offsets into the arena     */
+    const float *row_loss;     /* per-row loss of this batch                  */
+    const float *row_correct;  /* per-row 1/0                                 */
+    uint32_t rows;             /* real rows (0: empty batch)                  */
+    uint64_t step;
+    uint32_t epoch;
+    ct_health_thresholds th;
+} ct_stats_args;
+
+/* The buffers an optimizer step works on. */
+typedef struct ct_optim_buffers {
+    float *params;
+    const float *grads;
+    float *state;   /* ct_optim_state_slots(cfg) * n floats, slot-major */
+    uint64_t *t;    /* updates applied so far; the kernel increments it  */
+    size_t n;
+} ct_optim_buffers;
+
+typedef struct ct_backend ct_backend;
+
+typedef struct ct_backend_ops {
+    /* --- lifetime ----------------------------------------------------- */
+    void (*destroy)(ct_backend *b); /* frees impl; NULL when there is none */
+
+    /* --- memory ------------------------------------------------------- */
+    /* NULL with err set (how much was asked, how much is free) on failure. */
+    void *(*alloc)(ct_backend *b, size_t bytes, ct_error *err);
+    void (*free)(ct_backend *b, void *p);
+    void (*upload)(ct_backend *b, void *dst, const void *host_src, size_t bytes);
+    void (*download)(ct_backend *b, void *host_dst, const void *src, size_t bytes);
+    void (*zero)(ct_backend *b, void *dst, size_t bytes);
+    void (*sync)(ct_backend *b);
+
+    /* --- dense algebra ------------------------------------------------ */
+    /* C[m,n] = alpha * op(A) op(B) + beta * C, row-major; op(X) = X or X^T.
+     * With beta == 0, C is not read (NaN in C does not propagate). */
+    void (*gemm)(ct_backend *b, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                 const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+    /* y[r,c] = act(y[r,c] + bias[c]) in place (bias may be NULL). */
+    void (*bias_act_forward)(ct_backend *b, ct_activation act, int rows, int cols,
+                             const float *bias, float *y);
+    /* From the layer's output y and dL/dy (in dy), writes dL/dz into dy in
+     * place and, when dbias is non-NULL, dbias[c] = sum_r dL/dz[r,c]
+     * (overwritten, not accumulated). ReLU keeps NaN forward; its derivative
+     * is 0 wherever y is not positive. */
+    void (*bias_act_backward)(ct_backend *b, ct_activation act, int rows, int cols,
+                              const float *y, float *dy, float *dbias);
+
+    /* --- losses: value and gradient in one pass ------------------------ */
+    /* Softmax cross-entropy on logits with integer labels, stable for any
+     * logit size. row_loss[r] = logsumexp(z_r) - z_r[label]; row_correct[r]
+     * = argmax==label (ties go to the lowest index); dlogits (may be NULL) =
+     * grad_scale*(softmax - onehot). A label outside [0, classes) is never
+     * read through: its row loss is NaN, correct 0, gradient row 0. */
+    void (*softmax_xent)(ct_backend *b, int rows, int classes, const float *logits,
+                         const int32_t *labels, float grad_scale, float *dlogits,
+                         float *row_loss, float *row_correct);
+    /* Mean squared error against one-hot targets (Keras: mean over classes).
+     * row_loss[r] = mean_c (p - t)^2; dpred = grad_scale * 2 (p - t) / classes. */
+    void (*mse_onehot)(ct_backend *b, int rows, int classes, const float *pred,
+                       const int32_t *labels, float grad_scale, float *dpred,
+                       float *row_loss, float *row_correct);
+    /* acc[0] += sum row_loss, acc[1] += sum row_correct (acc: 2 doubles);
+     * the batch is summed first (in double, row order), then added. */
+    void (*loss_accumulate)(ct_backend *b, int rows, const float *row_loss,
+                            const float *row_correct, double *acc);
+
+    /* --- dropout (inverted; the mask is recomputed, never stored) ------ */
+    /* keep element i when ct_rng_uniform(seed, stream, i) >= rate, scaled by
+     * (float)(1/(1-rate)) rounded once; rate 0 is an exact copy; in place is
+     * allowed. The model validates rate in [0, 1). */
+    void (*dropout_forward)(ct_backend *b, size_t n, float rate, uint64_t seed,
+                            uint64_t stream, const float *x, float *y);
+    void (*dropout_backward)(ct_backend *b, size_t n, float rate, uint64_t seed,
+                             uint64_t stream, const float *dy, float *dx);
+
+    /* --- data --------------------------------------------------------- */
+    /* x[r,:] = scale * images[indices[r],:], labels[r] = ds.labels[indices[r]].
+     * An index outside the set gives a NaN row and label -1, so the step's
+     * health flags catch it instead of a read out of bounds. */
+    void (*gather_batch)(ct_backend *b, const ct_device_dataset *ds, const int32_t *indices,
+                         int rows, float *x, int32_t *labels);
+
+    /* --- the step ----------------------------------------------------- */
+    /* One pass over the gradients and the per-row losses that fills rec
+     * (a backend pointer, e.g. a ring slot): loss, accuracy, norms, counts and
+     * the flags NONFINITE_LOSS, NONFINITE_GRAD, ZERO_GRAD, EXPLODING_GRAD,
+     * EMPTY_BATCH. Deterministic: fixed order, no float atomics. */
+    void (*step_stats)(ct_backend *b, const ct_stats_args *a, ct_step_record *rec);
+    /* The optimizer over the whole arena. Reads rec (grad_sumsq for clipping,
+     * flags for skipping), writes param_sumsq, update_sumsq, clip_scale and the
+     * flags SKIPPED_UPDATE, CLIPPED, VANISHING_UPDATE. An empty batch and, when
+     * cfg->skip_nonfinite, a non-finite step leave w, state and *t untouched. */
+    void (*optimizer_step)(ct_backend *b, const ct_optim_config *cfg,
+                           const ct_optim_buffers *buf, const ct_health_thresholds *th,
+                           ct_step_record *rec);
+} ct_backend_ops;
+
+struct ct_backend {
+    const ct_backend_ops *ops;
+    ct_device_kind kind;
+    char description[160]; /* e.g. "cpu (OpenBLAS, 2 threads)" */
+    int threads;           /* CPU threads used by the backend   */
+    void *impl;
+};
+
+/* Creates a backend of `kind`; threads <= 0 means all cores (CPU). */
+ct_backend *ct_backend_create(ct_device_kind kind, int threads, ct_error *err);
+void ct_backend_destroy(ct_backend *b);
+
+/* Per-backend constructors, used by ct_backend_create. */
+ct_backend *ct_backend_cpu_create(int threads, ct_error *err);
+ct_backend *ct_backend_cuda_create(ct_error *err);
+/* 1 when a CUDA device is usable; else 0 and why in `reason`. */
+int ct_cuda_available(char *reason, size_t reason_len);
+
+const char *ct_activation_name(ct_activation act);
+/* -1 when unknown. */
+int ct_activation_parse(const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
