@@ -1,0 +1,76 @@
+/* The CPU backend: host memory, OpenBLAS for GEMM, plain C for the rest.
+ * "Device" pointers are ordinary host pointers, so upload/download are
+ * memcpy and sync is a no-op; the table is what makes it interchangeable
+ * with the CUDA backend. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kernels/cpu/cpu_ops.h"
+
+#ifdef CT_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
+
+static void *cpu_alloc(ct_backend *b, size_t bytes, ct_error *err) {
+    /* 64-byte alignment: whole cache lines, and AVX-512 loads if BLAS uses them. */
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, rounded ? rounded : 64);
+    if (!p) ct_fail(err, CT_EXIT_FAILURE, "cpu: out of memory allocating %zu bytes", bytes);
+    return p;
+}
+
+static void cpu_free(ct_backend *b, void *p) { free(p); }
+
+static void cpu_copy(ct_backend *b, void *dst, const void *src, size_t bytes) {
+    if (bytes) memmove(dst, src, bytes);
+}
+
+static void cpu_zero(ct_backend *b, void *dst, size_t bytes) {
+    if (bytes) memset(dst, 0, bytes);
+}
+
+static void cpu_sync(ct_backend *b) {}
+
+static const ct_backend_ops cpu_ops = {
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .zero = cpu_zero,
+    .sync = cpu_sync,
+    .gemm = cpu_gemm,
+    .bias_act_forward = cpu_bias_act_forward,
+    .bias_act_backward = cpu_bias_act_backward,
+    .softmax_xent = cpu_softmax_xent,
+    .mse_onehot = cpu_mse_onehot,
+    .loss_accumulate = cpu_loss_accumulate,
+    .dropout_forward = cpu_dropout_forward,
+    .dropout_backward = cpu_dropout_backward,
+    .gather_batch = cpu_gather_batch,
+    .step_stats = cpu_step_stats,
+    .optimizer_step = cpu_optimizer_step,
+};
+
+ct_backend *ct_backend_cpu_create(int threads, ct_error *err) {
+    ct_backend *b = calloc(1, sizeof *b);
+    if (!b) {
+        ct_fail(err, CT_EXIT_FAILURE, "cpu: out of memory creating the backend");
+        return NULL;
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1) cores = 1;
+    b->threads = threads > 0 ? threads : (int)cores;
+    b->ops = &cpu_ops;
+    b->kind = CT_DEVICE_CPU;
+#ifdef CT_HAVE_OPENBLAS
+    openblas_set_num_threads(b->threads);
+    snprintf(b->description, sizeof b->description, "cpu (OpenBLAS, %d thread%s)", b->threads,
+             b->threads == 1 ? "" : "s");
+#else
+    snprintf(b->description, sizeof b->description, "cpu (reference BLAS, 1 thread)");
+    b->threads = 1;
+#endif
+    return b;
+}

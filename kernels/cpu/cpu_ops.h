@@ -1,0 +1,57 @@
+/* The CPU backend's operations: the reference every other backend is tested
+ * against. Each function implements the vtable entry of the same name in
+ * include/cutrain/backend.h (see the contracts there); backend_cpu.c puts
+ * them in the table. They accept b == NULL, so tests can call them directly.
+ * Reductions run in a fixed order with double accumulators, so results are
+ * bit-reproducible for a given input; GEMM is reproducible for a given
+ * OpenBLAS build, CPU kernel and thread count. */
+#ifndef CUTRAIN_KERNELS_CPU_OPS_H
+#define CUTRAIN_KERNELS_CPU_OPS_H
+
+#include "cutrain/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* gemm_cpu.c */
+void cpu_gemm(ct_backend *b, int trans_a, int trans_b, int m, int n, int k, float alpha,
+              const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+
+/* activation_cpu.c */
+void cpu_bias_act_forward(ct_backend *b, ct_activation act, int rows, int cols,
+                          const float *bias, float *y);
+void cpu_bias_act_backward(ct_backend *b, ct_activation act, int rows, int cols,
+                           const float *y, float *dy, float *dbias);
+
+/* loss_cpu.c */
+void cpu_softmax_xent(ct_backend *b, int rows, int classes, const float *logits,
+                      const int32_t *labels, float grad_scale, float *dlogits, float *row_loss,
+                      float *row_correct);
+void cpu_mse_onehot(ct_backend *b, int rows, int classes, const float *pred,
+                    const int32_t *labels, float grad_scale, float *dpred, float *row_loss,
+                    float *row_correct);
+void cpu_loss_accumulate(ct_backend *b, int rows, const float *row_loss,
+                         const float *row_correct, double *acc);
+
+/* dropout_cpu.c */
+void cpu_dropout_forward(ct_backend *b, size_t n, float rate, uint64_t seed, uint64_t stream,
+                         const float *x, float *y);
+void cpu_dropout_backward(ct_backend *b, size_t n, float rate, uint64_t seed, uint64_t stream,
+                          const float *dy, float *dx);
+
+/* gather_cpu.c */
+void cpu_gather_batch(ct_backend *b, const ct_device_dataset *ds, const int32_t *indices,
+                      int rows, float *x, int32_t *labels);
+
+/* stats_cpu.c */
+void cpu_step_stats(ct_backend *b, const ct_stats_args *a, ct_step_record *rec);
+
+/* optim_cpu.c */
+void cpu_optimizer_step(ct_backend *b, const ct_optim_config *cfg, const ct_optim_buffers *buf,
+                        const ct_health_thresholds *th, ct_step_record *rec);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
