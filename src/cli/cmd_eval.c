@@ -1,0 +1,76 @@
+/* cutrain eval: load saved weights into a model and score the test split. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "src/cli/args.h"
+#include "src/cli/commands.h"
+#include "src/cli/common.h"
+#include "src/io/clock.h"
+
+#define USAGE                                                                                   \
+    "usage: cutrain eval --weights FILE [--model PRESET|FILE] [--data DIR] [options]\n\n"       \
+    "Evaluates weights saved by `cutrain train --save FILE` (or any safetensors file with the\n" \
+    "same names and shapes) on the test split of DIR."
+
+int ct_cmd_eval(int argc, char **argv) {
+    const char *model = "mlp", *data = "data/mnist", *device = "auto", *weights = NULL, *jsonl = NULL;
+    int batch = 1000, threads = 0, quiet = 0;
+    ct_arg args[] = {
+        {"--model", ARG_STRING, &model, 0, 0, 0, "PRESET|FILE", "the model the weights belong to (default mlp)"},
+        {"--weights", ARG_STRING, &weights, 0, 0, 0, "FILE", "safetensors file with the weights (required)"},
+        {"--data", ARG_STRING, &data, 0, 0, 0, "DIR", "directory with the MNIST IDX files (default data/mnist)"},
+        {"--batch-size", ARG_INT, &batch, 1, 65536, 0, "N", "rows per forward pass (default 1000)"},
+        {"--device", ARG_CHOICE, &device, 0, 0, 0, "auto|cpu|cuda", "where to run (default auto)", ct_device_choices},
+        {"--threads", ARG_INT, &threads, 1, 1024, 0, "N", "CPU threads (default: all cores)"},
+        {"--log-jsonl", ARG_STRING, &jsonl, 0, 0, 0, "FILE", "write a summary record as JSONL"},
+        {"--quiet", ARG_FLAG, &quiet, 0, 0, 0, NULL, "print nothing but errors"},
+    };
+    int n = (int)(sizeof args / sizeof args[0]);
+    ct_error err;
+    ct_error_clear(&err);
+    int rc = ct_args_parse(argc, argv, args, n, USAGE, &err);
+    if (rc == 1) return CT_EXIT_OK;
+    if (rc) return ct_cli_report(&err);
+    if (!weights) {
+        ct_fail(&err, CT_EXIT_USAGE, "--weights: required (a file written by cutrain train --save)");
+        return ct_cli_report(&err);
+    }
+    ct_model_spec spec;
+    ct_dataset test;
+    memset(&test, 0, sizeof test);
+    ct_backend *be = NULL;
+    ct_model m;
+    memset(&m, 0, sizeof m);
+    ct_logger *log = NULL;
+    ct_device_data d;
+    memset(&d, 0, sizeof d);
+    int code = CT_EXIT_OK;
+    if (ct_model_spec_resolve(model, &spec, &err) || ct_cli_load_split(data, "test", &spec, &test, &err) ||
+        (jsonl && ct_cli_check_writable(jsonl, "--log-jsonl", &err)) ||
+        !(be = ct_cli_backend(device, threads, quiet, &err)) || ct_model_build(&m, &spec, be, batch, 0, &err) ||
+        ct_model_load_weights(&m, weights, &err) || ct_device_data_upload(be, &test, &d, &err)) {
+        code = ct_cli_report(&err);
+        goto out;
+    }
+    ct_log_options lo = {jsonl, NULL, quiet, 0, 0, NULL};
+    if (!(log = ct_logger_open(&lo, &err))) {
+        code = ct_cli_report(&err);
+        goto out;
+    }
+    double t0 = ct_now(), loss, acc;
+    ct_evaluate(&m, &d, &loss, &acc);
+    ct_run_summary s = {.status = "evaluated", .exit_code = 0, .test_loss = loss, .test_acc = acc,
+                        .seconds = ct_now() - t0, .model = spec.name, .device = be->description,
+                        .params = m.n_params};
+    ct_log_summary(log, &s);
+    if (ct_logger_close(log, &err)) code = ct_cli_report(&err);
+    log = NULL;
+out:
+    if (log) ct_logger_close(log, NULL);
+    ct_device_data_free(be, &d);
+    ct_model_free(&m);
+    if (be) ct_backend_destroy(be);
+    ct_dataset_free(&test);
+    return code;
+}

@@ -1,0 +1,167 @@
+/* cutrain train: validate everything, then train and log. The order matters:
+ * flags, model, data and output paths are all checked before the first log
+ * file is created, so bad input leaves nothing behind. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "src/cli/args.h"
+#include "src/cli/commands.h"
+#include "src/cli/common.h"
+
+static volatile sig_atomic_t g_interrupt = 0;
+
+static void on_signal(int sig) { g_interrupt = sig; }
+
+typedef struct train_flags {
+    const char *model, *data, *device, *optimizer, *loss, *init, *on_nan, *jsonl, *csv, *save;
+    int epochs, batch_size, threads, drop_last, quiet, drain_every;
+    uint64_t seed, max_steps;
+    double lr, clip;
+} train_flags;
+
+static const char *const optimizer_choices[] = {"sgd", "adam", "adamw", "rmsprop", NULL};
+static const char *const loss_choices[] = {"categorical_crossentropy", "sparse_categorical_crossentropy", "mse",
+                                           NULL};
+static const char *const init_choices[] = {"glorot_uniform", "he_uniform", "he_normal", NULL};
+static const char *const on_nan_choices[] = {"stop", "skip", "warn", NULL};
+
+#define USAGE                                                                                                     \
+    "usage: cutrain train [--model PRESET|FILE] [--data DIR] [--epochs N] [options]\n\n"                           \
+    "Trains a model on MNIST-format IDX data and evaluates it on the test split after every epoch.\n"              \
+    "Presets: seed (784-10-10, Adam 1e-3, batch 32), mlp (784-512-512-10, Adam 1e-3, batch 128)."
+
+/* Applies command-line overrides to the model's own recipe. */
+static int apply_overrides(ct_model_spec *spec, const train_flags *f, const ct_arg *args, int n, ct_error *err) {
+    if (ct_args_seen(args, n, "--optimizer")) spec->optim = ct_optim_defaults((ct_optimizer_kind)ct_optim_parse_kind(f->optimizer));
+    if (ct_args_seen(args, n, "--lr")) spec->optim.lr = (float)f->lr;
+    if (ct_args_seen(args, n, "--clip-grad-norm")) spec->optim.clip_norm = (float)f->clip;
+    if (ct_args_seen(args, n, "--loss")) spec->loss = (ct_loss_kind)ct_loss_parse(f->loss);
+    if (ct_args_seen(args, n, "--init")) spec->init = (ct_init_kind)ct_init_parse(f->init);
+    if (ct_args_seen(args, n, "--batch-size")) spec->batch_size = f->batch_size;
+    if (spec->optim.lr < 1e-30f)
+        return ct_fail(err, CT_EXIT_USAGE, "--lr: %g is below what float32 can hold as a learning rate", f->lr);
+    return ct_model_spec_validate(spec, err);
+}
+
+static int check_batches(const ct_dataset *train, const ct_train_options *o, ct_error *err) {
+    if (ct_steps_per_epoch(train->count, o->batch_size, o->drop_last) == 0)
+        return ct_fail(err, CT_EXIT_USAGE,
+                       "--batch-size %d with --drop-last leaves no full batch from the %zu items of %s; "
+                       "use a batch size of at most %zu or drop --drop-last",
+                       o->batch_size, train->count, train->images_path, train->count);
+    return 0;
+}
+
+static int prepare_outputs(const train_flags *f, ct_error *err) {
+    if (f->jsonl && ct_cli_check_writable(f->jsonl, "--log-jsonl", err)) return -1;
+    if (f->csv && ct_cli_check_writable(f->csv, "--log-csv", err)) return -1;
+    if (f->save && ct_cli_check_writable(f->save, "--save", err)) return -1;
+    return 0;
+}
+
+int ct_cmd_train(int argc, char **argv) {
+    train_flags f = {.model = "mlp", .data = "data/mnist", .device = "auto", .on_nan = "stop", .epochs = 1,
+                     .drain_every = 32};
+    ct_arg args[] = {
+        {"--model", ARG_STRING, &f.model, 0, 0, 0, "PRESET|FILE", "seed, mlp, or a model file (default mlp)"},
+        {"--data", ARG_STRING, &f.data, 0, 0, 0, "DIR", "directory with the MNIST IDX files (default data/mnist)"},
+        {"--epochs", ARG_INT, &f.epochs, 1, 100000, 0, "N", "passes over the training set (default 1)"},
+        {"--batch-size", ARG_INT, &f.batch_size, 1, 65536, 0, "N", "rows per step (default: the model's)"},
+        {"--lr", ARG_DOUBLE, &f.lr, 0, 10, 1, "X", "learning rate (default: the model's)"},
+        {"--optimizer", ARG_CHOICE, &f.optimizer, 0, 0, 0, "NAME", "sgd|adam|adamw|rmsprop, Keras defaults",
+         optimizer_choices},
+        {"--loss", ARG_CHOICE, &f.loss, 0, 0, 0, "NAME", "categorical_crossentropy|mse", loss_choices},
+        {"--init", ARG_CHOICE, &f.init, 0, 0, 0, "NAME", "glorot_uniform|he_uniform|he_normal", init_choices},
+        {"--clip-grad-norm", ARG_DOUBLE, &f.clip, 0, 1e12, 1, "X", "scale gradients to a global norm of at most X"},
+        {"--seed", ARG_U64, &f.seed, 0, 0, 0, "N", "seed for weights, shuffling and dropout (default 0)"},
+        {"--device", ARG_CHOICE, &f.device, 0, 0, 0, "auto|cpu|cuda", "where to train (default auto)",
+         ct_device_choices},
+        {"--threads", ARG_INT, &f.threads, 1, 1024, 0, "N", "CPU threads (default: all cores)"},
+        {"--drop-last", ARG_FLAG, &f.drop_last, 0, 0, 0, NULL, "drop a final batch smaller than the batch size"},
+        {"--max-steps", ARG_U64, &f.max_steps, 0, 0, 0, "N", "stop after N steps in all (default: no limit)"},
+        {"--on-nan", ARG_CHOICE, &f.on_nan, 0, 0, 0, "stop|skip|warn",
+         "on a NaN/Inf loss or gradient: stop (default), skip the update, or warn", on_nan_choices},
+        {"--log-jsonl", ARG_STRING, &f.jsonl, 0, 0, 0, "FILE", "write every step, epoch and diagnosis as JSONL"},
+        {"--log-csv", ARG_STRING, &f.csv, 0, 0, 0, "FILE", "write one CSV row per epoch"},
+        {"--save", ARG_STRING, &f.save, 0, 0, 0, "FILE", "save the trained weights (safetensors)"},
+        {"--drain-every", ARG_INT, &f.drain_every, 1, 4096, 0, "N", "steps between reads of the record ring (32)"},
+        {"--quiet", ARG_FLAG, &f.quiet, 0, 0, 0, NULL, "no terminal output except errors and diagnoses"},
+    };
+    int n = (int)(sizeof args / sizeof args[0]);
+    ct_error err;
+    ct_error_clear(&err);
+    int rc = ct_args_parse(argc, argv, args, n, USAGE, &err);
+    if (rc == 1) return CT_EXIT_OK;
+    if (rc) return ct_cli_report(&err);
+
+    ct_model_spec spec;
+    if (ct_model_spec_resolve(f.model, &spec, &err) || apply_overrides(&spec, &f, args, n, &err))
+        return ct_cli_report(&err);
+    ct_train_options opt = ct_train_defaults(&spec);
+    opt.epochs = f.epochs;
+    opt.seed = f.seed;
+    opt.drop_last = f.drop_last;
+    opt.max_steps = f.max_steps;
+    opt.on_nan = (ct_nan_policy)ct_nan_policy_parse(f.on_nan);
+    opt.drain_every = f.drain_every;
+    opt.interrupt = &g_interrupt;
+
+    ct_dataset train, test;
+    memset(&train, 0, sizeof train);
+    memset(&test, 0, sizeof test);
+    ct_backend *be = NULL;
+    ct_logger *log = NULL;
+    ct_model model;
+    memset(&model, 0, sizeof model);
+    int code = CT_EXIT_FAILURE;
+    if (ct_cli_load_split(f.data, "train", &spec, &train, &err) ||
+        ct_cli_load_split(f.data, "test", &spec, &test, &err) || check_batches(&train, &opt, &err) ||
+        prepare_outputs(&f, &err) || !(be = ct_cli_backend(f.device, f.threads, f.quiet, &err))) {
+        code = ct_cli_report(&err);
+        goto out;
+    }
+    /* Evaluation reuses the training buffers in chunks of at least 1000 rows. */
+    int max_rows = spec.batch_size > 1000 ? spec.batch_size : 1000;
+    if (ct_model_build(&model, &spec, be, max_rows, f.seed, &err)) {
+        code = ct_cli_report(&err);
+        goto out;
+    }
+    char names[CT_MAX_PARAM_LAYERS][32];
+    for (int i = 0; i < model.n_param_layers; ++i) memcpy(names[i], model.layers[model.param_layer[i]].spec.name, 32);
+    ct_log_options lo = {f.jsonl, f.csv, f.quiet, isatty(STDOUT_FILENO), model.n_param_layers,
+                         (const char(*)[32])names};
+    if (!(log = ct_logger_open(&lo, &err))) {
+        code = ct_cli_report(&err);
+        goto out;
+    }
+    if (!f.quiet) {
+        char desc[512];
+        ct_model_spec_describe(&spec, desc, sizeof desc);
+        printf("cutrain %s: %s on %s; %zu train / %zu test items; %zu parameters; seed %llu\n", CUTRAIN_VERSION,
+               desc, be->description, train.count, test.count, model.n_params, (unsigned long long)f.seed);
+    }
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    ct_run_summary sum;
+    code = ct_train(&model, &train, &test, &opt, log, &sum, &err);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    if (code < 0) {
+        code = ct_cli_report(&err);
+    } else if (f.save && code != CT_EXIT_HEALTH_STOP && ct_model_save_weights(&model, f.save, &err)) {
+        code = ct_cli_report(&err);
+    }
+    ct_error cerr;
+    ct_error_clear(&cerr);
+    if (ct_logger_close(log, &cerr) && code == CT_EXIT_OK) code = ct_cli_report(&cerr);
+    log = NULL;
+out:
+    if (log) ct_logger_close(log, NULL);
+    ct_model_free(&model);
+    if (be) ct_backend_destroy(be);
+    ct_dataset_free(&train);
+    ct_dataset_free(&test);
+    return code;
+}

@@ -1,0 +1,61 @@
+#include "src/cli/common.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char *const ct_device_choices[] = {"auto", "cpu", "cuda", NULL};
+
+ct_backend *ct_cli_backend(const char *device, int threads, int quiet, ct_error *err) {
+    if (strcmp(device, "cpu") == 0) return ct_backend_create(CT_DEVICE_CPU, threads, err);
+    if (strcmp(device, "cuda") == 0) return ct_backend_create(CT_DEVICE_CUDA, threads, err);
+    char why[sizeof err->msg];
+    if (ct_cuda_available(why, sizeof why)) {
+        ct_backend *b = ct_backend_create(CT_DEVICE_CUDA, threads, err);
+        if (b) return b;
+        snprintf(why, sizeof why, "%s", err->msg);
+        ct_error_clear(err);
+    }
+    if (!quiet) fprintf(stderr, "cutrain: --device auto: no usable GPU (%s); using the CPU\n", why);
+    return ct_backend_create(CT_DEVICE_CPU, threads, err);
+}
+
+int ct_cli_load_split(const char *dir, const char *split, const ct_model_spec *spec, ct_dataset *out,
+                      ct_error *err) {
+    char images[1024], labels[1024];
+    if (ct_mnist_find(dir, split, images, labels, sizeof images, err)) return -1;
+    if (ct_dataset_load(images, labels, out, err)) return -1;
+    if (out->count == 0) {
+        ct_fail(err, CT_EXIT_BAD_INPUT, "%s: the %s set has 0 items; there is nothing to %s", images, split,
+                strcmp(split, "train") == 0 ? "train on" : "evaluate on");
+        goto fail;
+    }
+    if (out->sample_elems != (size_t)spec->input_dim) {
+        ct_fail(err, CT_EXIT_BAD_INPUT, "%s: items have %zu values but the model's input is %d", images,
+                out->sample_elems, spec->input_dim);
+        goto fail;
+    }
+    if (ct_dataset_check_labels(out, ct_model_spec_classes(spec), err)) goto fail;
+    return 0;
+fail:
+    ct_dataset_free(out);
+    return -1;
+}
+
+int ct_cli_check_writable(const char *path, const char *flag, ct_error *err) {
+    char copy[1024];
+    snprintf(copy, sizeof copy, "%s", path);
+    const char *dir = dirname(copy);
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %s names a directory; expected a file path", path, flag);
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %s: directory '%s' does not exist", path, flag, dir);
+    if (access(dir, W_OK) != 0)
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %s: directory '%s' is not writable: %s", path, flag, dir,
+                       strerror(errno));
+    return 0;
+}

@@ -1,0 +1,20 @@
+/* What `train` and `eval` share: choosing the device and loading a split. */
+#ifndef CUTRAIN_CLI_COMMON_H
+#define CUTRAIN_CLI_COMMON_H
+
+#include "cutrain/cutrain.h"
+
+extern const char *const ct_device_choices[];
+
+/* "auto": CUDA when a device works, else the CPU with one line saying why. */
+ct_backend *ct_cli_backend(const char *device, int threads, int quiet, ct_error *err);
+
+/* Finds and loads the MNIST-named split ("train" or "test") of dir and checks
+ * it against the model: not empty, items of input_dim values, labels < classes. */
+int ct_cli_load_split(const char *dir, const char *split, const ct_model_spec *spec, ct_dataset *out, ct_error *err);
+
+/* 0 when a file can be created at path (its directory exists and is
+ * writable); checked before training so a run does not fail at the end. */
+int ct_cli_check_writable(const char *path, const char *flag, ct_error *err);
+
+#endif

@@ -1,0 +1,41 @@
+/* cutrain: the command-line entry point. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cutrain/cutrain.h"
+#include "src/cli/commands.h"
+
+int ct_cli_report(const ct_error *err) {
+    fprintf(stderr, "cutrain: error: %s\n", err->msg[0] ? err->msg : "unknown error");
+    return err->code ? err->code : CT_EXIT_FAILURE;
+}
+
+static void usage(FILE *f) {
+    fputs("usage: cutrain <command> [options]\n\n"
+          "Commands:\n"
+          "  train   train a model (see cutrain train --help)\n"
+          "  eval    evaluate saved weights on a test set (see cutrain eval --help)\n\n"
+          "Exit status: 0 done, 1 runtime failure, 2 bad command line, 3 bad input file,\n"
+          "             4 stopped by a health policy, 5 interrupted.\n",
+          f);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return CT_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "train") == 0) return ct_cmd_train(argc - 2, argv + 2);
+    if (strcmp(cmd, "eval") == 0) return ct_cmd_eval(argc - 2, argv + 2);
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return CT_EXIT_OK;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("cutrain %s\n", CUTRAIN_VERSION);
+        return CT_EXIT_OK;
+    }
+    fprintf(stderr, "cutrain: error: unknown command '%s' (expected train or eval; see cutrain --help)\n", cmd);
+    return CT_EXIT_USAGE;
+}

@@ -1,0 +1,135 @@
+/* The logger: opens the files, fans each record out to the sinks, and
+ * prints the terminal lines. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "src/log/sinks.h"
+
+static FILE *open_log(const char *path, const char *what, ct_error *err) {
+    FILE *f = fopen(path, "w");
+    if (!f) ct_fail(err, CT_EXIT_BAD_INPUT, "%s: cannot write the %s log: %s", path, what, strerror(errno));
+    return f;
+}
+
+ct_logger *ct_logger_open(const ct_log_options *opt, ct_error *err) {
+    ct_logger *lg = calloc(1, sizeof *lg);
+    if (!lg) {
+        ct_fail(err, CT_EXIT_FAILURE, "out of memory opening the logs");
+        return NULL;
+    }
+    lg->quiet = opt->quiet;
+    lg->tty = opt->tty && !opt->quiet;
+    lg->n_layers = opt->n_layers < CT_MAX_PARAM_LAYERS ? opt->n_layers : CT_MAX_PARAM_LAYERS;
+    for (int i = 0; i < lg->n_layers; ++i) snprintf(lg->layer_names[i], 32, "%s", opt->layer_names[i]);
+    if (opt->jsonl_path) {
+        snprintf(lg->jsonl_path, sizeof lg->jsonl_path, "%s", opt->jsonl_path);
+        if (!(lg->jsonl = open_log(opt->jsonl_path, "JSONL", err))) goto fail;
+    }
+    if (opt->csv_path) {
+        snprintf(lg->csv_path, sizeof lg->csv_path, "%s", opt->csv_path);
+        if (!(lg->csv = open_log(opt->csv_path, "CSV", err))) goto fail;
+        ct_csv_header(lg->csv);
+    }
+    return lg;
+fail:
+    /* Leave nothing behind: a run that never started has no log. */
+    if (lg->jsonl) {
+        fclose(lg->jsonl);
+        remove(lg->jsonl_path);
+    }
+    free(lg);
+    return NULL;
+}
+
+static void clear_progress(ct_logger *lg) {
+    if (!lg->progress_shown) return;
+    fputs("\r\033[K", stdout);
+    fflush(stdout);
+    lg->progress_shown = 0;
+}
+
+void ct_log_step(ct_logger *lg, const ct_step_record *r) {
+    if (lg->jsonl) ct_jsonl_step(lg, r);
+}
+
+void ct_log_progress(ct_logger *lg, uint32_t epoch, uint32_t epochs, uint64_t step_in_epoch,
+                     uint64_t steps_in_epoch, double loss, double acc, double samples_per_s, double eta_s) {
+    if (!lg->tty) return;
+    printf("\r\033[Kepoch %u/%u  %llu/%llu  loss %.4f  acc %.4f  %.0f samples/s  ETA %.0fs", epoch, epochs,
+           (unsigned long long)step_in_epoch, (unsigned long long)steps_in_epoch, loss, acc, samples_per_s,
+           eta_s > 0 ? eta_s : 0.0);
+    fflush(stdout);
+    lg->progress_shown = 1;
+}
+
+void ct_log_epoch(ct_logger *lg, const ct_epoch_summary *e, uint32_t epochs) {
+    if (lg->jsonl) {
+        ct_jsonl_epoch(lg->jsonl, e);
+        fflush(lg->jsonl);
+    }
+    if (lg->csv) {
+        ct_csv_epoch(lg->csv, e);
+        fflush(lg->csv);
+    }
+    if (lg->quiet) return;
+    clear_progress(lg);
+    printf("epoch %u/%u  %llu steps  %.2fs  %.0f samples/s  train loss %.4f acc %.4f", e->epoch, epochs,
+           (unsigned long long)e->steps, e->seconds, e->samples_per_s, e->train_loss, e->train_acc);
+    if (isfinite(e->test_acc)) printf("  test loss %.4f acc %.4f", e->test_loss, e->test_acc);
+    if (e->empty_batches) printf("  empty batches %llu", (unsigned long long)e->empty_batches);
+    if (e->skipped_steps) printf("  skipped %llu", (unsigned long long)e->skipped_steps);
+    putchar('\n');
+    fflush(stdout);
+}
+
+void ct_log_diagnosis(ct_logger *lg, const ct_diagnosis *d) {
+    if (lg->jsonl) ct_jsonl_diagnosis(lg->jsonl, d);
+    /* Diagnoses are why the user reads the terminal: shown even when quiet. */
+    clear_progress(lg);
+    fprintf(stderr, "cutrain: %s [%s]%s%s: %s\n", d->severity, d->code, d->layer[0] ? " in " : "", d->layer,
+            d->message);
+}
+
+void ct_log_summary(ct_logger *lg, const ct_run_summary *s) {
+    if (lg->jsonl) ct_jsonl_summary(lg->jsonl, s);
+    if (lg->quiet) return;
+    clear_progress(lg);
+    printf("%s: %llu steps in %.2fs", s->status, (unsigned long long)s->steps, s->seconds);
+    if (isfinite(s->test_acc)) printf(", test accuracy %.4f", s->test_acc);
+    putchar('\n');
+    fflush(stdout);
+}
+
+void ct_log_note(ct_logger *lg, const char *fmt, ...) {
+    if (lg && lg->quiet) return;
+    if (lg) clear_progress(lg);
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("cutrain: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static int close_file(FILE *f, const char *path, ct_error *err) {
+    if (!f) return 0;
+    int bad = ferror(f) | fflush(f);
+    int saved = errno;
+    bad |= fclose(f);
+    if (bad) return ct_fail(err, CT_EXIT_FAILURE, "%s: writing the log failed: %s", path, strerror(saved ? saved : errno));
+    return 0;
+}
+
+int ct_logger_close(ct_logger *lg, ct_error *err) {
+    if (!lg) return 0;
+    clear_progress(lg);
+    int rc = close_file(lg->jsonl, lg->jsonl_path, err);
+    if (close_file(lg->csv, lg->csv_path, rc ? NULL : err)) rc = -1;
+    free(lg);
+    return rc;
+}

@@ -1,0 +1,208 @@
+/* Building a model: plan every buffer once, then run forward, loss and
+ * backward through the backend table.
+ *
+ * Dense layer, row-major with W [out, in]:
+ *   forward   Z = X W^T (gemm, B transposed), Y = act(Z + b)
+ *   backward  dZ = dY * act'(Y)         (bias_act_backward, also db = sum_r dZ)
+ *             dW = dZ^T X               (gemm, A transposed)
+ *             dX = dZ W                 (gemm), skipped for the first layer
+ * A softmax output trained with cross-entropy is fused: the layer applies no
+ * activation and the loss kernel turns logits into (softmax - onehot) / N,
+ * which is both cheaper and stable for logits of any size.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cutrain/model.h"
+#include "cutrain/rng.h"
+
+static size_t align_floats(size_t n) { return (n + 15) & ~(size_t)15; } /* 64 bytes */
+
+/* Host-side initial weights; counter-based, so each weight depends only on
+ * (seed, layer, index) and not on the order or the backend. */
+static void init_layer(const ct_model *m, const ct_layer *l, uint64_t seed, float *host) {
+    float *w = host + l->w_off, *b = host + l->b_off;
+    size_t nw = (size_t)l->out_dim * (size_t)l->in_dim;
+    uint64_t stream = CT_STREAM_INIT(l->param_index);
+    double fan_in = l->in_dim, fan_out = l->out_dim;
+    switch (m->spec.init) {
+    case CT_INIT_HE_NORMAL: {
+        double sd = sqrt(2.0 / fan_in);
+        for (size_t i = 0; i < nw; ++i) {
+            /* Box-Muller on two counter draws; u1 kept away from 0. */
+            double u1 = (ct_rng_uniform(seed, stream, 2 * i) + 0x1p-25);
+            double u2 = ct_rng_uniform(seed, stream, 2 * i + 1);
+            w[i] = (float)(sd * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+        }
+        break;
+    }
+    case CT_INIT_HE_UNIFORM:
+    case CT_INIT_GLOROT_UNIFORM: {
+        double limit = m->spec.init == CT_INIT_HE_UNIFORM ? sqrt(6.0 / fan_in) : sqrt(6.0 / (fan_in + fan_out));
+        for (size_t i = 0; i < nw; ++i)
+            w[i] = (float)((2.0 * ct_rng_uniform(seed, stream, i) - 1.0) * limit);
+        break;
+    }
+    }
+    memset(b, 0, sizeof(float) * (size_t)l->out_dim);
+}
+
+static void plan_layers(ct_model *m) {
+    int in = m->spec.input_dim;
+    size_t off = 0;
+    m->n_layers = m->spec.n_layers;
+    m->n_param_layers = 0;
+    for (int i = 0; i < m->n_layers; ++i) {
+        ct_layer *l = &m->layers[i];
+        memset(l, 0, sizeof *l);
+        l->spec = m->spec.layers[i];
+        l->in_dim = in;
+        l->param_index = -1;
+        if (l->spec.kind == CT_LAYER_DENSE) {
+            l->out_dim = l->spec.units;
+            l->act_fwd = l->spec.act;
+            l->param_index = m->n_param_layers;
+            m->param_layer[m->n_param_layers] = i;
+            m->param_begin[m->n_param_layers++] = off;
+            l->w_off = off;
+            l->b_off = off + (size_t)l->out_dim * (size_t)l->in_dim;
+            off = l->b_off + (size_t)l->out_dim;
+        } else {
+            l->out_dim = in;
+        }
+        in = l->out_dim;
+    }
+    m->param_begin[m->n_param_layers] = off;
+    m->n_params = off;
+    m->classes = in;
+    ct_layer *last = &m->layers[m->n_layers - 1];
+    m->fused_softmax_xent = m->spec.loss == CT_LOSS_XENT;
+    if (m->fused_softmax_xent) last->act_fwd = CT_ACT_LINEAR; /* softmax lives in the loss */
+}
+
+static void *take(ct_model *m, size_t bytes, ct_error *err) {
+    void *p = m->be->ops->alloc(m->be, bytes, err);
+    if (p) m->device_bytes += bytes;
+    return p;
+}
+
+int ct_model_build(ct_model *m, const ct_model_spec *spec, ct_backend *be, int max_rows, uint64_t seed,
+                   ct_error *err) {
+    memset(m, 0, sizeof *m);
+    if (ct_model_spec_validate(spec, err)) return -1;
+    if (max_rows <= 0) return ct_fail(err, CT_EXIT_USAGE, "model: batch rows must be positive (got %d)", max_rows);
+    m->spec = *spec;
+    m->be = be;
+    m->max_rows = max_rows;
+    plan_layers(m);
+
+    size_t act_floats = 0;
+    for (int i = 0; i < m->n_layers; ++i) act_floats += 2 * align_floats((size_t)max_rows * m->layers[i].out_dim);
+    int slots = ct_optim_state_slots(&spec->optim);
+    size_t rows = (size_t)max_rows;
+
+    if (!(m->params = take(m, m->n_params * sizeof(float), err)) ||
+        !(m->grads = take(m, m->n_params * sizeof(float), err)) ||
+        (slots && !(m->opt_state = take(m, (size_t)slots * m->n_params * sizeof(float), err))) ||
+        !(m->opt_t = take(m, sizeof(uint64_t), err)) ||
+        !(m->activations = take(m, act_floats * sizeof(float), err)) ||
+        !(m->x = take(m, rows * (size_t)spec->input_dim * sizeof(float), err)) ||
+        !(m->labels = take(m, rows * sizeof(int32_t), err)) ||
+        !(m->row_loss = take(m, rows * sizeof(float), err)) ||
+        !(m->row_correct = take(m, rows * sizeof(float), err)) ||
+        !(m->eval_acc = take(m, 2 * sizeof(double), err))) {
+        ct_model_free(m);
+        return -1;
+    }
+    float *cursor = m->activations;
+    for (int i = 0; i < m->n_layers; ++i) {
+        size_t n = align_floats(rows * m->layers[i].out_dim);
+        m->layers[i].y = cursor;
+        m->layers[i].dy = cursor + n;
+        cursor += 2 * n;
+    }
+    const ct_backend_ops *o = be->ops;
+    o->zero(be, m->grads, m->n_params * sizeof(float));
+    if (slots) o->zero(be, m->opt_state, (size_t)slots * m->n_params * sizeof(float));
+    o->zero(be, m->opt_t, sizeof(uint64_t));
+    o->zero(be, m->activations, act_floats * sizeof(float));
+
+    float *host = malloc(m->n_params * sizeof(float));
+    if (!host) {
+        ct_model_free(m);
+        return ct_fail(err, CT_EXIT_FAILURE, "model: out of host memory for %zu parameters", m->n_params);
+    }
+    for (int i = 0; i < m->n_layers; ++i)
+        if (m->layers[i].param_index >= 0) init_layer(m, &m->layers[i], seed, host);
+    ct_model_set_params(m, host);
+    free(host);
+    return 0;
+}
+
+void ct_model_free(ct_model *m) {
+    if (!m->be) return;
+    void *bufs[] = {m->params, m->grads, m->opt_state, m->opt_t, m->activations,
+                    m->x, m->labels, m->row_loss, m->row_correct, m->eval_acc};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; ++i)
+        if (bufs[i]) m->be->ops->free(m->be, bufs[i]);
+    memset(m, 0, sizeof *m);
+}
+
+static const float *layer_input(const ct_model *m, int i) { return i == 0 ? m->x : m->layers[i - 1].y; }
+
+void ct_model_forward(ct_model *m, int rows, int train, uint64_t seed, uint64_t step) {
+    ct_backend *be = m->be;
+    const ct_backend_ops *o = be->ops;
+    for (int i = 0; i < m->n_layers; ++i) {
+        ct_layer *l = &m->layers[i];
+        const float *x = layer_input(m, i);
+        if (l->spec.kind == CT_LAYER_DENSE) {
+            o->gemm(be, 0, 1, rows, l->out_dim, l->in_dim, 1.0f, x, l->in_dim, m->params + l->w_off, l->in_dim,
+                    0.0f, l->y, l->out_dim);
+            o->bias_act_forward(be, l->act_fwd, rows, l->out_dim, m->params + l->b_off, l->y);
+        } else {
+            float rate = train ? l->spec.rate : 0.0f; /* eval: identity */
+            o->dropout_forward(be, (size_t)rows * l->out_dim, rate, seed, CT_STREAM_DROPOUT(step, i), x, l->y);
+        }
+    }
+}
+
+void ct_model_loss(ct_model *m, int rows, int grad) {
+    ct_layer *last = &m->layers[m->n_layers - 1];
+    float scale = rows > 0 ? 1.0f / (float)rows : 0.0f;
+    float *d = grad ? last->dy : NULL;
+    if (m->spec.loss == CT_LOSS_XENT)
+        m->be->ops->softmax_xent(m->be, rows, m->classes, last->y, m->labels, scale, d, m->row_loss, m->row_correct);
+    else
+        m->be->ops->mse_onehot(m->be, rows, m->classes, last->y, m->labels, scale, d, m->row_loss, m->row_correct);
+}
+
+void ct_model_backward(ct_model *m, int rows, uint64_t seed, uint64_t step) {
+    ct_backend *be = m->be;
+    const ct_backend_ops *o = be->ops;
+    for (int i = m->n_layers - 1; i >= 0; --i) {
+        ct_layer *l = &m->layers[i];
+        const float *x = layer_input(m, i);
+        float *dx = i > 0 ? m->layers[i - 1].dy : NULL;
+        if (l->spec.kind == CT_LAYER_DENSE) {
+            o->bias_act_backward(be, l->act_fwd, rows, l->out_dim, l->y, l->dy, m->grads + l->b_off);
+            o->gemm(be, 1, 0, l->out_dim, l->in_dim, rows, 1.0f, l->dy, l->out_dim, x, l->in_dim, 0.0f,
+                    m->grads + l->w_off, l->in_dim);
+            if (dx)
+                o->gemm(be, 0, 0, rows, l->in_dim, l->out_dim, 1.0f, l->dy, l->out_dim, m->params + l->w_off,
+                        l->in_dim, 0.0f, dx, l->in_dim);
+        } else if (dx) {
+            o->dropout_backward(be, (size_t)rows * l->out_dim, l->spec.rate, seed, CT_STREAM_DROPOUT(step, i), l->dy,
+                                dx);
+        }
+    }
+}
+
+void ct_model_get_params(ct_model *m, float *host) {
+    m->be->ops->download(m->be, host, m->params, m->n_params * sizeof(float));
+}
+
+void ct_model_set_params(ct_model *m, const float *host) {
+    m->be->ops->upload(m->be, m->params, host, m->n_params * sizeof(float));
+}

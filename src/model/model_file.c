@@ -1,0 +1,244 @@
+/* The model-file format (docs/model-format.md): one directive per line,
+ * Keras's vocabulary, '#' comments.
+ *
+ *   input 784
+ *   dense 512 relu
+ *   dropout 0.2
+ *   dense 10 softmax
+ *   loss categorical_crossentropy
+ *   optimizer adam lr=0.001
+ *   batch_size 128
+ *
+ * Errors name "<file>:<line>:" and what was expected there. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "cutrain/model.h"
+#include "src/io/parse.h"
+
+#define MAX_TOKENS 16
+#define MAX_FILE_BYTES (1 << 20)
+
+typedef struct parser {
+    const char *path;
+    int line;
+    ct_model_spec *spec;
+    int seen_input, seen_loss, seen_optimizer, seen_batch, seen_init;
+    ct_error *err;
+} parser;
+
+#define PFAIL(p, ...) fail_at((p), __VA_ARGS__)
+
+static int fail_at(parser *p, const char *fmt, ...) CT_PRINTF(2, 3);
+
+static int fail_at(parser *p, const char *fmt, ...) {
+    char what[480];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return ct_fail(p->err, CT_EXIT_BAD_INPUT, "%s:%d: %s", p->path, p->line, what);
+}
+
+static int split(char *line, char **tok) {
+    int n = 0;
+    for (char *s = strtok(line, " \t\r"); s; s = strtok(NULL, " \t\r")) {
+        if (n == MAX_TOKENS) return -1;
+        tok[n++] = s;
+    }
+    return n;
+}
+
+static int parse_units(parser *p, const char *s, const char *what, int *out) {
+    long v;
+    if (ct_parse_long(s, 1, 1 << 20, &v) != 0)
+        return PFAIL(p, "%s: expected a whole number from 1 to %d, got '%s'", what, 1 << 20, s);
+    *out = (int)v;
+    return 0;
+}
+
+static int directive_dense(parser *p, char **tok, int n) {
+    ct_model_spec *s = p->spec;
+    if (s->n_layers == CT_MAX_LAYERS) return PFAIL(p, "too many layers (at most %d)", CT_MAX_LAYERS);
+    if (n < 2) return PFAIL(p, "dense: expected 'dense UNITS [ACTIVATION] [name=NAME]'");
+    ct_layer_spec l;
+    memset(&l, 0, sizeof l);
+    l.kind = CT_LAYER_DENSE;
+    if (parse_units(p, tok[1], "dense units", &l.units)) return -1;
+    for (int i = 2; i < n; ++i) {
+        const char *v = tok[i];
+        if (strncasecmp(v, "activation=", 11) == 0) v += 11;
+        if (strncasecmp(v, "name=", 5) == 0) {
+            snprintf(l.name, sizeof l.name, "%s", v + 5);
+            continue;
+        }
+        int act = ct_activation_parse(v);
+        if (act < 0)
+            return PFAIL(p, "dense: unknown activation '%s' (expected linear, relu, sigmoid, tanh or softmax)", v);
+        l.act = (ct_activation)act;
+    }
+    s->layers[s->n_layers++] = l;
+    return 0;
+}
+
+static int directive_dropout(parser *p, char **tok, int n) {
+    ct_model_spec *s = p->spec;
+    if (s->n_layers == CT_MAX_LAYERS) return PFAIL(p, "too many layers (at most %d)", CT_MAX_LAYERS);
+    double rate;
+    const char *v = n >= 2 ? tok[1] : "";
+    if (strncasecmp(v, "rate=", 5) == 0) v += 5;
+    if (n < 2 || n > 3 || ct_parse_double(v, &rate) != 0 || rate < 0.0 || rate >= 1.0)
+        return PFAIL(p, "dropout: expected 'dropout RATE' with RATE in [0, 1), got '%s'", v);
+    ct_layer_spec l;
+    memset(&l, 0, sizeof l);
+    l.kind = CT_LAYER_DROPOUT;
+    l.rate = (float)rate;
+    if (n == 3) {
+        if (strncasecmp(tok[2], "name=", 5) != 0) return PFAIL(p, "dropout: unexpected '%s'", tok[2]);
+        snprintf(l.name, sizeof l.name, "%s", tok[2] + 5);
+    }
+    s->layers[s->n_layers++] = l;
+    return 0;
+}
+
+/* key=value settings of the optimizer line. */
+static int optimizer_option(parser *p, ct_optim_config *o, const char *kv) {
+    const char *eq = strchr(kv, '=');
+    if (!eq) return PFAIL(p, "optimizer: expected key=value, got '%s'", kv);
+    char key[32];
+    snprintf(key, sizeof key, "%.*s", (int)(eq - kv), kv);
+    double v;
+    if (ct_parse_double(eq + 1, &v) != 0) return PFAIL(p, "optimizer: %s: expected a number, got '%s'", key, eq + 1);
+    struct { const char *name; float *field; double lo, hi; } opts[] = {
+        {"lr", &o->lr, 0, 10},          {"learning_rate", &o->lr, 0, 10},
+        {"momentum", &o->momentum, 0, 1}, {"beta1", &o->beta1, 0, 1},
+        {"beta_1", &o->beta1, 0, 1},    {"beta2", &o->beta2, 0, 1},
+        {"beta_2", &o->beta2, 0, 1},    {"eps", &o->eps, 0, 1},
+        {"epsilon", &o->eps, 0, 1},     {"rho", &o->rho, 0, 1},
+        {"weight_decay", &o->weight_decay, 0, 1}, {"clipnorm", &o->clip_norm, 0, 1e12},
+        {"global_clipnorm", &o->clip_norm, 0, 1e12},
+    };
+    if (strcasecmp(key, "nesterov") == 0) {
+        if (v != 0 && v != 1) return PFAIL(p, "optimizer: nesterov: expected 0 or 1, got '%s'", eq + 1);
+        o->nesterov = (int)v;
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; ++i) {
+        if (strcasecmp(key, opts[i].name) != 0) continue;
+        int open_low = strcmp(opts[i].name, "lr") == 0 || strcmp(opts[i].name, "learning_rate") == 0;
+        if (v < opts[i].lo || v >= opts[i].hi || (open_low && v == 0))
+            return PFAIL(p, "optimizer: %s=%s is out of range (expected %s%g to %g)", key, eq + 1,
+                         open_low ? "more than " : "", opts[i].lo, opts[i].hi);
+        *opts[i].field = (float)v;
+        return 0;
+    }
+    return PFAIL(p, "optimizer: unknown setting '%s' (expected lr, momentum, nesterov, beta1, beta2, eps, rho, "
+                    "weight_decay or clipnorm)", key);
+}
+
+static int directive_optimizer(parser *p, char **tok, int n) {
+    if (n < 2) return PFAIL(p, "optimizer: expected 'optimizer NAME [key=value ...]'");
+    int kind = ct_optim_parse_kind(tok[1]);
+    if (kind < 0) return PFAIL(p, "optimizer: unknown optimizer '%s' (expected sgd, adam, adamw or rmsprop)", tok[1]);
+    ct_optim_config o = ct_optim_defaults((ct_optimizer_kind)kind);
+    for (int i = 2; i < n; ++i)
+        if (optimizer_option(p, &o, tok[i])) return -1;
+    p->spec->optim = o;
+    p->seen_optimizer = 1;
+    return 0;
+}
+
+static int expect_args(parser *p, const char *what, int n, int want) {
+    return n == want ? 0 : PFAIL(p, "%s: expected %d value%s, got %d", what, want - 1, want == 2 ? "" : "s", n - 1);
+}
+
+static int directive(parser *p, char **tok, int n) {
+    ct_model_spec *s = p->spec;
+    const char *d = tok[0];
+    if (strcasecmp(d, "input") == 0) {
+        if (p->seen_input) return PFAIL(p, "input: given twice");
+        if (s->n_layers) return PFAIL(p, "input: must come before the first layer");
+        if (expect_args(p, "input", n, 2) || parse_units(p, tok[1], "input size", &s->input_dim)) return -1;
+        p->seen_input = 1;
+        return 0;
+    }
+    if (strcasecmp(d, "dense") == 0) return directive_dense(p, tok, n);
+    if (strcasecmp(d, "dropout") == 0) return directive_dropout(p, tok, n);
+    if (strcasecmp(d, "optimizer") == 0) return directive_optimizer(p, tok, n);
+    if (strcasecmp(d, "loss") == 0) {
+        if (expect_args(p, "loss", n, 2)) return -1;
+        int loss = ct_loss_parse(tok[1]);
+        if (loss < 0) return PFAIL(p, "loss: unknown loss '%s' (expected categorical_crossentropy or mse)", tok[1]);
+        s->loss = (ct_loss_kind)loss;
+        p->seen_loss = 1;
+        return 0;
+    }
+    if (strcasecmp(d, "init") == 0 || strcasecmp(d, "kernel_initializer") == 0) {
+        if (expect_args(p, "init", n, 2)) return -1;
+        int init = ct_init_parse(tok[1]);
+        if (init < 0) return PFAIL(p, "init: unknown initializer '%s' (expected glorot_uniform, he_uniform or he_normal)", tok[1]);
+        s->init = (ct_init_kind)init;
+        return 0;
+    }
+    if (strcasecmp(d, "batch_size") == 0) {
+        if (expect_args(p, "batch_size", n, 2) || parse_units(p, tok[1], "batch_size", &s->batch_size)) return -1;
+        return 0;
+    }
+    return PFAIL(p, "unknown directive '%s' (expected input, dense, dropout, loss, optimizer, init or batch_size)", d);
+}
+
+static int parse_stream(parser *p, FILE *f) {
+    char line[1024];
+    while (fgets(line, sizeof line, f)) {
+        ++p->line;
+        size_t len = strlen(line);
+        if (len == sizeof line - 1 && line[len - 1] != '\n' && !feof(f))
+            return PFAIL(p, "line longer than %zu characters", sizeof line - 2);
+        if (memchr(line, '\0', len) != NULL && strlen(line) != len) return PFAIL(p, "binary data in a text model file");
+        char *hash = strchr(line, '#');
+        if (hash) *hash = '\0';
+        line[strcspn(line, "\n")] = '\0';
+        char *tok[MAX_TOKENS];
+        int n = split(line, tok);
+        if (n < 0) return PFAIL(p, "too many words on one line (at most %d)", MAX_TOKENS);
+        if (n == 0) continue;
+        if (directive(p, tok, n)) return -1;
+    }
+    if (ferror(f)) return ct_fail(p->err, CT_EXIT_BAD_INPUT, "%s: read error: %s", p->path, strerror(errno));
+    return 0;
+}
+
+int ct_model_spec_parse_file(const char *path, ct_model_spec *out, ct_error *err) {
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: no such model preset or file (presets: seed, mlp)", path);
+    if (!S_ISREG(st.st_mode)) return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: is not a regular model file", path);
+    if (st.st_size > MAX_FILE_BYTES)
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %lld bytes is too large for a model file (at most %d)", path,
+                       (long long)st.st_size, MAX_FILE_BYTES);
+    FILE *f = fopen(path, "r");
+    if (!f) return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: cannot open: %s", path, strerror(errno));
+
+    ct_model_spec s;
+    memset(&s, 0, sizeof s);
+    s.loss = CT_LOSS_XENT;
+    s.init = CT_INIT_GLOROT_UNIFORM;
+    s.optim = ct_optim_defaults(CT_OPT_ADAM);
+    s.batch_size = 32; /* Keras's fit() default */
+    snprintf(s.name, sizeof s.name, "%s", path);
+    parser p = {.path = path, .spec = &s, .err = err};
+    int rc = parse_stream(&p, f);
+    fclose(f);
+    if (rc) return -1;
+    if (!p.seen_input)
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: no 'input SIZE' line (e.g. 'input 784' for MNIST)", path);
+    if (s.n_layers == 0) return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: no layers (add e.g. 'dense 10 softmax')", path);
+    ct_model_spec_name_layers(&s);
+    if (ct_model_spec_validate(&s, err)) return -1;
+    *out = s;
+    return 0;
+}

@@ -1,0 +1,228 @@
+/* The training loop. Nothing in the step synchronises with the host: the
+ * step writes its record into a ring in backend memory and the host reads
+ * the ring back every `drain_every` steps and at epoch end, then logs the
+ * records and lets the health checks judge them. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cutrain/train.h"
+#include "src/io/clock.h"
+
+ct_train_options ct_train_defaults(const ct_model_spec *spec) {
+    ct_train_options o;
+    memset(&o, 0, sizeof o);
+    o.epochs = 1;
+    o.batch_size = spec->batch_size;
+    o.seed = 0;
+    o.on_nan = CT_ON_NAN_STOP;
+    /* A healthy step moves weights by ~1e-3 of their size; 1e-7 is four orders
+     * below that (Adam at lr 1e-10 gives ~1e-9). */
+    o.th.vanishing_update_ratio = 1e-7;
+    o.th.exploding_grad_norm = 1e4;
+    o.drain_every = 32;
+    return o;
+}
+
+uint64_t ct_steps_per_epoch(size_t n, int batch_size, int drop_last) {
+    if (batch_size <= 0) return 0;
+    size_t b = (size_t)batch_size;
+    return drop_last ? n / b : (n + b - 1) / b;
+}
+
+typedef struct run {
+    ct_model *m;
+    const ct_train_options *opt;
+    ct_logger *log;
+    ct_health health;
+    ct_optim_config optim;
+    ct_device_data train;
+    ct_step_record *ring;      /* backend memory */
+    ct_step_record *host_ring;
+    int ring_used;
+    uint64_t step;
+    int exit_code;
+    /* this epoch so far */
+    double ep_loss, ep_correct;
+    uint64_t ep_samples, ep_steps, ep_empty, ep_skipped;
+} run;
+
+static void drain(run *r) {
+    if (r->ring_used == 0) return;
+    ct_backend *be = r->m->be;
+    be->ops->download(be, r->host_ring, r->ring, (size_t)r->ring_used * sizeof(ct_step_record));
+    for (int i = 0; i < r->ring_used; ++i) {
+        const ct_step_record *rec = &r->host_ring[i];
+        ct_log_step(r->log, rec);
+        r->ep_loss += rec->loss_sum;
+        r->ep_correct += rec->correct;
+        r->ep_samples += rec->batch_size;
+        ++r->ep_steps;
+        if (rec->flags & CT_FLAG_EMPTY_BATCH) ++r->ep_empty;
+        if (rec->flags & CT_FLAG_SKIPPED_UPDATE) ++r->ep_skipped;
+        ct_diagnosis diag[CT_HEALTH_MAX_DIAG];
+        int nd = ct_health_observe(&r->health, rec, diag);
+        for (int k = 0; k < nd; ++k) ct_log_diagnosis(r->log, &diag[k]);
+    }
+    r->ring_used = 0;
+    if (r->health.stop && r->exit_code == CT_EXIT_OK) r->exit_code = CT_EXIT_HEALTH_STOP;
+}
+
+static void train_step(run *r, uint32_t epoch, uint64_t batch, int rows) {
+    ct_model *m = r->m;
+    ct_backend *be = m->be;
+    const ct_backend_ops *o = be->ops;
+    uint64_t seed = r->opt->seed, step = r->step;
+    if (rows > 0) {
+        o->gather_batch(be, &r->train.ds, r->train.order + batch * (uint64_t)r->opt->batch_size, rows, m->x,
+                        m->labels);
+        ct_model_forward(m, rows, 1, seed, step);
+        ct_model_loss(m, rows, 1);
+        ct_model_backward(m, rows, seed, step);
+    } else {
+        o->zero(be, m->grads, m->n_params * sizeof(float));
+    }
+    ct_stats_args a = {
+        .grads = m->grads,
+        .n = m->n_params,
+        .n_layers = (uint32_t)m->n_param_layers,
+        .layer_begin = m->param_begin,
+        .row_loss = m->row_loss,
+        .row_correct = m->row_correct,
+        .rows = (uint32_t)rows,
+        .step = step,
+        .epoch = epoch,
+        .th = r->opt->th,
+    };
+    ct_step_record *rec = r->ring + r->ring_used;
+    o->step_stats(be, &a, rec);
+    ct_optim_buffers buf = {m->params, m->grads, m->opt_state, m->opt_t, m->n_params};
+    o->optimizer_step(be, &r->optim, &buf, &r->opt->th, rec);
+    if (++r->ring_used == r->opt->drain_every) drain(r);
+}
+
+static void show_progress(run *r, uint32_t epoch, uint64_t done, uint64_t total, double t0) {
+    double el = ct_now() - t0;
+    double sps = el > 0 ? (double)r->ep_samples / el : 0;
+    double eta = done ? el * (double)(total - done) / (double)done : 0;
+    double n = r->ep_samples ? (double)r->ep_samples : NAN;
+    ct_log_progress(r->log, epoch, (uint32_t)r->opt->epochs, done, total, r->ep_loss / n, r->ep_correct / n, sps,
+                    eta);
+}
+
+static int interrupted(const run *r) { return r->opt->interrupt && *r->opt->interrupt; }
+
+/* Trains one epoch; returns 0 to go on, 1 when training should end. */
+static int train_epoch(run *r, uint32_t epoch, const ct_device_data *test, ct_run_summary *sum) {
+    ct_model *m = r->m;
+    ct_backend *be = m->be;
+    const ct_train_options *opt = r->opt;
+    size_t n = r->train.ds.count;
+    uint64_t steps = ct_steps_per_epoch(n, opt->batch_size, opt->drop_last);
+
+    ct_shuffle_indices(r->train.host_order, n, opt->seed, epoch);
+    be->ops->upload(be, r->train.order, r->train.host_order, n * sizeof(int32_t));
+    r->ep_loss = r->ep_correct = 0;
+    r->ep_samples = r->ep_steps = r->ep_empty = r->ep_skipped = 0;
+
+    double t0 = ct_now(), last_shown = t0;
+    int end = 0;
+    for (uint64_t k = 0; k < steps; ++k) {
+        if (interrupted(r)) {
+            r->exit_code = CT_EXIT_INTERRUPTED;
+            break;
+        }
+        if (opt->max_steps && r->step >= opt->max_steps) break;
+        size_t first = k * (size_t)opt->batch_size;
+        int rows = (int)(n - first < (size_t)opt->batch_size ? n - first : (size_t)opt->batch_size);
+        ++r->step;
+        train_step(r, epoch, k, rows);
+        if (r->exit_code != CT_EXIT_OK) break;
+        if (r->ring_used == 0 && ct_now() - last_shown > 0.25) {
+            show_progress(r, epoch, k + 1, steps, t0);
+            last_shown = ct_now();
+        }
+    }
+    drain(r);
+    be->ops->sync(be);
+    double train_s = ct_now() - t0;
+    if (r->exit_code != CT_EXIT_OK || (opt->max_steps && r->step >= opt->max_steps)) end = 1;
+
+    ct_epoch_summary e;
+    memset(&e, 0, sizeof e);
+    e.epoch = epoch;
+    e.steps = r->ep_steps;
+    e.samples = r->ep_samples;
+    e.train_loss = r->ep_samples ? r->ep_loss / (double)r->ep_samples : NAN;
+    e.train_acc = r->ep_samples ? r->ep_correct / (double)r->ep_samples : NAN;
+    e.seconds = train_s;
+    e.samples_per_s = train_s > 0 ? (double)r->ep_samples / train_s : 0;
+    e.empty_batches = r->ep_empty;
+    e.skipped_steps = r->ep_skipped;
+    e.test_loss = e.test_acc = NAN;
+    /* A stopped run's weights are not worth a test score; an interrupted or
+     * step-limited one is: the user asked for it to end there. */
+    if (r->exit_code != CT_EXIT_HEALTH_STOP) {
+        double t1 = ct_now();
+        ct_evaluate(m, test, &e.test_loss, &e.test_acc);
+        e.eval_seconds = ct_now() - t1;
+        sum->test_loss = e.test_loss;
+        sum->test_acc = e.test_acc;
+    }
+    ct_log_epoch(r->log, &e, (uint32_t)opt->epochs);
+    sum->epochs = epoch;
+    return end;
+}
+
+int ct_train(ct_model *m, const ct_dataset *train, const ct_dataset *test, const ct_train_options *opt,
+             ct_logger *log, ct_run_summary *sum, ct_error *err) {
+    if (opt->batch_size <= 0 || opt->batch_size > m->max_rows)
+        return ct_fail(err, CT_EXIT_USAGE, "batch size %d does not fit the model's planned %d rows", opt->batch_size,
+                       m->max_rows);
+    if (opt->drain_every <= 0) return ct_fail(err, CT_EXIT_USAGE, "drain interval must be positive");
+    ct_backend *be = m->be;
+    run r;
+    memset(&r, 0, sizeof r);
+    r.m = m;
+    r.opt = opt;
+    r.log = log;
+    r.optim = m->spec.optim;
+    /* stop and skip both keep the last good weights; only warn lets NaN in. */
+    r.optim.skip_nonfinite = opt->on_nan != CT_ON_NAN_WARN;
+    char names[CT_MAX_PARAM_LAYERS][32];
+    for (int i = 0; i < m->n_param_layers; ++i) memcpy(names[i], m->layers[m->param_layer[i]].spec.name, 32);
+    ct_health_init(&r.health, opt->on_nan, m->spec.optim.lr, m->n_param_layers, (const char(*)[32])names);
+
+    ct_device_data dtest;
+    memset(&dtest, 0, sizeof dtest);
+    size_t ring_bytes = (size_t)opt->drain_every * sizeof(ct_step_record);
+    r.host_ring = malloc(ring_bytes);
+    if (!r.host_ring) return ct_fail(err, CT_EXIT_FAILURE, "out of host memory for the record ring");
+    int rc = -1;
+    if (!(r.ring = be->ops->alloc(be, ring_bytes, err))) goto out;
+    if (ct_device_data_upload(be, train, &r.train, err) || ct_device_data_upload(be, test, &dtest, err)) goto out;
+
+    memset(sum, 0, sizeof *sum);
+    sum->test_loss = sum->test_acc = NAN;
+    double t0 = ct_now();
+    for (int epoch = 1; epoch <= opt->epochs; ++epoch)
+        if (train_epoch(&r, (uint32_t)epoch, &dtest, sum)) break;
+    sum->seconds = ct_now() - t0;
+    sum->steps = r.step;
+    sum->exit_code = r.exit_code;
+    sum->status = r.exit_code == CT_EXIT_OK            ? "completed"
+                  : r.exit_code == CT_EXIT_HEALTH_STOP ? "stopped"
+                                                       : "interrupted";
+    sum->seed = opt->seed;
+    sum->params = m->n_params;
+    sum->model = m->spec.name;
+    sum->device = opt->device_name ? opt->device_name : be->description;
+    ct_log_summary(log, sum);
+    rc = r.exit_code;
+out:
+    ct_device_data_free(be, &dtest);
+    ct_device_data_free(be, &r.train);
+    if (r.ring) be->ops->free(be, r.ring);
+    free(r.host_ring);
+    return rc;
+}

@@ -1,0 +1,165 @@
+#include "support/fixtures.h"
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+
+namespace ct_test {
+
+TempDir::TempDir() {
+    const char *base = getenv("TMPDIR");
+    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/cutrain-test-XXXXXX";
+    std::vector<char> buf(tmpl.begin(), tmpl.end());
+    buf.push_back('\0');
+    if (!mkdtemp(buf.data())) throw std::runtime_error("mkdtemp failed");
+    path_ = buf.data();
+}
+
+TempDir::~TempDir() {
+    std::string cmd = "rm -rf '" + path_ + "'";
+    if (system(cmd.c_str()) != 0) { /* best effort */
+    }
+}
+
+static void put_be32(std::vector<uint8_t> &v, uint32_t x) {
+    for (int s = 24; s >= 0; s -= 8) v.push_back((uint8_t)(x >> s));
+}
+
+void write_file(const std::string &path, const std::vector<uint8_t> &bytes) {
+    std::ofstream f(path, std::ios::binary);
+    f.write(reinterpret_cast<const char *>(bytes.data()), (std::streamsize)bytes.size());
+    if (!f) throw std::runtime_error("cannot write " + path);
+}
+
+void write_text(const std::string &path, const std::string &text) {
+    write_file(path, std::vector<uint8_t>(text.begin(), text.end()));
+}
+
+std::vector<uint8_t> read_file(const std::string &path) {
+    std::ifstream f(path, std::ios::binary);
+    return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+bool file_exists(const std::string &path) {
+    struct stat st;
+    return stat(path.c_str(), &st) == 0;
+}
+
+void write_idx_u8(const std::string &path, const std::vector<uint32_t> &dims, const std::vector<uint8_t> &data,
+                  bool gzip) {
+    std::vector<uint8_t> bytes = {0, 0, 0x08, (uint8_t)dims.size()};
+    for (uint32_t d : dims) put_be32(bytes, d);
+    bytes.insert(bytes.end(), data.begin(), data.end());
+    if (!gzip) return write_file(path, bytes);
+    gzFile g = gzopen(path.c_str(), "wb");
+    if (!g || gzwrite(g, bytes.data(), (unsigned)bytes.size()) != (int)bytes.size() || gzclose(g) != Z_OK)
+        throw std::runtime_error("cannot gzip " + path);
+}
+
+static void synth(int n, int side, int classes, uint32_t seed, std::vector<uint8_t> &img, std::vector<uint8_t> &lab) {
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<int> noise(0, 40), cls(0, classes - 1);
+    int pix = side * side;
+    img.assign((size_t)n * pix, 0);
+    lab.assign((size_t)n, 0);
+    for (int i = 0; i < n; ++i) {
+        int c = cls(rng);
+        lab[i] = (uint8_t)c;
+        for (int p = 0; p < pix; ++p) {
+            // class c lights up every pixel p with p % classes == c
+            int v = noise(rng) + ((p % classes) == c ? 180 : 0);
+            img[(size_t)i * pix + p] = (uint8_t)(v > 255 ? 255 : v);
+        }
+    }
+}
+
+void write_synthetic_mnist(const std::string &dir, int n_train, int n_test, int side, int classes, uint32_t seed) {
+    std::vector<uint8_t> img, lab;
+    synth(n_train, side, classes, seed, img, lab);
+    write_idx_u8(dir + "/train-images-idx3-ubyte", {(uint32_t)n_train, (uint32_t)side, (uint32_t)side}, img);
+    write_idx_u8(dir + "/train-labels-idx1-ubyte", {(uint32_t)n_train}, lab);
+    synth(n_test, side, classes, seed + 1000, img, lab);
+    write_idx_u8(dir + "/t10k-images-idx3-ubyte", {(uint32_t)n_test, (uint32_t)side, (uint32_t)side}, img);
+    write_idx_u8(dir + "/t10k-labels-idx1-ubyte", {(uint32_t)n_test}, lab);
+}
+
+ct_dataset synthetic_dataset(int n, int side, int classes, uint32_t seed) {
+    std::vector<uint8_t> img, lab;
+    synth(n, side, classes, seed, img, lab);
+    ct_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    ds.elem_type = CT_ELEM_U8;
+    ds.count = (size_t)n;
+    ds.sample_elems = (size_t)side * side;
+    ds.image_dims[0] = ds.image_dims[1] = (uint32_t)side;
+    ds.images = malloc(img.size() ? img.size() : 1);
+    ds.labels = (uint8_t *)malloc(lab.size() ? lab.size() : 1);
+    memcpy(ds.images, img.data(), img.size());
+    memcpy(ds.labels, lab.data(), lab.size());
+    ds.max_label = classes - 1;
+    snprintf(ds.images_path, sizeof ds.images_path, "synthetic-images");
+    snprintf(ds.labels_path, sizeof ds.labels_path, "synthetic-labels");
+    return ds;
+}
+
+RunResult run_cutrain(const std::string &args) {
+    std::string cmd = std::string(CT_CUTRAIN_EXE) + " " + args + " 2>&1";
+    FILE *p = popen(cmd.c_str(), "r");
+    if (!p) throw std::runtime_error("popen failed");
+    std::string out;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    int status = pclose(p);
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    return {code, out};
+}
+
+static bool has_mnist(const std::string &dir) {
+    return file_exists(dir + "/train-images-idx3-ubyte") || file_exists(dir + "/train-images-idx3-ubyte.gz");
+}
+
+std::string mnist_dir() {
+    const char *env = getenv("CUTRAIN_MNIST_DIR");
+    if (env && *env && has_mnist(env)) return env;
+    std::string repo = CT_SOURCE_DIR;
+    for (const std::string &d : {repo + "/data/mnist", repo + "/../shared/data/mnist"})
+        if (has_mnist(d)) return d;
+    return "";
+}
+
+std::vector<std::string> read_lines(const std::string &path) {
+    std::ifstream f(path);
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(f, line);) lines.push_back(line);
+    return lines;
+}
+
+std::vector<std::string> jsonl_of_type(const std::string &path, const std::string &type) {
+    std::vector<std::string> out;
+    std::string tag = "\"type\":\"" + type + "\"";
+    for (const std::string &l : read_lines(path))
+        if (l.find(tag) != std::string::npos) out.push_back(l);
+    return out;
+}
+
+double json_number(const std::string &line, const std::string &key) {
+    std::string k = "\"" + key + "\":";
+    size_t at = line.find(k);
+    if (at == std::string::npos) return NAN;
+    const char *s = line.c_str() + at + k.size();
+    if (strncmp(s, "null", 4) == 0) return NAN;
+    return strtod(s, nullptr);
+}
+
+}  // namespace ct_test

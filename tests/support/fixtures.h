@@ -1,0 +1,61 @@
+// Test support: temporary directories, small IDX files, synthetic datasets,
+// and running the cutrain command.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cutrain/cutrain.h"
+
+namespace ct_test {
+
+// A fresh directory under $TMPDIR, removed (recursively) on destruction.
+class TempDir {
+  public:
+    TempDir();
+    ~TempDir();
+    TempDir(const TempDir &) = delete;
+    TempDir &operator=(const TempDir &) = delete;
+    const std::string &path() const { return path_; }
+    std::string file(const std::string &name) const { return path_ + "/" + name; }
+
+  private:
+    std::string path_;
+};
+
+// Writes an IDX file of unsigned bytes with the given dims (big-endian header).
+void write_idx_u8(const std::string &path, const std::vector<uint32_t> &dims, const std::vector<uint8_t> &data,
+                  bool gzip = false);
+std::vector<uint8_t> read_file(const std::string &path);
+void write_file(const std::string &path, const std::vector<uint8_t> &bytes);
+void write_text(const std::string &path, const std::string &text);
+bool file_exists(const std::string &path);
+
+// A learnable synthetic "MNIST": n items of side x side bytes, `classes`
+// labels, each class a distinct bright blob plus noise. Written with the
+// standard MNIST file names into dir (train and t10k).
+void write_synthetic_mnist(const std::string &dir, int n_train, int n_test, int side = 8, int classes = 10,
+                           uint32_t seed = 1);
+
+// The same data in memory, for the C API.
+ct_dataset synthetic_dataset(int n, int side, int classes, uint32_t seed);
+
+struct RunResult {
+    int exit_code;
+    std::string out;  // stdout and stderr together
+};
+// Runs `cutrain <args>` (the built executable), capturing its output.
+RunResult run_cutrain(const std::string &args);
+
+// The real MNIST directory: $CUTRAIN_MNIST_DIR, <repo>/data/mnist, or
+// <repo>/../shared/data/mnist; "" when none has the files.
+std::string mnist_dir();
+
+// Lines of a text file, and JSONL lines whose "type" is `type`.
+std::vector<std::string> read_lines(const std::string &path);
+std::vector<std::string> jsonl_of_type(const std::string &path, const std::string &type);
+// The number after "key": in a JSON line (NaN when absent or null).
+double json_number(const std::string &line, const std::string &key);
+
+}  // namespace ct_test

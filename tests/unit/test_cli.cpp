@@ -1,0 +1,200 @@
+// The cutrain command end to end on small synthetic MNIST-format data:
+// the contracts of README.md (flags, JSONL, exit statuses, messages).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "support/fixtures.h"
+
+using namespace ct_test;
+
+namespace {
+
+const char *kModel = "input 64\ndense 16 relu\ndense 10 softmax\noptimizer adam lr=0.01\nbatch_size 32\n";
+
+class Cli : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        write_synthetic_mnist(dir.path(), 200, 50);
+        write_text(model(), kModel);
+    }
+    std::string model() const { return dir.file("model.txt"); }
+    // Without --device: each test adds it (the flag may be given once).
+    std::string base_any() const { return "train --quiet --model " + model() + " --data " + dir.path(); }
+    std::string base() const { return base_any() + " --device cpu"; }
+    TempDir dir;
+};
+
+TEST_F(Cli, HelpAndUnknownCommand) {
+    RunResult r = run_cutrain("train --help");
+    EXPECT_EQ(r.exit_code, 0);
+    EXPECT_NE(r.out.find("--log-jsonl"), std::string::npos);
+    EXPECT_NE(r.out.find("--on-nan"), std::string::npos);
+    r = run_cutrain("eval --help");
+    EXPECT_EQ(r.exit_code, 0);
+    EXPECT_NE(r.out.find("--weights"), std::string::npos);
+    r = run_cutrain("frobnicate");
+    EXPECT_EQ(r.exit_code, CT_EXIT_USAGE);
+    EXPECT_NE(r.out.find("unknown command 'frobnicate'"), std::string::npos);
+}
+
+TEST_F(Cli, TrainsAndWritesTheJsonlContract) {
+    std::string log = dir.file("run.jsonl"), csv = dir.file("run.csv");
+    RunResult r = run_cutrain(base() + " --epochs 2 --seed 7 --log-jsonl " + log + " --log-csv " + csv);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    auto steps = jsonl_of_type(log, "step");
+    ASSERT_EQ(steps.size(), 2u * 7u);  // ceil(200 / 32) = 7
+    for (const char *key : {"\"epoch\":", "\"step\":", "\"loss\":", "\"acc\":", "\"grad_norm\":",
+                            "\"update_ratio\":", "\"flags\":["})
+        EXPECT_NE(steps[0].find(key), std::string::npos) << key << " in " << steps[0];
+    EXPECT_EQ(json_number(steps[0], "step"), 1.0);
+    EXPECT_EQ(json_number(steps.back(), "step"), 14.0);
+    auto epochs = jsonl_of_type(log, "epoch");
+    ASSERT_EQ(epochs.size(), 2u);
+    for (const char *key : {"train_loss", "train_acc", "test_loss", "test_acc", "seconds", "samples_per_s"})
+        EXPECT_TRUE(std::isfinite(json_number(epochs[1], key))) << key;
+    auto sum = jsonl_of_type(log, "summary");
+    ASSERT_EQ(sum.size(), 1u);
+    EXPECT_NE(sum[0].find("\"status\":\"completed\""), std::string::npos);
+    EXPECT_EQ(json_number(sum[0], "steps"), 14.0);
+    EXPECT_GT(json_number(sum[0], "test_acc"), 0.8);
+    auto rows = read_lines(csv);
+    ASSERT_EQ(rows.size(), 3u);
+    EXPECT_EQ(rows[0].rfind("epoch,steps,", 0), 0u);
+}
+
+TEST_F(Cli, SameSeedGivesIdenticalLossTraces) {
+    std::string a = dir.file("a.jsonl"), b = dir.file("b.jsonl");
+    ASSERT_EQ(run_cutrain(base() + " --seed 3 --max-steps 6 --log-jsonl " + a).exit_code, 0);
+    ASSERT_EQ(run_cutrain(base() + " --seed 3 --max-steps 6 --log-jsonl " + b).exit_code, 0);
+    auto sa = jsonl_of_type(a, "step"), sb = jsonl_of_type(b, "step");
+    ASSERT_EQ(sa.size(), 6u);
+    EXPECT_EQ(sa, sb);
+}
+
+struct FlagCase {
+    const char *flags;
+    const char *needle;
+};
+
+TEST_F(Cli, NonsenseFlagsAreRejectedBeforeAnyWork) {
+    const FlagCase cases[] = {
+        {"--lr -1", "--lr: expected a number greater than 0"},
+        {"--lr nan", "--lr: expected a number"},
+        {"--lr 1e9", "--lr: expected a number"},
+        {"--lr 0", "--lr: expected a number greater than 0"},
+        {"--batch-size 0", "--batch-size: expected a whole number"},
+        {"--batch-size 12abc", "--batch-size: expected a whole number"},
+        {"--epochs -2", "--epochs: expected a whole number"},
+        {"--optimizer adagrad", "--optimizer: expected one of sgd|adam|adamw|rmsprop"},
+        {"--device gpu", "--device: expected one of auto|cpu|cuda"},
+        {"--device cpu --device cpu", "--device: given more than once"},
+        {"--on-nan ignore", "--on-nan: expected one of stop|skip|warn"},
+        {"--seed -1", "--seed: expected a whole number"},
+        {"--clip-grad-norm -3", "--clip-grad-norm"},
+        {"--frobnicate 3", "unknown flag '--frobnicate'"},
+        {"--epochs", "--epochs: missing value"},
+        {"--epochs 1 --epochs 2", "--epochs: given more than once"},
+    };
+    for (const FlagCase &c : cases) {
+        std::string log = dir.file("never.jsonl");
+        RunResult r = run_cutrain(base_any() + " " + c.flags + " --log-jsonl " + log);
+        EXPECT_EQ(r.exit_code, CT_EXIT_USAGE) << c.flags << "\n" << r.out;
+        EXPECT_NE(r.out.find(c.needle), std::string::npos) << c.flags << "\n" << r.out;
+        EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+        EXPECT_FALSE(file_exists(log)) << c.flags;
+    }
+}
+
+TEST_F(Cli, TruncatedImagesNameTheFile) {
+    std::string images = dir.file("train-images-idx3-ubyte");
+    auto bytes = read_file(images);
+    bytes.resize(bytes.size() / 2);
+    write_file(images, bytes);
+    std::string log = dir.file("never.jsonl");
+    RunResult r = run_cutrain(base() + " --log-jsonl " + log);
+    EXPECT_EQ(r.exit_code, CT_EXIT_BAD_INPUT) << r.out;
+    EXPECT_NE(r.out.find(images), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("truncated"), std::string::npos) << r.out;
+    EXPECT_FALSE(file_exists(log));
+}
+
+TEST_F(Cli, LabelsOutsideTheModelsClasses) {
+    std::vector<uint8_t> labels(200, 3);
+    labels[17] = 12;
+    write_idx_u8(dir.file("train-labels-idx1-ubyte"), {200}, labels);
+    RunResult r = run_cutrain(base());
+    EXPECT_EQ(r.exit_code, CT_EXIT_BAD_INPUT) << r.out;
+    EXPECT_NE(r.out.find(dir.file("train-labels-idx1-ubyte")), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("12"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, EmptyDatasetsAndBatchesThatCannotBeFilled) {
+    write_idx_u8(dir.file("t10k-images-idx3-ubyte"), {0, 8, 8}, {});
+    write_idx_u8(dir.file("t10k-labels-idx1-ubyte"), {0}, {});
+    RunResult r = run_cutrain(base());
+    EXPECT_EQ(r.exit_code, CT_EXIT_BAD_INPUT) << r.out;
+    EXPECT_NE(r.out.find("0 items"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("t10k-images-idx3-ubyte"), std::string::npos) << r.out;
+
+    write_synthetic_mnist(dir.path(), 200, 50);
+    r = run_cutrain(base() + " --batch-size 500 --drop-last");
+    EXPECT_EQ(r.exit_code, CT_EXIT_USAGE) << r.out;
+    EXPECT_NE(r.out.find("leaves no full batch from the 200 items"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, InputSizeMismatch) {
+    RunResult r = run_cutrain("train --quiet --device cpu --model mlp --data " + dir.path());
+    EXPECT_EQ(r.exit_code, CT_EXIT_BAD_INPUT) << r.out;
+    EXPECT_NE(r.out.find("items have 64 values but the model's input is 784"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, UnwritableLogPathFailsBeforeTrainingAndLeavesNothing) {
+    std::string log = dir.file("no/such/dir/run.jsonl");
+    RunResult r = run_cutrain(base() + " --log-jsonl " + log);
+    EXPECT_EQ(r.exit_code, CT_EXIT_BAD_INPUT) << r.out;
+    EXPECT_NE(r.out.find(log), std::string::npos) << r.out;
+    r = run_cutrain(base() + " --log-jsonl " + dir.file("ok.jsonl") + " --log-csv " + dir.path());
+    EXPECT_EQ(r.exit_code, CT_EXIT_BAD_INPUT) << r.out;
+    EXPECT_NE(r.out.find("names a directory"), std::string::npos) << r.out;
+    EXPECT_FALSE(file_exists(dir.file("ok.jsonl")));
+}
+
+TEST_F(Cli, MissingDataDirectory) {
+    RunResult r = run_cutrain("train --quiet --device cpu --model " + model() + " --data " + dir.file("nowhere"));
+    EXPECT_EQ(r.exit_code, CT_EXIT_BAD_INPUT) << r.out;
+    EXPECT_NE(r.out.find(dir.file("nowhere")), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, SavedWeightsEvaluateToTheSameAccuracy) {
+    std::string log = dir.file("run.jsonl"), w = dir.file("w.safetensors"), ev = dir.file("eval.jsonl");
+    ASSERT_EQ(run_cutrain(base() + " --epochs 2 --log-jsonl " + log + " --save " + w).exit_code, 0);
+    ASSERT_TRUE(file_exists(w));
+    RunResult r = run_cutrain("eval --quiet --device cpu --model " + model() + " --data " + dir.path() +
+                              " --weights " + w + " --log-jsonl " + ev);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    double trained = json_number(jsonl_of_type(log, "summary").at(0), "test_acc");
+    double evaluated = json_number(jsonl_of_type(ev, "summary").at(0), "test_acc");
+    EXPECT_EQ(trained, evaluated);
+
+    // Weights of another model are refused, naming the tensor.
+    write_text(dir.file("other.txt"), "input 64\ndense 12 relu\ndense 10 softmax\n");
+    r = run_cutrain("eval --quiet --device cpu --model " + dir.file("other.txt") + " --data " + dir.path() +
+                    " --weights " + w);
+    EXPECT_EQ(r.exit_code, CT_EXIT_BAD_INPUT) << r.out;
+    EXPECT_NE(r.out.find("dense1.weight"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, DeviceSelection) {
+    char why[256];
+    if (ct_cuda_available(why, sizeof why)) GTEST_SKIP() << "a GPU is present; this checks the no-GPU path";
+    RunResult r = run_cutrain(base_any() + " --device cuda");
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.out.find("cuda"), std::string::npos) << r.out;
+    r = run_cutrain("train --device auto --max-steps 2 --model " + model() + " --data " + dir.path());
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    EXPECT_NE(r.out.find("no usable GPU"), std::string::npos) << r.out;
+}
+
+}  // namespace
