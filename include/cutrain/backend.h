@@ -52,6 +52,19 @@ typedef struct ct_device_dataset {
     float scale;            /* applied while gathering (1/255 for MNIST bytes) */
 } ct_device_dataset;
 
+/* Where the step is, in backend memory. Every per-step value an op needs
+ * (which batch to gather, the dropout stream, the record's step number and
+ * ring slot) is read from here rather than passed by value, so one captured
+ * step (a CUDA graph) replays correctly step after step; `step_advance`
+ * moves it on, on the device, at the end of each step. */
+typedef struct ct_step_ctx {
+    uint64_t step;     /* global step, 1-based                          */
+    uint32_t epoch;    /* 1-based                                       */
+    uint32_t batch;    /* batch index within the epoch, 0-based         */
+    uint32_t slot;     /* ring slot for this step's record              */
+    uint32_t ring_len; /* slots in the ring; slot wraps to 0 after it   */
+} ct_step_ctx;
+
 /* Arguments of the step-statistics reduction. */
 typedef struct ct_stats_args {
     const float *grads;        /* the gradient arena                          */
@@ -61,8 +74,6 @@ typedef struct ct_stats_args {
     const float *row_loss;     /* per-row loss of this batch                  */
     const float *row_correct;  /* per-row 1/0                                 */
     uint32_t rows;             /* real rows (0: empty batch)                  */
-    uint64_t step;
-    uint32_t epoch;
     ct_health_thresholds th;
 } ct_stats_args;
 
@@ -77,6 +88,8 @@ typedef struct ct_optim_buffers {
 
 typedef struct ct_backend ct_backend;
 
+#define CT_MAX_FENCES 4
+
 typedef struct ct_backend_ops {
     /* --- lifetime ----------------------------------------------------- */
     void (*destroy)(ct_backend *b); /* frees impl; NULL when there is none */
@@ -89,6 +102,26 @@ typedef struct ct_backend_ops {
     void (*download)(ct_backend *b, void *host_dst, const void *src, size_t bytes);
     void (*zero)(ct_backend *b, void *dst, size_t bytes);
     void (*sync)(ct_backend *b);
+
+    /* --- asynchronous read-back ---------------------------------------- */
+    /* Host memory the device can copy into without staging (pinned). */
+    void *(*host_alloc)(ct_backend *b, size_t bytes, ct_error *err);
+    void (*host_free)(ct_backend *b, void *p);
+    /* Queues a copy into host_alloc memory behind the work already queued;
+     * the data is there once a later fence_wait on a fence set after it returns. */
+    void (*download_async)(ct_backend *b, void *host_dst, const void *src, size_t bytes);
+    /* Fence `id` (0 .. CT_MAX_FENCES-1) marks the current end of the queue;
+     * fence_wait blocks the host until the work before that mark is done. */
+    void (*fence)(ct_backend *b, int id);
+    void (*fence_wait)(ct_backend *b, int id);
+
+    /* --- capture and replay (optional: NULL where unsupported) --------- */
+    /* Between capture_begin and capture_end, ops are recorded, not run;
+     * capture_end returns a handle that graph_launch replays as a whole. */
+    int (*capture_begin)(ct_backend *b, ct_error *err);
+    void *(*capture_end)(ct_backend *b, ct_error *err);
+    void (*graph_launch)(ct_backend *b, void *graph);
+    void (*graph_destroy)(ct_backend *b, void *graph);
 
     /* --- dense algebra ------------------------------------------------ */
     /* C[m,n] = alpha * op(A) op(B) + beta * C, row-major; op(X) = X or X^T.
@@ -129,31 +162,36 @@ typedef struct ct_backend_ops {
     /* keep element i when ct_rng_uniform(seed, stream, i) >= rate, scaled by
      * (float)(1/(1-rate)) rounded once; rate 0 is an exact copy; in place is
      * allowed. The model validates rate in [0, 1). */
-    void (*dropout_forward)(ct_backend *b, size_t n, float rate, uint64_t seed,
-                            uint64_t stream, const float *x, float *y);
-    void (*dropout_backward)(ct_backend *b, size_t n, float rate, uint64_t seed,
-                             uint64_t stream, const float *dy, float *dx);
+    /* The stream is CT_STREAM_DROPOUT(ctx->step, layer). */
+    void (*dropout_forward)(ct_backend *b, size_t n, float rate, uint64_t seed, uint32_t layer,
+                            const ct_step_ctx *ctx, const float *x, float *y);
+    void (*dropout_backward)(ct_backend *b, size_t n, float rate, uint64_t seed, uint32_t layer,
+                             const ct_step_ctx *ctx, const float *dy, float *dx);
 
     /* --- data --------------------------------------------------------- */
-    /* x[r,:] = scale * images[indices[r],:], labels[r] = ds.labels[indices[r]].
+    /* With indices = order + ctx->batch * stride:
+     * x[r,:] = scale * images[indices[r],:], labels[r] = ds.labels[indices[r]].
      * An index outside the set gives a NaN row and label -1, so the step's
      * health flags catch it instead of a read out of bounds. */
-    void (*gather_batch)(ct_backend *b, const ct_device_dataset *ds, const int32_t *indices,
-                         int rows, float *x, int32_t *labels);
+    void (*gather_batch)(ct_backend *b, const ct_device_dataset *ds, const int32_t *order, size_t stride,
+                         const ct_step_ctx *ctx, int rows, float *x, int32_t *labels);
 
     /* --- the step ----------------------------------------------------- */
-    /* One pass over the gradients and the per-row losses that fills rec
-     * (a backend pointer, e.g. a ring slot): loss, accuracy, norms, counts and
-     * the flags NONFINITE_LOSS, NONFINITE_GRAD, ZERO_GRAD, EXPLODING_GRAD,
-     * EMPTY_BATCH. Deterministic: fixed order, no float atomics. */
-    void (*step_stats)(ct_backend *b, const ct_stats_args *a, ct_step_record *rec);
-    /* The optimizer over the whole arena. Reads rec (grad_sumsq for clipping,
-     * flags for skipping), writes param_sumsq, update_sumsq, clip_scale and the
-     * flags SKIPPED_UPDATE, CLIPPED, VANISHING_UPDATE. An empty batch and, when
-     * cfg->skip_nonfinite, a non-finite step leave w, state and *t untouched. */
+    /* One pass over the gradients and the per-row losses that fills the
+     * record ring[ctx->slot] (step and epoch from ctx): loss, accuracy,
+     * norms, counts and the flags NONFINITE_LOSS, NONFINITE_GRAD, ZERO_GRAD,
+     * EXPLODING_GRAD, EMPTY_BATCH. Deterministic: fixed order, no float atomics. */
+    void (*step_stats)(ct_backend *b, const ct_stats_args *a, const ct_step_ctx *ctx, ct_step_record *ring);
+    /* The optimizer over the whole arena. Reads rec = ring[ctx->slot]
+     * (grad_sumsq for clipping, flags for skipping), writes param_sumsq,
+     * update_sumsq, clip_scale and the flags SKIPPED_UPDATE, CLIPPED,
+     * VANISHING_UPDATE. An empty batch and, when cfg->skip_nonfinite, a
+     * non-finite step leave w, state and *t untouched. */
     void (*optimizer_step)(ct_backend *b, const ct_optim_config *cfg,
                            const ct_optim_buffers *buf, const ct_health_thresholds *th,
-                           ct_step_record *rec);
+                           const ct_step_ctx *ctx, ct_step_record *ring);
+    /* ctx->step += 1, ctx->batch += 1, ctx->slot = (slot + 1) % ring_len. */
+    void (*step_advance)(ct_backend *b, ct_step_ctx *ctx);
 } ct_backend_ops;
 
 struct ct_backend {

@@ -99,6 +99,8 @@ typedef struct ct_model {
     int32_t *labels;        /* [max_rows]                                */
     float *row_loss, *row_correct;
     double *eval_acc;       /* [2]: loss sum, correct                    */
+    ct_step_ctx *ctx;       /* where training is: see ct_step_ctx        */
+    ct_step_ctx *eval_ctx;  /* the same for evaluation passes            */
     size_t device_bytes;    /* everything above                          */
 } ct_model;
 
@@ -108,12 +110,13 @@ int ct_model_build(ct_model *m, const ct_model_spec *spec, ct_backend *be, int m
                    uint64_t seed, ct_error *err);
 void ct_model_free(ct_model *m);
 
-/* The pieces of a step, on m->x / m->labels with `rows` rows. */
-void ct_model_forward(ct_model *m, int rows, int train, uint64_t seed, uint64_t step);
+/* The pieces of a step, on m->x / m->labels with `rows` rows; ctx is a
+ * backend pointer (m->ctx or m->eval_ctx) that dropout reads its step from. */
+void ct_model_forward(ct_model *m, int rows, int train, uint64_t seed, const ct_step_ctx *ctx);
 /* row_loss / row_correct, and dL/d(output) into the last layer's dy when grad. */
 void ct_model_loss(ct_model *m, int rows, int grad);
 /* Fills the gradient arena from the last layer's dy. */
-void ct_model_backward(ct_model *m, int rows, uint64_t seed, uint64_t step);
+void ct_model_backward(ct_model *m, int rows, uint64_t seed, const ct_step_ctx *ctx);
 
 /* Host copies of the parameter arena (n_params floats). */
 void ct_model_get_params(ct_model *m, float *host);

@@ -33,6 +33,17 @@ static void cpu_zero(ct_backend *b, void *dst, size_t bytes) {
 
 static void cpu_sync(ct_backend *b) {}
 
+static void *cpu_host_alloc(ct_backend *b, size_t bytes, ct_error *err) { return cpu_alloc(b, bytes, err); }
+
+/* Work runs as it is called, so every fence is already passed. */
+static void cpu_fence(ct_backend *b, int id) {}
+
+void cpu_step_advance(ct_backend *b, ct_step_ctx *ctx) {
+    ctx->step += 1;
+    ctx->batch += 1;
+    ctx->slot = ctx->ring_len ? (ctx->slot + 1) % ctx->ring_len : 0;
+}
+
 static const ct_backend_ops cpu_ops = {
     .alloc = cpu_alloc,
     .free = cpu_free,
@@ -40,6 +51,12 @@ static const ct_backend_ops cpu_ops = {
     .download = cpu_copy,
     .zero = cpu_zero,
     .sync = cpu_sync,
+    .host_alloc = cpu_host_alloc,
+    .host_free = cpu_free,
+    .download_async = cpu_copy,
+    .fence = cpu_fence,
+    .fence_wait = cpu_fence,
+    /* no capture: the host calls the ops directly every step */
     .gemm = cpu_gemm,
     .bias_act_forward = cpu_bias_act_forward,
     .bias_act_backward = cpu_bias_act_backward,
@@ -51,6 +68,7 @@ static const ct_backend_ops cpu_ops = {
     .gather_batch = cpu_gather_batch,
     .step_stats = cpu_step_stats,
     .optimizer_step = cpu_optimizer_step,
+    .step_advance = cpu_step_advance,
 };
 
 ct_backend *ct_backend_cpu_create(int threads, ct_error *err) {

@@ -35,21 +35,24 @@ void cpu_loss_accumulate(ct_backend *b, int rows, const float *row_loss,
                          const float *row_correct, double *acc);
 
 /* dropout_cpu.c */
-void cpu_dropout_forward(ct_backend *b, size_t n, float rate, uint64_t seed, uint64_t stream,
-                         const float *x, float *y);
-void cpu_dropout_backward(ct_backend *b, size_t n, float rate, uint64_t seed, uint64_t stream,
-                          const float *dy, float *dx);
+void cpu_dropout_forward(ct_backend *b, size_t n, float rate, uint64_t seed, uint32_t layer,
+                         const ct_step_ctx *ctx, const float *x, float *y);
+void cpu_dropout_backward(ct_backend *b, size_t n, float rate, uint64_t seed, uint32_t layer,
+                          const ct_step_ctx *ctx, const float *dy, float *dx);
 
 /* gather_cpu.c */
-void cpu_gather_batch(ct_backend *b, const ct_device_dataset *ds, const int32_t *indices,
-                      int rows, float *x, int32_t *labels);
+void cpu_gather_batch(ct_backend *b, const ct_device_dataset *ds, const int32_t *order, size_t stride,
+                      const ct_step_ctx *ctx, int rows, float *x, int32_t *labels);
 
 /* stats_cpu.c */
-void cpu_step_stats(ct_backend *b, const ct_stats_args *a, ct_step_record *rec);
+void cpu_step_stats(ct_backend *b, const ct_stats_args *a, const ct_step_ctx *ctx, ct_step_record *ring);
 
 /* optim_cpu.c */
 void cpu_optimizer_step(ct_backend *b, const ct_optim_config *cfg, const ct_optim_buffers *buf,
-                        const ct_health_thresholds *th, ct_step_record *rec);
+                        const ct_health_thresholds *th, const ct_step_ctx *ctx, ct_step_record *ring);
+
+/* backend_cpu.c */
+void cpu_step_advance(ct_backend *b, ct_step_ctx *ctx);
 
 #ifdef __cplusplus
 }

@@ -34,14 +34,19 @@ static void apply_mask(size_t n, float rate, uint64_t seed, uint64_t stream, con
         out[i] = ct_rng_uniform(seed, stream, (uint64_t)i) >= rate ? in[i] * s : 0.0f;
 }
 
-void cpu_dropout_forward(ct_backend *b, size_t n, float rate, uint64_t seed, uint64_t stream,
-                         const float *x, float *y) {
-    (void)b;
-    apply_mask(n, rate, seed, stream, x, y);
+/* rate 0 never draws, so evaluation may pass any ctx (even NULL). */
+static uint64_t stream_of(float rate, uint32_t layer, const ct_step_ctx *ctx) {
+    return rate > 0.0f ? CT_STREAM_DROPOUT(ctx->step, layer) : 0;
 }
 
-void cpu_dropout_backward(ct_backend *b, size_t n, float rate, uint64_t seed, uint64_t stream,
-                          const float *dy, float *dx) {
+void cpu_dropout_forward(ct_backend *b, size_t n, float rate, uint64_t seed, uint32_t layer,
+                         const ct_step_ctx *ctx, const float *x, float *y) {
     (void)b;
-    apply_mask(n, rate, seed, stream, dy, dx);
+    apply_mask(n, rate, seed, stream_of(rate, layer, ctx), x, y);
+}
+
+void cpu_dropout_backward(ct_backend *b, size_t n, float rate, uint64_t seed, uint32_t layer,
+                          const ct_step_ctx *ctx, const float *dy, float *dx) {
+    (void)b;
+    apply_mask(n, rate, seed, stream_of(rate, layer, ctx), dy, dx);
 }

@@ -32,9 +32,10 @@ static void gather_row(const ct_device_dataset *ds, size_t src, float *x) {
     }
 }
 
-void cpu_gather_batch(ct_backend *b, const ct_device_dataset *ds, const int32_t *indices,
-                      int rows, float *x, int32_t *labels) {
+void cpu_gather_batch(ct_backend *b, const ct_device_dataset *ds, const int32_t *order, size_t stride,
+                      const ct_step_ctx *ctx, int rows, float *x, int32_t *labels) {
     (void)b;
+    const int32_t *indices = order + (size_t)ctx->batch * stride;
     size_t elems = ds->sample_elems;
     for (int r = 0; r < rows; r++) {
         float *xr = x + (size_t)r * elems;

@@ -112,7 +112,8 @@ static double clip_scale(const ct_optim_config *cfg, double grad_sumsq) {
 }
 
 void cpu_optimizer_step(ct_backend *b, const ct_optim_config *cfg, const ct_optim_buffers *buf,
-                        const ct_health_thresholds *th, ct_step_record *rec) {
+                        const ct_health_thresholds *th, const ct_step_ctx *ctx, ct_step_record *ring) {
+    ct_step_record *rec = ring + ctx->slot;
     (void)b;
     rec->update_sumsq = 0.0;
     rec->clip_scale = 1.0;

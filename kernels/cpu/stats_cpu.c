@@ -107,12 +107,13 @@ static uint32_t grad_flags(const ct_stats_args *a, const ct_step_record *rec) {
     return f;
 }
 
-void cpu_step_stats(ct_backend *b, const ct_stats_args *a, ct_step_record *rec) {
+void cpu_step_stats(ct_backend *b, const ct_stats_args *a, const ct_step_ctx *ctx, ct_step_record *ring) {
+    ct_step_record *rec = ring + ctx->slot;
     (void)b;
     memset(rec, 0, sizeof *rec);
     rec->clip_scale = 1.0;
-    rec->step = a->step;
-    rec->epoch = a->epoch;
+    rec->step = ctx->step;
+    rec->epoch = ctx->epoch;
     rec->batch_size = a->rows;
     rec->n_layers = a->n_layers < CT_MAX_PARAM_LAYERS ? a->n_layers : CT_MAX_PARAM_LAYERS;
 

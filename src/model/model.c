@@ -111,7 +111,8 @@ int ct_model_build(ct_model *m, const ct_model_spec *spec, ct_backend *be, int m
         !(m->labels = take(m, rows * sizeof(int32_t), err)) ||
         !(m->row_loss = take(m, rows * sizeof(float), err)) ||
         !(m->row_correct = take(m, rows * sizeof(float), err)) ||
-        !(m->eval_acc = take(m, 2 * sizeof(double), err))) {
+        !(m->eval_acc = take(m, 2 * sizeof(double), err)) ||
+        !(m->ctx = take(m, sizeof(ct_step_ctx), err)) || !(m->eval_ctx = take(m, sizeof(ct_step_ctx), err))) {
         ct_model_free(m);
         return -1;
     }
@@ -142,8 +143,8 @@ int ct_model_build(ct_model *m, const ct_model_spec *spec, ct_backend *be, int m
 
 void ct_model_free(ct_model *m) {
     if (!m->be) return;
-    void *bufs[] = {m->params, m->grads, m->opt_state, m->opt_t, m->activations,
-                    m->x, m->labels, m->row_loss, m->row_correct, m->eval_acc};
+    void *bufs[] = {m->params, m->grads, m->opt_state, m->opt_t, m->activations, m->x,
+                    m->labels, m->row_loss, m->row_correct, m->eval_acc, m->ctx, m->eval_ctx};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; ++i)
         if (bufs[i]) m->be->ops->free(m->be, bufs[i]);
     memset(m, 0, sizeof *m);
@@ -151,7 +152,7 @@ void ct_model_free(ct_model *m) {
 
 static const float *layer_input(const ct_model *m, int i) { return i == 0 ? m->x : m->layers[i - 1].y; }
 
-void ct_model_forward(ct_model *m, int rows, int train, uint64_t seed, uint64_t step) {
+void ct_model_forward(ct_model *m, int rows, int train, uint64_t seed, const ct_step_ctx *ctx) {
     ct_backend *be = m->be;
     const ct_backend_ops *o = be->ops;
     for (int i = 0; i < m->n_layers; ++i) {
@@ -163,7 +164,7 @@ void ct_model_forward(ct_model *m, int rows, int train, uint64_t seed, uint64_t 
             o->bias_act_forward(be, l->act_fwd, rows, l->out_dim, m->params + l->b_off, l->y);
         } else {
             float rate = train ? l->spec.rate : 0.0f; /* eval: identity */
-            o->dropout_forward(be, (size_t)rows * l->out_dim, rate, seed, CT_STREAM_DROPOUT(step, i), x, l->y);
+            o->dropout_forward(be, (size_t)rows * l->out_dim, rate, seed, (uint32_t)i, ctx, x, l->y);
         }
     }
 }
@@ -178,7 +179,7 @@ void ct_model_loss(ct_model *m, int rows, int grad) {
         m->be->ops->mse_onehot(m->be, rows, m->classes, last->y, m->labels, scale, d, m->row_loss, m->row_correct);
 }
 
-void ct_model_backward(ct_model *m, int rows, uint64_t seed, uint64_t step) {
+void ct_model_backward(ct_model *m, int rows, uint64_t seed, const ct_step_ctx *ctx) {
     ct_backend *be = m->be;
     const ct_backend_ops *o = be->ops;
     for (int i = m->n_layers - 1; i >= 0; --i) {
@@ -193,8 +194,7 @@ void ct_model_backward(ct_model *m, int rows, uint64_t seed, uint64_t step) {
                 o->gemm(be, 0, 0, rows, l->in_dim, l->out_dim, 1.0f, l->dy, l->out_dim, m->params + l->w_off,
                         l->in_dim, 0.0f, dx, l->in_dim);
         } else if (dx) {
-            o->dropout_backward(be, (size_t)rows * l->out_dim, l->spec.rate, seed, CT_STREAM_DROPOUT(step, i), l->dy,
-                                dx);
+            o->dropout_backward(be, (size_t)rows * l->out_dim, l->spec.rate, seed, (uint32_t)i, ctx, l->dy, dx);
         }
     }
 }

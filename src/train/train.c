@@ -30,6 +30,10 @@ uint64_t ct_steps_per_epoch(size_t n, int batch_size, int drop_last) {
     return drop_last ? n / b : (n + b - 1) / b;
 }
 
+/* The ring holds two halves of drain_every records. When a half is full the
+ * host queues its copy into pinned memory and goes on queueing steps; it
+ * reads a half only when the other half fills, by which time its copy has
+ * long finished, so the device never waits for the host. */
 typedef struct run {
     ct_model *m;
     const ct_train_options *opt;
@@ -37,9 +41,13 @@ typedef struct run {
     ct_health health;
     ct_optim_config optim;
     ct_device_data train;
-    ct_step_record *ring;      /* backend memory */
-    ct_step_record *host_ring;
-    int ring_used;
+    ct_step_record *ring;      /* backend memory, 2 * drain_every records */
+    ct_step_record *host_ring; /* host_alloc memory, the same size        */
+    uint32_t half;             /* drain_every                            */
+    uint32_t slot;             /* next slot, mirrors ctx->slot           */
+    int in_flight;             /* half whose copy is queued, -1 for none */
+    void *graph;               /* one captured full-batch step, or NULL  */
+    int graph_tried;
     uint64_t step;
     int exit_code;
     /* this epoch so far */
@@ -47,12 +55,9 @@ typedef struct run {
     uint64_t ep_samples, ep_steps, ep_empty, ep_skipped;
 } run;
 
-static void drain(run *r) {
-    if (r->ring_used == 0) return;
-    ct_backend *be = r->m->be;
-    be->ops->download(be, r->host_ring, r->ring, (size_t)r->ring_used * sizeof(ct_step_record));
-    for (int i = 0; i < r->ring_used; ++i) {
-        const ct_step_record *rec = &r->host_ring[i];
+static void process(run *r, const ct_step_record *recs, uint32_t n) {
+    for (uint32_t i = 0; i < n; ++i) {
+        const ct_step_record *rec = &recs[i];
         ct_log_step(r->log, rec);
         r->ep_loss += rec->loss_sum;
         r->ep_correct += rec->correct;
@@ -64,21 +69,52 @@ static void drain(run *r) {
         int nd = ct_health_observe(&r->health, rec, diag);
         for (int k = 0; k < nd; ++k) ct_log_diagnosis(r->log, &diag[k]);
     }
-    r->ring_used = 0;
     if (r->health.stop && r->exit_code == CT_EXIT_OK) r->exit_code = CT_EXIT_HEALTH_STOP;
 }
 
-static void train_step(run *r, uint32_t epoch, uint64_t batch, int rows) {
+static void process_in_flight(run *r) {
+    if (r->in_flight < 0) return;
+    ct_backend *be = r->m->be;
+    be->ops->fence_wait(be, r->in_flight);
+    process(r, r->host_ring + (size_t)r->in_flight * r->half, r->half);
+    r->in_flight = -1;
+}
+
+/* After every step: when a half has just filled, queue its copy and read
+ * the other half's records. */
+static void after_step(run *r) {
+    r->slot = (r->slot + 1) % (2 * r->half);
+    if (r->slot % r->half != 0) return;
+    ct_backend *be = r->m->be;
+    int full = r->slot == 0 ? 1 : 0;
+    size_t off = (size_t)full * r->half;
+    be->ops->download_async(be, r->host_ring + off, r->ring + off, r->half * sizeof(ct_step_record));
+    be->ops->fence(be, full);
+    process_in_flight(r);
+    r->in_flight = full;
+}
+
+/* At epoch end: everything queued is read, in step order. */
+static void drain_all(run *r) {
+    process_in_flight(r);
+    uint32_t first = r->slot >= r->half ? r->half : 0, n = r->slot - first;
+    if (n == 0) return;
+    ct_backend *be = r->m->be;
+    be->ops->download(be, r->host_ring + first, r->ring + first, n * sizeof(ct_step_record));
+    process(r, r->host_ring + first, n);
+}
+
+/* The ops of one step, as queued (or captured). */
+static void queue_step(run *r, int rows) {
     ct_model *m = r->m;
     ct_backend *be = m->be;
     const ct_backend_ops *o = be->ops;
-    uint64_t seed = r->opt->seed, step = r->step;
+    uint64_t seed = r->opt->seed;
     if (rows > 0) {
-        o->gather_batch(be, &r->train.ds, r->train.order + batch * (uint64_t)r->opt->batch_size, rows, m->x,
-                        m->labels);
-        ct_model_forward(m, rows, 1, seed, step);
+        o->gather_batch(be, &r->train.ds, r->train.order, (size_t)r->opt->batch_size, m->ctx, rows, m->x, m->labels);
+        ct_model_forward(m, rows, 1, seed, m->ctx);
         ct_model_loss(m, rows, 1);
-        ct_model_backward(m, rows, seed, step);
+        ct_model_backward(m, rows, seed, m->ctx);
     } else {
         o->zero(be, m->grads, m->n_params * sizeof(float));
     }
@@ -90,18 +126,38 @@ static void train_step(run *r, uint32_t epoch, uint64_t batch, int rows) {
         .row_loss = m->row_loss,
         .row_correct = m->row_correct,
         .rows = (uint32_t)rows,
-        .step = step,
-        .epoch = epoch,
         .th = r->opt->th,
     };
-    ct_step_record *rec = r->ring + r->ring_used;
-    o->step_stats(be, &a, rec);
+    o->step_stats(be, &a, m->ctx, r->ring);
     ct_optim_buffers buf = {m->params, m->grads, m->opt_state, m->opt_t, m->n_params};
-    o->optimizer_step(be, &r->optim, &buf, &r->opt->th, rec);
-    if (++r->ring_used == r->opt->drain_every) drain(r);
+    o->optimizer_step(be, &r->optim, &buf, &r->opt->th, m->ctx, r->ring);
+    o->step_advance(be, m->ctx);
+}
+
+/* Full batches replay one captured step where the backend can capture; a
+ * backend that cannot (the CPU) runs the ops directly. The captured step
+ * reads every per-step value from m->ctx, so the one graph serves them all. */
+static void train_step(run *r, int rows) {
+    ct_backend *be = r->m->be;
+    if (rows == r->opt->batch_size && !r->graph_tried && be->ops->capture_begin) {
+        r->graph_tried = 1;
+        ct_error err;
+        ct_error_clear(&err);
+        if (be->ops->capture_begin(be, &err) == 0) {
+            queue_step(r, rows);
+            r->graph = be->ops->capture_end(be, &err);
+        }
+        if (!r->graph) ct_log_note(r->log, "running steps without a captured graph: %s", err.msg);
+    }
+    if (r->graph && rows == r->opt->batch_size)
+        be->ops->graph_launch(be, r->graph);
+    else
+        queue_step(r, rows);
+    after_step(r);
 }
 
 static void show_progress(run *r, uint32_t epoch, uint64_t done, uint64_t total, double t0) {
+    /* Figures of the records read so far, which trail the queued steps. */
     double el = ct_now() - t0;
     double sps = el > 0 ? (double)r->ep_samples / el : 0;
     double eta = done ? el * (double)(total - done) / (double)done : 0;
@@ -112,42 +168,20 @@ static void show_progress(run *r, uint32_t epoch, uint64_t done, uint64_t total,
 
 static int interrupted(const run *r) { return r->opt->interrupt && *r->opt->interrupt; }
 
-/* Trains one epoch; returns 0 to go on, 1 when training should end. */
-static int train_epoch(run *r, uint32_t epoch, const ct_device_data *test, ct_run_summary *sum) {
-    ct_model *m = r->m;
-    ct_backend *be = m->be;
-    const ct_train_options *opt = r->opt;
+static void start_epoch(run *r, uint32_t epoch) {
+    ct_backend *be = r->m->be;
     size_t n = r->train.ds.count;
-    uint64_t steps = ct_steps_per_epoch(n, opt->batch_size, opt->drop_last);
-
-    ct_shuffle_indices(r->train.host_order, n, opt->seed, epoch);
+    ct_shuffle_indices(r->train.host_order, n, r->opt->seed, epoch);
     be->ops->upload(be, r->train.order, r->train.host_order, n * sizeof(int32_t));
+    ct_step_ctx ctx = {r->step + 1, epoch, 0, 0, 2 * r->half};
+    be->ops->upload(be, r->m->ctx, &ctx, sizeof ctx);
+    r->slot = 0;
+    r->in_flight = -1;
     r->ep_loss = r->ep_correct = 0;
     r->ep_samples = r->ep_steps = r->ep_empty = r->ep_skipped = 0;
+}
 
-    double t0 = ct_now(), last_shown = t0;
-    int end = 0;
-    for (uint64_t k = 0; k < steps; ++k) {
-        if (interrupted(r)) {
-            r->exit_code = CT_EXIT_INTERRUPTED;
-            break;
-        }
-        if (opt->max_steps && r->step >= opt->max_steps) break;
-        size_t first = k * (size_t)opt->batch_size;
-        int rows = (int)(n - first < (size_t)opt->batch_size ? n - first : (size_t)opt->batch_size);
-        ++r->step;
-        train_step(r, epoch, k, rows);
-        if (r->exit_code != CT_EXIT_OK) break;
-        if (r->ring_used == 0 && ct_now() - last_shown > 0.25) {
-            show_progress(r, epoch, k + 1, steps, t0);
-            last_shown = ct_now();
-        }
-    }
-    drain(r);
-    be->ops->sync(be);
-    double train_s = ct_now() - t0;
-    if (r->exit_code != CT_EXIT_OK || (opt->max_steps && r->step >= opt->max_steps)) end = 1;
-
+static void finish_epoch(run *r, uint32_t epoch, double train_s, const ct_device_data *test, ct_run_summary *sum) {
     ct_epoch_summary e;
     memset(&e, 0, sizeof e);
     e.epoch = epoch;
@@ -164,14 +198,43 @@ static int train_epoch(run *r, uint32_t epoch, const ct_device_data *test, ct_ru
      * step-limited one is: the user asked for it to end there. */
     if (r->exit_code != CT_EXIT_HEALTH_STOP) {
         double t1 = ct_now();
-        ct_evaluate(m, test, &e.test_loss, &e.test_acc);
+        ct_evaluate(r->m, test, &e.test_loss, &e.test_acc);
         e.eval_seconds = ct_now() - t1;
         sum->test_loss = e.test_loss;
         sum->test_acc = e.test_acc;
     }
-    ct_log_epoch(r->log, &e, (uint32_t)opt->epochs);
+    ct_log_epoch(r->log, &e, (uint32_t)r->opt->epochs);
     sum->epochs = epoch;
-    return end;
+}
+
+/* Trains one epoch; returns 0 to go on, 1 when training should end. */
+static int train_epoch(run *r, uint32_t epoch, const ct_device_data *test, ct_run_summary *sum) {
+    const ct_train_options *opt = r->opt;
+    size_t n = r->train.ds.count;
+    uint64_t steps = ct_steps_per_epoch(n, opt->batch_size, opt->drop_last);
+    start_epoch(r, epoch);
+    double t0 = ct_now(), last_shown = t0;
+    for (uint64_t k = 0; k < steps; ++k) {
+        if (interrupted(r)) {
+            r->exit_code = CT_EXIT_INTERRUPTED;
+            break;
+        }
+        if (opt->max_steps && r->step >= opt->max_steps) break;
+        size_t first = k * (size_t)opt->batch_size;
+        int rows = (int)(n - first < (size_t)opt->batch_size ? n - first : (size_t)opt->batch_size);
+        ++r->step;
+        train_step(r, rows);
+        if (r->exit_code != CT_EXIT_OK) break;
+        if (r->slot % r->half == 0 && ct_now() - last_shown > 0.25) {
+            show_progress(r, epoch, k + 1, steps, t0);
+            last_shown = ct_now();
+        }
+    }
+    drain_all(r);
+    r->m->be->ops->sync(r->m->be);
+    double train_s = ct_now() - t0;
+    finish_epoch(r, epoch, train_s, test, sum);
+    return r->exit_code != CT_EXIT_OK || (opt->max_steps && r->step >= opt->max_steps);
 }
 
 int ct_train(ct_model *m, const ct_dataset *train, const ct_dataset *test, const ct_train_options *opt,
@@ -179,13 +242,16 @@ int ct_train(ct_model *m, const ct_dataset *train, const ct_dataset *test, const
     if (opt->batch_size <= 0 || opt->batch_size > m->max_rows)
         return ct_fail(err, CT_EXIT_USAGE, "batch size %d does not fit the model's planned %d rows", opt->batch_size,
                        m->max_rows);
-    if (opt->drain_every <= 0) return ct_fail(err, CT_EXIT_USAGE, "drain interval must be positive");
+    if (opt->drain_every <= 0 || opt->drain_every > (1 << 20))
+        return ct_fail(err, CT_EXIT_USAGE, "drain interval must be 1 to %d steps", 1 << 20);
     ct_backend *be = m->be;
     run r;
     memset(&r, 0, sizeof r);
     r.m = m;
     r.opt = opt;
     r.log = log;
+    r.half = (uint32_t)opt->drain_every;
+    r.in_flight = -1;
     r.optim = m->spec.optim;
     /* stop and skip both keep the last good weights; only warn lets NaN in. */
     r.optim.skip_nonfinite = opt->on_nan != CT_ON_NAN_WARN;
@@ -195,11 +261,10 @@ int ct_train(ct_model *m, const ct_dataset *train, const ct_dataset *test, const
 
     ct_device_data dtest;
     memset(&dtest, 0, sizeof dtest);
-    size_t ring_bytes = (size_t)opt->drain_every * sizeof(ct_step_record);
-    r.host_ring = malloc(ring_bytes);
-    if (!r.host_ring) return ct_fail(err, CT_EXIT_FAILURE, "out of host memory for the record ring");
+    size_t ring_bytes = 2 * (size_t)r.half * sizeof(ct_step_record);
     int rc = -1;
-    if (!(r.ring = be->ops->alloc(be, ring_bytes, err))) goto out;
+    if (!(r.ring = be->ops->alloc(be, ring_bytes, err)) || !(r.host_ring = be->ops->host_alloc(be, ring_bytes, err)))
+        goto out;
     if (ct_device_data_upload(be, train, &r.train, err) || ct_device_data_upload(be, test, &dtest, err)) goto out;
 
     memset(sum, 0, sizeof *sum);
@@ -220,9 +285,10 @@ int ct_train(ct_model *m, const ct_dataset *train, const ct_dataset *test, const
     ct_log_summary(log, sum);
     rc = r.exit_code;
 out:
+    if (r.graph) be->ops->graph_destroy(be, r.graph);
     ct_device_data_free(be, &dtest);
     ct_device_data_free(be, &r.train);
     if (r.ring) be->ops->free(be, r.ring);
-    free(r.host_ring);
+    if (r.host_ring) be->ops->host_free(be, r.host_ring);
     return rc;
 }

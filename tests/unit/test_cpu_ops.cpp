@@ -622,6 +622,22 @@ TEST(CpuOps, LossAccumulateSumsInRowOrder) {
 // ---------------------------------------------------------------------------
 // dropout
 
+// The ops read the step from a ctx; the tests speak of (seed, step, layer),
+// whose stream is CT_STREAM_DROPOUT(step, layer).
+void drop_forward(size_t n, float rate, uint64_t seed, uint64_t step, uint32_t layer, const float *x, float *y) {
+    ct_step_ctx ctx = {step, 1, 0, 0, 1};
+    cpu_dropout_forward(nullptr, n, rate, seed, layer, &ctx, x, y);
+}
+
+void drop_backward(size_t n, float rate, uint64_t seed, uint64_t step, uint32_t layer, const float *dy,
+                   float *dx) {
+    ct_step_ctx ctx = {step, 1, 0, 0, 1};
+    cpu_dropout_backward(nullptr, n, rate, seed, layer, &ctx, dy, dx);
+}
+
+// Batch 0 of an order list: the indices themselves.
+const ct_step_ctx kBatch0 = {1, 1, 0, 0, 1};
+
 Vec nonzero_vec(std::mt19937 &g, size_t n) {
     Vec v = random_vec(g, n, 0.5f, 2.0f);
     for (auto &x : v)
@@ -637,7 +653,7 @@ TEST(CpuOps, DropoutMaskAndScaleAsSpecified) {
         SCOPED_TRACE("rate=" + std::to_string(rate));
         const uint64_t seed = 0x5eedull, stream = CT_STREAM_DROPOUT(17, 2);
         Vec y(n, NAN);
-        cpu_dropout_forward(nullptr, n, rate, seed, stream, x.data(), y.data());
+        drop_forward(n, rate, seed, 17, 2, x.data(), y.data());
         size_t kept = 0, wrong = 0;
         for (size_t i = 0; i < n; i++) {
             bool keep = ct_rng_uniform(seed, stream, i) >= rate;
@@ -659,10 +675,10 @@ TEST(CpuOps, DropoutIsAPureFunctionOfSeedAndStream) {
     const float rate = 0.5f;
     Vec x = nonzero_vec(g, n);
     Vec a(n), b2(n), c(n), d(n);
-    cpu_dropout_forward(nullptr, n, rate, 7, CT_STREAM_DROPOUT(1, 0), x.data(), a.data());
-    cpu_dropout_forward(nullptr, n, rate, 7, CT_STREAM_DROPOUT(1, 0), x.data(), b2.data());
-    cpu_dropout_forward(nullptr, n, rate, 7, CT_STREAM_DROPOUT(1, 1), x.data(), c.data());
-    cpu_dropout_forward(nullptr, n, rate, 8, CT_STREAM_DROPOUT(1, 0), x.data(), d.data());
+    drop_forward(n, rate, 7, 1, 0, x.data(), a.data());
+    drop_forward(n, rate, 7, 1, 0, x.data(), b2.data());
+    drop_forward(n, rate, 7, 1, 1, x.data(), c.data());
+    drop_forward(n, rate, 8, 1, 0, x.data(), d.data());
     EXPECT_TRUE(same_bits(a, b2));
     size_t diff_stream = 0, diff_seed = 0;
     for (size_t i = 0; i < n; i++) {
@@ -675,7 +691,7 @@ TEST(CpuOps, DropoutIsAPureFunctionOfSeedAndStream) {
 
     // A prefix of a longer call is the shorter call: no dependence on n.
     Vec shortv(1000);
-    cpu_dropout_forward(nullptr, 1000, rate, 7, CT_STREAM_DROPOUT(1, 0), x.data(), shortv.data());
+    drop_forward(1000, rate, 7, 1, 0, x.data(), shortv.data());
     EXPECT_EQ(std::memcmp(shortv.data(), a.data(), 1000 * sizeof(float)), 0);
 }
 
@@ -685,8 +701,8 @@ TEST(CpuOps, DropoutBackwardUsesTheForwardMask) {
         for (float rate : {0.2f, 0.5f}) {
             Vec x = nonzero_vec(g, n), dy = nonzero_vec(g, n);
             Vec y(n), dx(n);
-            cpu_dropout_forward(nullptr, n, rate, 99, 5, x.data(), y.data());
-            cpu_dropout_backward(nullptr, n, rate, 99, 5, dy.data(), dx.data());
+            drop_forward(n, rate, 99, 5, 0, x.data(), y.data());
+            drop_backward(n, rate, 99, 5, 0, dy.data(), dx.data());
             const double s = 1.0 / (1.0 - rate);
             size_t wrong = 0;
             for (size_t i = 0; i < n; i++) {
@@ -700,8 +716,8 @@ TEST(CpuOps, DropoutBackwardUsesTheForwardMask) {
             EXPECT_EQ(wrong, 0u);
             // The same map in both directions: same input, same bits.
             Vec fx(n), bx(n);
-            cpu_dropout_forward(nullptr, n, rate, 99, 5, dy.data(), fx.data());
-            cpu_dropout_backward(nullptr, n, rate, 99, 5, dy.data(), bx.data());
+            drop_forward(n, rate, 99, 5, 0, dy.data(), fx.data());
+            drop_backward(n, rate, 99, 5, 0, dy.data(), bx.data());
             EXPECT_TRUE(same_bits(fx, bx));
         }
 }
@@ -711,31 +727,31 @@ TEST(CpuOps, DropoutInPlaceAndRateZero) {
     const size_t n = 4099;
     Vec x = nonzero_vec(g, n);
     Vec out(n), inplace = x;
-    cpu_dropout_forward(nullptr, n, 0.3f, 1, 2, x.data(), out.data());
-    cpu_dropout_forward(nullptr, n, 0.3f, 1, 2, inplace.data(), inplace.data());
+    drop_forward(n, 0.3f, 1, 2, 0, x.data(), out.data());
+    drop_forward(n, 0.3f, 1, 2, 0, inplace.data(), inplace.data());
     EXPECT_TRUE(same_bits(out, inplace));
     Vec bout(n), binplace = x;
-    cpu_dropout_backward(nullptr, n, 0.3f, 1, 2, x.data(), bout.data());
-    cpu_dropout_backward(nullptr, n, 0.3f, 1, 2, binplace.data(), binplace.data());
+    drop_backward(n, 0.3f, 1, 2, 0, x.data(), bout.data());
+    drop_backward(n, 0.3f, 1, 2, 0, binplace.data(), binplace.data());
     EXPECT_TRUE(same_bits(bout, binplace));
 
     // rate 0: an exact copy, out of place and in place, both directions.
     Vec copy(n, NAN);
-    cpu_dropout_forward(nullptr, n, 0.0f, 1, 2, x.data(), copy.data());
+    drop_forward(n, 0.0f, 1, 2, 0, x.data(), copy.data());
     EXPECT_TRUE(same_bits(copy, x));
     Vec same = x;
-    cpu_dropout_forward(nullptr, n, 0.0f, 1, 2, same.data(), same.data());
+    drop_forward(n, 0.0f, 1, 2, 0, same.data(), same.data());
     EXPECT_TRUE(same_bits(same, x));
     Vec bcopy(n, NAN);
-    cpu_dropout_backward(nullptr, n, 0.0f, 1, 2, x.data(), bcopy.data());
+    drop_backward(n, 0.0f, 1, 2, 0, x.data(), bcopy.data());
     EXPECT_TRUE(same_bits(bcopy, x));
 
     // n == 0 touches nothing; rate 1 drops everything without 0 * inf = NaN.
     float sentinel = 3.0f;
-    cpu_dropout_forward(nullptr, 0, 0.5f, 1, 2, x.data(), &sentinel);
+    drop_forward(0, 0.5f, 1, 2, 0, x.data(), &sentinel);
     EXPECT_EQ(sentinel, 3.0f);
     Vec all(n, NAN);
-    cpu_dropout_forward(nullptr, n, 1.0f, 1, 2, x.data(), all.data());
+    drop_forward(n, 1.0f, 1, 2, 0, x.data(), all.data());
     for (float v : all) ASSERT_EQ(v, 0.0f);
 }
 
@@ -756,7 +772,7 @@ void check_gather(const std::vector<T> &images, const std::vector<uint8_t> &labe
     const int rows = (int)idx.size();
     Vec x((size_t)rows * elems, NAN);
     std::vector<int32_t> lab((size_t)rows, -7);
-    cpu_gather_batch(nullptr, &ds, idx.data(), rows, x.data(), lab.data());
+    cpu_gather_batch(nullptr, &ds, idx.data(), 0, &kBatch0, rows, x.data(), lab.data());
     size_t bad = 0;
     for (int r = 0; r < rows; r++) {
         EXPECT_EQ(lab[r], (int32_t)labels[idx[r]]) << "row " << r;
@@ -810,7 +826,7 @@ TEST(CpuOps, GatherOutOfRangeIndexPoisonsTheRow) {
     std::vector<int32_t> idx = {2, 3, -1, 0};
     Vec x(8, 0.0f);
     std::vector<int32_t> out(4, 0);
-    cpu_gather_batch(nullptr, &ds, idx.data(), 4, x.data(), out.data());
+    cpu_gather_batch(nullptr, &ds, idx.data(), 0, &kBatch0, 4, x.data(), out.data());
     EXPECT_EQ(x[0], 5.0f);
     EXPECT_EQ(x[1], 6.0f);
     EXPECT_EQ(out[0], 9);
@@ -823,3 +839,22 @@ TEST(CpuOps, GatherOutOfRangeIndexPoisonsTheRow) {
 }
 
 } // namespace
+
+namespace {
+TEST(CpuOps, GatherReadsItsBatchOfTheOrderFromTheContext) {
+    std::vector<uint8_t> images(10 * 2), labels(10);
+    for (int i = 0; i < 10; ++i) {
+        images[2 * i] = (uint8_t)(10 * i);
+        images[2 * i + 1] = (uint8_t)(10 * i + 1);
+        labels[i] = (uint8_t)(9 - i);
+    }
+    ct_device_dataset ds = {images.data(), labels.data(), CT_ELEM_U8, 10, 2, 1.0f};
+    std::vector<int32_t> order = {9, 8, 7, 6, 5, 4, 3, 2, 1, 0};
+    const ct_step_ctx ctx = {5, 1, 2, 0, 1};  // batch 2 of stride 3: order[6..8]
+    std::vector<float> x(3 * 2);
+    std::vector<int32_t> y(3);
+    cpu_gather_batch(nullptr, &ds, order.data(), 3, &ctx, 3, x.data(), y.data());
+    EXPECT_EQ(x, (std::vector<float>{30, 31, 20, 21, 10, 11}));
+    EXPECT_EQ(y, (std::vector<int32_t>{6, 7, 8}));
+}
+}  // namespace

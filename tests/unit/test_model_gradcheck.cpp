@@ -43,8 +43,8 @@ ct_model_spec make_spec(ct_loss_kind loss, ct_activation out_act) {
 }
 
 // Mean loss of the batch in m->x / m->labels with the current parameters.
-double mean_loss(ct_model &m, int rows, uint64_t seed, uint64_t step) {
-    ct_model_forward(&m, rows, 1, seed, step);
+double mean_loss(ct_model &m, int rows, uint64_t seed) {
+    ct_model_forward(&m, rows, 1, seed, m.ctx);
     ct_model_loss(&m, rows, 0);
     std::vector<float> loss(rows);
     m.be->ops->download(m.be, loss.data(), m.row_loss, rows * sizeof(float));
@@ -70,6 +70,8 @@ void check_model(ct_loss_kind loss, ct_activation out_act) {
     std::vector<int32_t> labels = {2, 0, 1};
     net.be->ops->upload(net.be, m.x, x.data(), x.size() * sizeof(float));
     net.be->ops->upload(net.be, m.labels, labels.data(), labels.size() * sizeof(int32_t));
+    const ct_step_ctx ctx = {step, 1, 0, 0, 1};  // dropout's mask depends on the step
+    net.be->ops->upload(net.be, m.ctx, &ctx, sizeof ctx);
 
     // Keep every ReLU pre-activation at least ~0.5 from its kink, so no
     // finite-difference step crosses it: small weights (|W h| <= 0.45 since
@@ -81,9 +83,9 @@ void check_model(ct_loss_kind loss, ct_activation out_act) {
     for (int i = 0; i < relu.out_dim; ++i) w[relu.b_off + i] = i % 2 ? -1.0f : 1.0f;
     ct_model_set_params(&m, w.data());
 
-    ct_model_forward(&m, rows, 1, seed, step);
+    ct_model_forward(&m, rows, 1, seed, m.ctx);
     ct_model_loss(&m, rows, 1);
-    ct_model_backward(&m, rows, seed, step);
+    ct_model_backward(&m, rows, seed, m.ctx);
     std::vector<float> g(m.n_params);
     net.be->ops->download(net.be, g.data(), m.grads, g.size() * sizeof(float));
 
@@ -93,10 +95,10 @@ void check_model(ct_loss_kind loss, ct_activation out_act) {
         float keep = w[i];
         w[i] = keep + h;
         ct_model_set_params(&m, w.data());
-        double lp = mean_loss(m, rows, seed, step);
+        double lp = mean_loss(m, rows, seed);
         w[i] = keep - h;
         ct_model_set_params(&m, w.data());
-        double lm = mean_loss(m, rows, seed, step);
+        double lm = mean_loss(m, rows, seed);
         w[i] = keep;
         double fd = (lp - lm) / (2.0 * h);
         EXPECT_NEAR(g[i], fd, 2e-3 + 2e-2 * std::fabs(fd)) << "parameter " << i;

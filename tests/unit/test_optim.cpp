@@ -47,7 +47,8 @@ struct Opt {
             if (std::isfinite(x)) rec.grad_sumsq += double(x) * double(x);
         ct_optim_buffers buf{w.data(), g.data(), state.empty() ? nullptr : state.data(), &t,
                              w.size()};
-        cpu_optimizer_step(nullptr, &cfg, &buf, &th, &rec);
+        const ct_step_ctx ctx = {1, 1, 0, 0, 1};
+        cpu_optimizer_step(nullptr, &cfg, &buf, &th, &ctx, &rec);
         return rec;
     }
 };

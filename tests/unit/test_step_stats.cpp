@@ -17,6 +17,9 @@ const float kNaN = std::numeric_limits<float>::quiet_NaN();
 const float kInf = std::numeric_limits<float>::infinity();
 
 // A gradient arena with its layer table and one batch of per-row losses.
+// Step 42 of epoch 3, record into slot 0 of a one-slot ring.
+const ct_step_ctx kCtx = {42, 3, 0, 0, 1};
+
 struct Batch {
     std::vector<float> grads;
     std::vector<size_t> begin;  // n_layers + 1 offsets
@@ -33,8 +36,6 @@ struct Batch {
         a.row_loss = row_loss.data();
         a.row_correct = row_correct.data();
         a.rows = static_cast<uint32_t>(row_loss.size());
-        a.step = 42;
-        a.epoch = 3;
         a.th = th;
         return a;
     }
@@ -105,7 +106,7 @@ ct_step_record run_stats(const Batch &b) {
     ct_step_record rec;
     std::memset(&rec, 0xA5, sizeof rec);  // garbage: the kernel must set every field
     const ct_stats_args a = b.args();
-    cpu_step_stats(nullptr, &a, &rec);
+    cpu_step_stats(nullptr, &a, &kCtx, &rec);
     return rec;
 }
 
@@ -294,7 +295,7 @@ TEST(StepStats, EmptyBatch) {
     a.row_correct = nullptr;
     ct_step_record rec;
     std::memset(&rec, 0xA5, sizeof rec);
-    cpu_step_stats(nullptr, &a, &rec);
+    cpu_step_stats(nullptr, &a, &kCtx, &rec);
 
     EXPECT_EQ(rec.flags, uint32_t(CT_FLAG_EMPTY_BATCH));
     EXPECT_EQ(rec.batch_size, 0u);
@@ -321,7 +322,7 @@ TEST(StepStats, NoLayerTableStillReducesEverything) {
     ct_stats_args a = b.args();
     a.n_layers = 0;
     ct_step_record rec;
-    cpu_step_stats(nullptr, &a, &rec);
+    cpu_step_stats(nullptr, &a, &kCtx, &rec);
     const Direct d = direct(b);
     EXPECT_NEAR(rec.grad_sumsq, d.sumsq, 1e-12 * d.sumsq);
     EXPECT_EQ(rec.n_layers, 0u);
@@ -337,9 +338,25 @@ TEST(StepStats, BitIdenticalAcrossCalls) {
     ct_step_record r1, r2;
     std::memset(&r1, 0x00, sizeof r1);
     std::memset(&r2, 0xFF, sizeof r2);  // different garbage, same result
-    cpu_step_stats(nullptr, &a, &r1);
-    cpu_step_stats(nullptr, &a, &r2);
+    cpu_step_stats(nullptr, &a, &kCtx, &r1);
+    cpu_step_stats(nullptr, &a, &kCtx, &r2);
     EXPECT_EQ(0, std::memcmp(&r1, &r2, sizeof r1));
 }
 
 }  // namespace
+
+TEST(StepStats, WritesOnlyTheContextsRingSlot) {
+    const Batch b = make_batch(77);
+    const ct_stats_args a = b.args();
+    ct_step_record ring[4];
+    std::memset(ring, 0xA5, sizeof ring);
+    ct_step_record untouched;
+    std::memset(&untouched, 0xA5, sizeof untouched);
+    const ct_step_ctx ctx = {9, 2, 5, 2, 4};
+    cpu_step_stats(nullptr, &a, &ctx, ring);
+    EXPECT_EQ(ring[2].step, 9u);
+    EXPECT_EQ(ring[2].epoch, 2u);
+    const ct_step_record direct = run_stats(b);
+    EXPECT_EQ(ring[2].grad_sumsq, direct.grad_sumsq);
+    for (int i : {0, 1, 3}) EXPECT_EQ(std::memcmp(&ring[i], &untouched, sizeof untouched), 0) << "slot " << i;
+}
