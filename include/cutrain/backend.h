@@ -10,7 +10,9 @@
  *  - Matrices are row-major float32. A dense layer's weight is [out, in]
  *    (PyTorch's layout), so Y[N,out] = X[N,in] * W^T + b.
  *  - Every pointer argument of an op is backend memory, except where a comment
- *    says "host".
+ *    says "host", and except the argument structs (ds, a, cfg, buf, th): those
+ *    are host structs, read when the op is called, whose pointer fields are
+ *    backend memory. ctx and ring are always backend memory.
  *  - Ops are asynchronous with respect to the host on devices that can be;
  *    `download` and `sync` are the only points where the host waits.
  *  - Ops cannot fail on valid arguments; a device fault is fatal and reported

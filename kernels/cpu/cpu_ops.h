@@ -14,7 +14,10 @@
 extern "C" {
 #endif
 
-/* gemm_cpu.c */
+/* gemm_cpu.c; cpu_gemm_loop is the plain-loop GEMM used when no CBLAS was
+ * found (m, n, k > 0; tested in every build). */
+void cpu_gemm_loop(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *A, int lda,
+                   const float *B, int ldb, float beta, float *C, int ldc);
 void cpu_gemm(ct_backend *b, int trans_a, int trans_b, int m, int n, int k, float alpha,
               const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 

@@ -11,10 +11,31 @@
  * thread count). The degenerate shapes are handled here rather than in BLAS,
  * whose argument checks reject lda < 1 and print an error for k == 0 - and
  * library code must not print.
+ *
+ * A build with no CBLAS at all (a bare GPU image, say) falls back to a plain
+ * loop: slow, but the CPU backend stays the correct reference everywhere.
  */
-#include <cblas.h>
-
 #include "kernels/cpu/cpu_ops.h"
+
+#ifdef CT_HAVE_CBLAS
+#include <cblas.h>
+#endif
+
+static float elem(const float *X, int ld, int trans, int r, int c) {
+    return trans ? X[(size_t)c * (size_t)ld + (size_t)r] : X[(size_t)r * (size_t)ld + (size_t)c];
+}
+
+/* Always compiled, so the tests check it in every build, BLAS or not. */
+void cpu_gemm_loop(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *A, int lda,
+                   const float *B, int ldb, float beta, float *C, int ldc) {
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            float acc = 0.0f;
+            for (int p = 0; p < k; p++) acc += elem(A, lda, trans_a, i, p) * elem(B, ldb, trans_b, p, j);
+            float *c = C + (size_t)i * (size_t)ldc + (size_t)j;
+            *c = alpha * acc + (beta == 0.0f ? 0.0f : beta * *c);
+        }
+}
 
 /* C = beta * C. With beta == 0 the result must be exactly 0 even when C held
  * NaN or Inf (fresh allocations, a previous failed step): BLAS semantics say
@@ -39,7 +60,11 @@ void cpu_gemm(ct_backend *b, int trans_a, int trans_b, int m, int n, int k, floa
         scale_c(m, n, beta, C, ldc);
         return;
     }
+#ifdef CT_HAVE_CBLAS
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, A, lda, B, ldb, beta, C,
                 ldc);
+#else
+    cpu_gemm_loop(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
 }

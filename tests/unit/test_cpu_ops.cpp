@@ -94,7 +94,14 @@ double op_b(const Vec &B, int ldb, int tb, int p, int j) {
     return tb ? B[(size_t)j * ldb + p] : B[(size_t)p * ldb + j];
 }
 
-void run_gemm_case(const GemmCase &c, std::mt19937 &g) {
+using GemmFn = void (*)(int, int, int, int, int, float, const float *, int, const float *, int, float, float *, int);
+
+void table_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda, const float *B, int ldb,
+                float beta, float *C, int ldc) {
+    cpu_gemm(nullptr, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void run_gemm_case(const GemmCase &c, std::mt19937 &g, GemmFn gemm = table_gemm) {
     SCOPED_TRACE("ta=" + std::to_string(c.ta) + " tb=" + std::to_string(c.tb) +
                  " m=" + std::to_string(c.m) + " n=" + std::to_string(c.n) +
                  " k=" + std::to_string(c.k) + " pad=" + std::to_string(c.pad));
@@ -114,8 +121,7 @@ void run_gemm_case(const GemmCase &c, std::mt19937 &g) {
         for (int j = c.n; j < ldc; j++) C[(size_t)r * ldc + j] = kSentinel;
     Vec C0 = C;
 
-    cpu_gemm(nullptr, c.ta, c.tb, c.m, c.n, c.k, c.alpha, A.data(), lda, B.data(), ldb, c.beta,
-             C.data(), ldc);
+    gemm(c.ta, c.tb, c.m, c.n, c.k, c.alpha, A.data(), lda, B.data(), ldb, c.beta, C.data(), ldc);
 
     size_t bad = 0;
     for (int i = 0; i < c.m; i++) {
@@ -152,6 +158,18 @@ TEST(CpuOps, GemmAllTransposesAwkwardSizes) {
                 run_gemm_case({ta, tb, s[0], s[1], s[2], 0, 1.0f, 0.0f}, g);
                 run_gemm_case({ta, tb, s[0], s[1], s[2], 3, -0.75f, 0.5f}, g);
                 run_gemm_case({ta, tb, s[0], s[1], s[2], 17, 1.25f, -1.5f}, g);
+            }
+}
+
+// The plain-loop GEMM that builds without a CBLAS use, to the same bound.
+TEST(CpuOps, GemmLoopFallbackAllTransposes) {
+    std::mt19937 g(103);
+    const int shapes[][3] = {{1, 1, 1}, {3, 7, 31}, {33, 65, 127}, {65, 3, 33}};
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (auto &s : shapes) {
+                run_gemm_case({ta, tb, s[0], s[1], s[2], 0, 1.0f, 0.0f}, g, cpu_gemm_loop);
+                run_gemm_case({ta, tb, s[0], s[1], s[2], 3, -0.75f, 0.5f}, g, cpu_gemm_loop);
             }
 }
 
