@@ -2,6 +2,10 @@
 // the contracts of README.md (flags, JSONL, exit statuses, messages).
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -195,6 +199,42 @@ TEST_F(Cli, DeviceSelection) {
     r = run_cutrain("train --device auto --max-steps 2 --model " + model() + " --data " + dir.path());
     EXPECT_EQ(r.exit_code, 0) << r.out;
     EXPECT_NE(r.out.find("no usable GPU"), std::string::npos) << r.out;
+}
+
+}  // namespace
+
+namespace {
+
+// SIGINT stops the run at a step boundary with the records, the epoch and
+// the summary written, and exit status 5.
+TEST_F(Cli, InterruptStopsAtAStepBoundaryAndWritesTheSummary) {
+    std::string log = dir.file("int.jsonl");
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        freopen("/dev/null", "w", stdout);
+        freopen("/dev/null", "w", stderr);
+        execl(CT_CUTRAIN_EXE, CT_CUTRAIN_EXE, "train", "--quiet", "--device", "cpu", "--model", model().c_str(),
+              "--data", dir.path().c_str(), "--epochs", "100000", "--log-jsonl", log.c_str(), (char *)nullptr);
+        _exit(127);
+    }
+    // Wait until training has visibly started, then interrupt.
+    for (int i = 0; i < 200 && jsonl_of_type(log, "epoch").empty(); ++i) usleep(20000);
+    kill(pid, SIGINT);
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status);
+    EXPECT_EQ(WEXITSTATUS(status), CT_EXIT_INTERRUPTED);
+    auto lines = read_lines(log);
+    ASSERT_FALSE(lines.empty());
+    EXPECT_NE(lines.back().find("\"type\":\"summary\""), std::string::npos) << lines.back();
+    EXPECT_NE(lines.back().find("\"status\":\"interrupted\""), std::string::npos) << lines.back();
+    EXPECT_EQ(json_number(lines.back(), "exit_code"), 5.0);
+    // Every step that ran has its record, numbered without gaps.
+    auto steps = jsonl_of_type(log, "step");
+    ASSERT_FALSE(steps.empty());
+    for (size_t i = 0; i < steps.size(); ++i) EXPECT_EQ(json_number(steps[i], "step"), (double)(i + 1));
+    EXPECT_EQ(json_number(lines.back(), "steps"), (double)steps.size());
 }
 
 }  // namespace
