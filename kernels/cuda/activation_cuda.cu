@@ -1,0 +1,194 @@
+/* Bias + activation, forward and backward, on a row-major [rows, cols] block.
+ * The same math as kernels/cpu/activation_cpu.c (see it for the formulas):
+ *
+ * Forward, in place on y (z = X W^T on entry):
+ *     z = y + bias[c];  y = act(z)                      elementwise
+ *     softmax: y[r,c] = e^(z[r,c] - m_r) / sum_j e^(z[r,j] - m_r)
+ * Backward, from the output y; dy holds dL/dy on entry and dL/dz on return:
+ *     relu dz = dy [y > 0], sigmoid dz = dy y (1 - y), tanh dz = dy (1 - y^2)
+ *     softmax dz[r,c] = y[r,c] (dy[r,c] - sum_j dy[r,j] y[r,j])
+ *     dbias[c] = sum_r dz[r,c]   (overwritten; 0 for an empty batch)
+ *
+ * Kernels
+ *  - elementwise (bias, relu, sigmoid, tanh and their derivatives): a
+ *    grid-stride loop over rows*cols with a capped grid.
+ *  - softmax, both directions: one warp per row (8 rows per 256-thread
+ *    block); lane l takes columns l, l+32, ...; the row max and the double
+ *    sums are combined by a butterfly of warp shuffles, which leaves the
+ *    identical value in every lane.
+ *  - dbias: one thread per column, summing its column in double in row
+ *    order - exactly the CPU's order, so dbias matches it bit for bit
+ *    whenever dz does. Adjacent threads read adjacent columns of a row, so
+ *    each row is read coalesced.
+ *
+ * Rounding: the derivative products use __fmul_rn so nvcc cannot fuse them
+ * into an FMA; each is then rounded exactly as the CPU rounds it.
+ */
+#include "kernels/cuda/cuda_common.h"
+
+#define CT_ACT_THREADS 256
+#define CT_WARP 32
+#define CT_FULL_MASK 0xffffffffu
+
+/* Blocks for a grid-stride loop over n elements: enough to fill the GPU a
+ * few times over, never more than the data needs. */
+static unsigned elementwise_blocks(ct_backend *b, size_t n) {
+    size_t blocks = (n + CT_ACT_THREADS - 1) / CT_ACT_THREADS;
+    const size_t cap = (size_t)ct_cuda(b)->sm_count * 8;
+    return (unsigned)(blocks < cap ? blocks : cap);
+}
+
+/* One warp per row: blocks for `rows` rows. */
+static unsigned row_blocks(int rows) {
+    const int per_block = CT_ACT_THREADS / CT_WARP;
+    return (unsigned)(((size_t)rows + per_block - 1) / per_block);
+}
+
+/* NaN <= 0 is false, so NaN passes through (the health checks must see it). */
+static __device__ __forceinline__ float relu(float z) { return z <= 0.0f ? 0.0f : z; }
+
+/* Two branches so that only e^-|z| is ever formed (see the CPU version). */
+static __device__ __forceinline__ float sigmoid(float z) {
+    if (z >= 0.0f) return 1.0f / (1.0f + expf(-z));
+    const float e = expf(z);
+    return e / (1.0f + e);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Forward                                                                   */
+
+static __global__ void bias_act_kernel(ct_activation act, size_t n, int cols, const float *bias, float *y) {
+    const size_t step = (size_t)gridDim.x * blockDim.x;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
+        float z = y[i];
+        /* Only when there is a bias: adding 0 would turn -0 into +0. */
+        if (bias) z = z + bias[i % (size_t)cols];
+        switch (act) {
+        case CT_ACT_RELU: z = relu(z); break;
+        case CT_ACT_SIGMOID: z = sigmoid(z); break;
+        case CT_ACT_TANH: z = tanhf(z); break;
+        default: break; /* linear (softmax has its own kernel) */
+        }
+        y[i] = z;
+    }
+}
+
+/* One warp per row. Three passes over the row, each lane over its own
+ * columns, so a lane only ever reads back what it wrote itself. */
+static __global__ void softmax_kernel(int rows, int cols, const float *bias, float *y) {
+    const int lane = threadIdx.x % CT_WARP;
+    const size_t r = (size_t)blockIdx.x * (blockDim.x / CT_WARP) + threadIdx.x / CT_WARP;
+    if (r >= (size_t)rows) return; /* the whole warp leaves together */
+    float *row = y + r * (size_t)cols;
+
+    /* Row max of z. fmaxf ignores NaN, which cannot change the result: a
+     * NaN anywhere makes the sum NaN and so the whole row NaN, as on the
+     * CPU. Without NaN the max is exact, so z - m is the CPU's value. */
+    float m = -INFINITY;
+    for (int c = lane; c < cols; c += CT_WARP) {
+        float z = row[c];
+        if (bias) {
+            z = z + bias[c];
+            row[c] = z;
+        }
+        m = fmaxf(m, z);
+    }
+    for (int off = CT_WARP / 2; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(CT_FULL_MASK, m, off));
+
+    /* e^(z - m) in float (every exponent <= 0), summed in double. */
+    double sum = 0.0;
+    for (int c = lane; c < cols; c += CT_WARP) {
+        const float e = expf(row[c] - m);
+        row[c] = e;
+        sum += (double)e;
+    }
+    for (int off = CT_WARP / 2; off > 0; off >>= 1) sum += __shfl_xor_sync(CT_FULL_MASK, sum, off);
+
+    for (int c = lane; c < cols; c += CT_WARP) row[c] = (float)((double)row[c] / sum);
+}
+
+void cuda_bias_act_forward(ct_backend *b, ct_activation act, int rows, int cols, const float *bias, float *y) {
+    if (rows <= 0 || cols <= 0) return;
+    cudaStream_t s = ct_cuda(b)->stream;
+    if (act == CT_ACT_SOFTMAX) {
+        softmax_kernel<<<row_blocks(rows), CT_ACT_THREADS, 0, s>>>(rows, cols, bias, y);
+        CT_LAUNCH_CHECK("softmax_kernel");
+        return;
+    }
+    if (act == CT_ACT_LINEAR && !bias) return; /* the identity */
+    const size_t n = (size_t)rows * (size_t)cols;
+    bias_act_kernel<<<elementwise_blocks(b, n), CT_ACT_THREADS, 0, s>>>(act, n, cols, bias, y);
+    CT_LAUNCH_CHECK("bias_act_kernel");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Backward                                                                  */
+
+static __global__ void act_back_kernel(ct_activation act, size_t n, const float *y, float *dy) {
+    const size_t step = (size_t)gridDim.x * blockDim.x;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
+        const float yv = y[i];
+        float d = dy[i];
+        switch (act) {
+        case CT_ACT_RELU: d = yv > 0.0f ? d : 0.0f; break;
+        case CT_ACT_SIGMOID: d = __fmul_rn(d, __fmul_rn(yv, 1.0f - yv)); break;
+        case CT_ACT_TANH: d = __fmul_rn(d, 1.0f - __fmul_rn(yv, yv)); break;
+        default: break;
+        }
+        dy[i] = d;
+    }
+}
+
+/* The softmax Jacobian contracted with dy: y * (dy - <dy, y>), one dot per
+ * row, in double (the subtraction cancels when dy is nearly constant). A
+ * float times a float is exact in double, so each term equals the CPU's
+ * whether or not the multiply-add is fused; only the order of the sum
+ * differs (the warp's tree against the CPU's left-to-right loop). */
+static __global__ void softmax_back_kernel(int rows, int cols, const float *y, float *dy) {
+    const int lane = threadIdx.x % CT_WARP;
+    const size_t r = (size_t)blockIdx.x * (blockDim.x / CT_WARP) + threadIdx.x / CT_WARP;
+    if (r >= (size_t)rows) return;
+    const float *yr = y + r * (size_t)cols;
+    float *dr = dy + r * (size_t)cols;
+
+    double dot = 0.0;
+    for (int c = lane; c < cols; c += CT_WARP) dot += (double)dr[c] * (double)yr[c];
+    for (int off = CT_WARP / 2; off > 0; off >>= 1) dot += __shfl_xor_sync(CT_FULL_MASK, dot, off);
+
+    for (int c = lane; c < cols; c += CT_WARP) dr[c] = (float)((double)yr[c] * ((double)dr[c] - dot));
+}
+
+/* dbias[c] = sum_r dz[r,c], one thread per column, in double and in row
+ * order: the CPU's order exactly. rows is a batch (thousands at most). */
+static __global__ void column_sums_kernel(int rows, int cols, const float *dz, float *dbias) {
+    const size_t c = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= (size_t)cols) return;
+    const float *p = dz + c;
+    double acc = 0.0;
+#pragma unroll 4
+    for (int r = 0; r < rows; r++) acc += (double)p[(size_t)r * (size_t)cols];
+    dbias[c] = (float)acc;
+}
+
+void cuda_bias_act_backward(ct_backend *b, ct_activation act, int rows, int cols, const float *y, float *dy,
+                            float *dbias) {
+    if (cols <= 0 || rows < 0) return;
+    cudaStream_t s = ct_cuda(b)->stream;
+    if (rows > 0) {
+        if (act == CT_ACT_SOFTMAX) {
+            softmax_back_kernel<<<row_blocks(rows), CT_ACT_THREADS, 0, s>>>(rows, cols, y, dy);
+            CT_LAUNCH_CHECK("softmax_back_kernel");
+        } else if (act != CT_ACT_LINEAR) { /* linear: dz = dy, nothing to do */
+            const size_t n = (size_t)rows * (size_t)cols;
+            act_back_kernel<<<elementwise_blocks(b, n), CT_ACT_THREADS, 0, s>>>(act, n, y, dy);
+            CT_LAUNCH_CHECK("act_back_kernel");
+        }
+    }
+    /* Queued after dz is final (same stream). With rows == 0 every column
+     * sum is 0, as on the CPU: an empty batch gives a zero dbias. */
+    if (dbias) {
+        const unsigned blocks = (unsigned)(((size_t)cols + CT_ACT_THREADS - 1) / CT_ACT_THREADS);
+        column_sums_kernel<<<blocks, CT_ACT_THREADS, 0, s>>>(rows, cols, dy, dbias);
+        CT_LAUNCH_CHECK("column_sums_kernel");
+    }
+}

@@ -1,0 +1,108 @@
+/* What every file of the CUDA backend shares: the checking macros, the
+ * backend's private state, and the launchers each .cu file provides.
+ *
+ * Conventions
+ *  - Every CUDA runtime and library call goes through CT_CUDA_CHECK /
+ *    CT_CUBLAS_CHECK; every kernel launch is followed by CT_LAUNCH_CHECK.
+ *    A failure is fatal: one line naming the call, file:line and the device.
+ *  - Every launcher queues work on impl->stream and never synchronises
+ *    (except the memory helpers whose contract says so); all of them are
+ *    legal inside stream capture.
+ *  - Reductions are deterministic: a fixed grid, fixed per-thread strides,
+ *    a fixed-order tree in shared memory, and a second single-block pass over
+ *    the per-block partials. No float atomics anywhere.
+ *  - Launchers have the exact signatures of the vtable entries in
+ *    include/cutrain/backend.h, so backend_cuda.cu puts them in the table.
+ */
+#ifndef CUTRAIN_KERNELS_CUDA_COMMON_H
+#define CUTRAIN_KERNELS_CUDA_COMMON_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "cutrain/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Prints "cutrain: error: CUDA: <what> in <call> at <file>:<line> (device N, name)"
+ * and exits with CT_EXIT_FAILURE. */
+void ct_cuda_fatal(const char *what, const char *call, const char *file, int line) __attribute__((noreturn));
+
+#define CT_CUDA_CHECK(call)                                                      \
+    do {                                                                         \
+        cudaError_t ct_e_ = (call);                                              \
+        if (ct_e_ != cudaSuccess)                                                \
+            ct_cuda_fatal(cudaGetErrorString(ct_e_), #call, __FILE__, __LINE__); \
+    } while (0)
+
+#define CT_CUBLAS_CHECK(call)                                                          \
+    do {                                                                               \
+        cublasStatus_t ct_s_ = (call);                                                 \
+        if (ct_s_ != CUBLAS_STATUS_SUCCESS)                                            \
+            ct_cuda_fatal(cublasGetStatusString(ct_s_), #call, __FILE__, __LINE__);    \
+    } while (0)
+
+/* After a <<<...>>> launch: reports the kernel's name with the launch error. */
+#define CT_LAUNCH_CHECK(kernel_name)                                                  \
+    do {                                                                              \
+        cudaError_t ct_e_ = cudaGetLastError();                                       \
+        if (ct_e_ != cudaSuccess)                                                     \
+            ct_cuda_fatal(cudaGetErrorString(ct_e_), "launch of " kernel_name, __FILE__, __LINE__); \
+    } while (0)
+
+/* Per-block partials of the deterministic reductions: stats and optimizer
+ * each use at most this many blocks in their first pass. */
+#define CT_CUDA_MAX_PARTIAL_BLOCKS 1024
+
+typedef struct ct_cuda_impl {
+    int device;
+    char name[96];
+    int sm_count;
+    cudaStream_t stream;
+    cublasHandle_t cublas;
+    void *cublas_workspace;        /* fixed, so capture and replay are deterministic */
+    size_t cublas_workspace_bytes;
+    cudaEvent_t fences[CT_MAX_FENCES];
+    /* scratch for reductions, allocated once at create */
+    double *partials;              /* CT_CUDA_MAX_PARTIAL_BLOCKS * CT_CUDA_PARTIAL_STRIDE doubles */
+} ct_cuda_impl;
+
+/* Doubles per block in `partials` (room for per-layer sums and counts). */
+#define CT_CUDA_PARTIAL_STRIDE 8
+
+static inline ct_cuda_impl *ct_cuda(ct_backend *b) { return (ct_cuda_impl *)b->impl; }
+
+/* gemm_cuda.cu */
+void cuda_gemm(ct_backend *b, int trans_a, int trans_b, int m, int n, int k, float alpha, const float *A, int lda,
+               const float *B, int ldb, float beta, float *C, int ldc);
+/* activation_cuda.cu */
+void cuda_bias_act_forward(ct_backend *b, ct_activation act, int rows, int cols, const float *bias, float *y);
+void cuda_bias_act_backward(ct_backend *b, ct_activation act, int rows, int cols, const float *y, float *dy,
+                            float *dbias);
+/* loss_cuda.cu */
+void cuda_softmax_xent(ct_backend *b, int rows, int classes, const float *logits, const int32_t *labels,
+                       float grad_scale, float *dlogits, float *row_loss, float *row_correct);
+void cuda_mse_onehot(ct_backend *b, int rows, int classes, const float *pred, const int32_t *labels,
+                     float grad_scale, float *dpred, float *row_loss, float *row_correct);
+void cuda_loss_accumulate(ct_backend *b, int rows, const float *row_loss, const float *row_correct, double *acc);
+/* dropout_cuda.cu */
+void cuda_dropout_forward(ct_backend *b, size_t n, float rate, uint64_t seed, uint32_t layer, const ct_step_ctx *ctx,
+                          const float *x, float *y);
+void cuda_dropout_backward(ct_backend *b, size_t n, float rate, uint64_t seed, uint32_t layer,
+                           const ct_step_ctx *ctx, const float *dy, float *dx);
+/* gather_cuda.cu */
+void cuda_gather_batch(ct_backend *b, const ct_device_dataset *ds, const int32_t *order, size_t stride,
+                       const ct_step_ctx *ctx, int rows, float *x, int32_t *labels);
+/* stats_cuda.cu */
+void cuda_step_stats(ct_backend *b, const ct_stats_args *a, const ct_step_ctx *ctx, ct_step_record *ring);
+/* optim_cuda.cu */
+void cuda_optimizer_step(ct_backend *b, const ct_optim_config *cfg, const ct_optim_buffers *buf,
+                         const ct_health_thresholds *th, const ct_step_ctx *ctx, ct_step_record *ring);
+void cuda_step_advance(ct_backend *b, ct_step_ctx *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,280 @@
+/* Optimizer step and step advance on the GPU (Keras 3 rules, optim.h).
+ *
+ * With g = gs * grad, gs = (float)clip_scale, clip_scale = min(1, clip / ||grad||):
+ *   SGD      v = m*v - lr*g;  w += v   (Nesterov: w += m*v - lr*g; no momentum: w -= lr*g)
+ *   Adam     m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*(g*g)
+ *            w -= (m*alpha) / (sqrt(v) + eps),  alpha = lr*sqrt(1-b2^t)/(1-b1^t)
+ *   AdamW    w -= w*(lr*wd) first, then the Adam step
+ *   RMSprop  v = rho*v + (1-rho)*(g*g);  inc = (lr*g) / sqrt(v + eps)
+ *            momentum: u = mom*u + inc; w -= u,  else w -= inc
+ * State is slot-major: slot s of element i lives at state[s*n + i].
+ *
+ * Bit-exactness with kernels/cpu/optim_cpu.c. The CPU build is gcc -std=c11
+ * (ISO mode: -ffp-contract=off) for baseline x86-64 (no FMA), so every float
+ * multiply, add, divide and sqrt there is rounded on its own. nvcc contracts
+ * a*b+c into an FMA by default, so each per-element operation here is an
+ * explicit __fmul_rn/__fadd_rn/__fsub_rn/__fdiv_rn/__fsqrt_rn, which are never
+ * contracted and round to nearest whatever the -prec-div/-prec-sqrt/fast-math
+ * flags, in the CPU's operation order. The scalar coefficients that depend
+ * only on the config ((float)(1-b1), (float)(lr*wd), ...) are computed on the
+ * host by the same expressions as the CPU's. The only library function whose
+ * rounding may differ is the double pow() of the Adam bias correction (CUDA:
+ * <= 2 ulp, glibc: < 1 ulp): alpha is rounded to float afterwards, so the two
+ * agree unless the double lands within a couple of ulp of a float rounding
+ * boundary (odds ~2^-28 per step). clip_scale comes from grad_sumsq, which
+ * the GPU sums in a different order than the CPU; where clipping is active a
+ * last-bit difference there can change gs, and then w differs in rounding.
+ * Denormals must not be flushed (default -ftz=false; no --use_fast_math).
+ *
+ * Reduction order (depends on n only): optim_update_kernel runs a fixed grid
+ * of nblocks = min(ceil(n/256), CT_CUDA_MAX_PARTIAL_BLOCKS) blocks of 256
+ * threads; thread t of block k handles i = k*256 + t, then i += nblocks*256,
+ * in that order, accumulating w_old^2 and (w_new - w_old)^2 in double; each
+ * block combines its threads with a shared-memory tree (stride 128 .. 1) and
+ * writes partials[k*STRIDE + 0..1]. optim_finalize_kernel (one block) adds
+ * the block partials left to right in block order from 0.0 (thread 0), then
+ * writes the record's fields and advances *t.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels/cuda/cuda_common.h"
+
+#define OPT_THREADS 256
+
+/* Everything the kernels need from cfg and th, read on the host. */
+typedef struct optim_plan {
+    int kind;
+    int nesterov;
+    int skip_nonfinite;
+    float lr, mom, eps;
+    float fb1, fb2, one_b1, one_b2, decay; /* Adam, AdamW */
+    float rho, one_rho;                    /* RMSprop      */
+    float clip_norm;
+    double lr_d, b1_d, b2_d;               /* bias correction, in double */
+    double vanishing;                      /* 0: off (also when th is NULL) */
+    unsigned long long n;
+    unsigned int nblocks;
+} optim_plan;
+
+/* The CPU's must_skip. */
+static __device__ __forceinline__ bool must_skip(const optim_plan &p, uint32_t flags) {
+    if (flags & CT_FLAG_EMPTY_BATCH) return true;
+    return p.skip_nonfinite && (flags & (CT_FLAG_NONFINITE_LOSS | CT_FLAG_NONFINITE_GRAD));
+}
+
+/* The CPU's clip_scale, in double with correctly rounded sqrt and divide.
+ * The update and the finalize kernels both call it on the same grad_sumsq
+ * and get the same value. */
+static __device__ __forceinline__ double clip_scale(float clip_norm, double grad_sumsq) {
+    const double norm = __dsqrt_rn(grad_sumsq);
+    if (clip_norm > 0.0f && norm > (double)clip_norm) return __ddiv_rn((double)clip_norm, norm);
+    return 1.0;
+}
+
+/* alpha = (float)(lr * sqrt(1 - b2^t) / (1 - b1^t)) in double, the CPU's
+ * expression and association; only pow() may round differently (see top). */
+static __device__ __forceinline__ float adam_alpha(const optim_plan &p, unsigned long long t_new) {
+    const double t = __ull2double_rn(t_new);
+    const double num = __dmul_rn(p.lr_d, __dsqrt_rn(__dsub_rn(1.0, pow(p.b2_d, t))));
+    return __double2float_rn(__ddiv_rn(num, __dsub_rn(1.0, pow(p.b1_d, t))));
+}
+
+/* One element's update: returns w_new and updates its state. The state is
+ * indexed only on the paths that have it (state may be NULL for plain SGD). */
+static __device__ __forceinline__ float update_one(const optim_plan &p, size_t i, size_t n, float w0, float g,
+                                                   float alpha, float *state) {
+    switch (p.kind) {
+    case CT_OPT_SGD:
+        if (p.mom > 0.0f) {
+            const float v = __fsub_rn(__fmul_rn(p.mom, state[i]), __fmul_rn(p.lr, g));
+            state[i] = v;
+            return p.nesterov ? __fadd_rn(w0, __fsub_rn(__fmul_rn(p.mom, v), __fmul_rn(p.lr, g)))
+                              : __fadd_rn(w0, v);
+        }
+        return __fsub_rn(w0, __fmul_rn(p.lr, g));
+    case CT_OPT_ADAM:
+    case CT_OPT_ADAMW: {
+        /* decay is 0 for Adam: w0 is then used as it is (the CPU's test). */
+        const float wd = p.decay != 0.0f ? __fsub_rn(w0, __fmul_rn(w0, p.decay)) : w0;
+        const float m = __fadd_rn(__fmul_rn(p.fb1, state[i]), __fmul_rn(p.one_b1, g));
+        const float v = __fadd_rn(__fmul_rn(p.fb2, state[n + i]), __fmul_rn(p.one_b2, __fmul_rn(g, g)));
+        state[i] = m;
+        state[n + i] = v;
+        return __fsub_rn(wd, __fdiv_rn(__fmul_rn(m, alpha), __fadd_rn(__fsqrt_rn(v), p.eps)));
+    }
+    case CT_OPT_RMSPROP: {
+        const float ms = __fadd_rn(__fmul_rn(p.rho, state[i]), __fmul_rn(p.one_rho, __fmul_rn(g, g)));
+        state[i] = ms;
+        const float inc = __fdiv_rn(__fmul_rn(p.lr, g), __fsqrt_rn(__fadd_rn(ms, p.eps)));
+        if (p.mom > 0.0f) {
+            const float u = __fadd_rn(__fmul_rn(p.mom, state[n + i]), inc);
+            state[n + i] = u;
+            return __fsub_rn(w0, u);
+        }
+        return __fsub_rn(w0, inc);
+    }
+    }
+    return w0;
+}
+
+/* The whole arena in one grid-stride pass. Nothing in the record or *t is
+ * written here (the finalize kernel does it, in stream order after this one),
+ * so every block reads the same flags, grad_sumsq and t. */
+static __global__ void __launch_bounds__(OPT_THREADS)
+    optim_update_kernel(optim_plan p, float *w, const float *grads, float *state, const uint64_t *t,
+                        const ct_step_ctx *ctx, const ct_step_record *ring, double *partials) {
+    __shared__ int s_skip;
+    __shared__ float s_gs, s_alpha;
+    __shared__ double s_ps[OPT_THREADS];
+    __shared__ double s_us[OPT_THREADS];
+    const unsigned int tid = threadIdx.x;
+
+    /* Per-step scalars once per block (two double pow()s for Adam), shared
+     * with the block's threads: one read of the record and of t per block,
+     * and the same value everywhere since every block runs the same code on
+     * the same inputs. */
+    if (tid == 0) {
+        const ct_step_record *rec = ring + ctx->slot;
+        const bool skip = must_skip(p, rec->flags);
+        float gs = 1.0f, alpha = 0.0f;
+        if (!skip) {
+            gs = __double2float_rn(clip_scale(p.clip_norm, rec->grad_sumsq));
+            /* t is this step's t: the finalize kernel stores it afterwards. */
+            if (p.kind == CT_OPT_ADAM || p.kind == CT_OPT_ADAMW) alpha = adam_alpha(p, (unsigned long long)*t + 1ull);
+        }
+        s_skip = skip ? 1 : 0;
+        s_gs = gs;
+        s_alpha = alpha;
+    }
+    __syncthreads();
+    const bool skip = s_skip != 0;
+    const float gs = s_gs, alpha = s_alpha;
+
+    const size_t n = (size_t)p.n;
+    const size_t step = (size_t)gridDim.x * OPT_THREADS;
+    double ps = 0.0, us = 0.0;
+    for (size_t i = (size_t)blockIdx.x * OPT_THREADS + tid; i < n; i += step) {
+        const float w0 = w[i];
+        const double w0d = (double)w0;
+        /* ||w_old||^2 also on a skipped step: the CPU reports it there too. */
+        ps = __dadd_rn(ps, __dmul_rn(w0d, w0d));
+        if (skip) continue;
+        const float w1 = update_one(p, i, n, w0, __fmul_rn(grads[i], gs), alpha, state);
+        w[i] = w1;
+        const double d = __dsub_rn((double)w1, w0d);
+        us = __dadd_rn(us, __dmul_rn(d, d));
+    }
+    s_ps[tid] = ps;
+    s_us[tid] = us;
+    __syncthreads();
+    for (unsigned int stride = OPT_THREADS / 2; stride > 0; stride >>= 1) {
+        if (tid < stride) {
+            s_ps[tid] = __dadd_rn(s_ps[tid], s_ps[tid + stride]);
+            s_us[tid] = __dadd_rn(s_us[tid], s_us[tid + stride]);
+        }
+        __syncthreads();
+    }
+    if (tid == 0) {
+        double *out = partials + (size_t)blockIdx.x * CT_CUDA_PARTIAL_STRIDE;
+        out[0] = s_ps[0];
+        out[1] = s_us[0];
+    }
+}
+
+/* One block: thread 0 adds the partials in block order (the others stage
+ * them into shared memory a tile at a time), then writes the record and t. */
+static __global__ void __launch_bounds__(OPT_THREADS)
+    optim_finalize_kernel(optim_plan p, const double *partials, uint64_t *t, const ct_step_ctx *ctx,
+                          ct_step_record *ring) {
+    __shared__ double t_ps[OPT_THREADS];
+    __shared__ double t_us[OPT_THREADS];
+    const unsigned int tid = threadIdx.x;
+
+    double ps = 0.0, us = 0.0; /* thread 0's */
+    for (unsigned int base = 0; base < p.nblocks; base += OPT_THREADS) { /* uniform bound: barriers are safe */
+        const unsigned int j = base + tid;
+        if (j < p.nblocks) {
+            t_ps[tid] = partials[(size_t)j * CT_CUDA_PARTIAL_STRIDE + 0];
+            t_us[tid] = partials[(size_t)j * CT_CUDA_PARTIAL_STRIDE + 1];
+        }
+        __syncthreads();
+        if (tid == 0) {
+            const unsigned int cnt = p.nblocks - base < OPT_THREADS ? p.nblocks - base : OPT_THREADS;
+            for (unsigned int k = 0; k < cnt; ++k) {
+                ps = __dadd_rn(ps, t_ps[k]);
+                us = __dadd_rn(us, t_us[k]);
+            }
+        }
+        __syncthreads();
+    }
+    if (tid != 0) return;
+
+    ct_step_record *rec = ring + ctx->slot;
+    uint32_t flags = rec->flags;
+    rec->param_sumsq = ps;
+    if (must_skip(p, flags)) {
+        /* w, state and t untouched; ||w|| still reported. */
+        rec->update_sumsq = 0.0;
+        rec->clip_scale = 1.0;
+        rec->flags = flags | CT_FLAG_SKIPPED_UPDATE;
+        return;
+    }
+    const double clip = clip_scale(p.clip_norm, rec->grad_sumsq);
+    if (clip < 1.0) flags |= CT_FLAG_CLIPPED;
+    rec->clip_scale = clip;
+    rec->update_sumsq = us;
+    if (p.vanishing > 0.0 && ps > 0.0 && __dsqrt_rn(__ddiv_rn(us, ps)) < p.vanishing) flags |= CT_FLAG_VANISHING_UPDATE;
+    rec->flags = flags;
+    *t += 1; /* exactly once per applied step */
+}
+
+static __global__ void step_advance_kernel(ct_step_ctx *ctx) {
+    ctx->step += 1;
+    ctx->batch += 1;
+    ctx->slot = ctx->ring_len ? (ctx->slot + 1) % ctx->ring_len : 0;
+}
+
+extern "C" void cuda_optimizer_step(ct_backend *b, const ct_optim_config *cfg, const ct_optim_buffers *buf,
+                                    const ct_health_thresholds *th, const ct_step_ctx *ctx, ct_step_record *ring) {
+    ct_cuda_impl *impl = ct_cuda(b);
+    optim_plan p;
+    memset(&p, 0, sizeof p);
+    p.kind = (int)cfg->kind;
+    p.nesterov = cfg->nesterov;
+    p.skip_nonfinite = cfg->skip_nonfinite;
+    p.lr = cfg->lr;
+    p.mom = cfg->momentum;
+    p.eps = cfg->eps;
+    /* The CPU's coefficient expressions, evaluated on the host as there. */
+    p.fb1 = cfg->beta1;
+    p.fb2 = cfg->beta2;
+    p.b1_d = (double)cfg->beta1;
+    p.b2_d = (double)cfg->beta2;
+    p.one_b1 = (float)(1.0 - p.b1_d);
+    p.one_b2 = (float)(1.0 - p.b2_d);
+    p.lr_d = (double)cfg->lr;
+    p.decay = cfg->kind == CT_OPT_ADAMW ? (float)((double)cfg->lr * cfg->weight_decay) : 0.0f;
+    p.rho = cfg->rho;
+    p.one_rho = (float)(1.0 - (double)cfg->rho);
+    p.clip_norm = cfg->clip_norm;
+    p.vanishing = th ? th->vanishing_update_ratio : 0.0;
+    p.n = buf->n;
+
+    /* Fixed grid from n alone, so the reduction order never changes. */
+    const size_t want = buf->n / OPT_THREADS + (buf->n % OPT_THREADS != 0);
+    p.nblocks = (unsigned int)(want < CT_CUDA_MAX_PARTIAL_BLOCKS ? want : CT_CUDA_MAX_PARTIAL_BLOCKS);
+
+    if (p.nblocks > 0) { /* n == 0: nothing to update; finalize still fills the record */
+        optim_update_kernel<<<p.nblocks, OPT_THREADS, 0, impl->stream>>>(p, buf->params, buf->grads, buf->state,
+                                                                         buf->t, ctx, ring, impl->partials);
+        CT_LAUNCH_CHECK("optim_update_kernel");
+    }
+    optim_finalize_kernel<<<1, OPT_THREADS, 0, impl->stream>>>(p, impl->partials, buf->t, ctx, ring);
+    CT_LAUNCH_CHECK("optim_finalize_kernel");
+}
+
+extern "C" void cuda_step_advance(ct_backend *b, ct_step_ctx *ctx) {
+    step_advance_kernel<<<1, 1, 0, ct_cuda(b)->stream>>>(ctx);
+    CT_LAUNCH_CHECK("step_advance_kernel");
+}

@@ -1,0 +1,312 @@
+/* Step statistics on the GPU: the fused reduction behind step_stats.
+ *
+ * The figures are those of kernels/cpu/stats_cpu.c:
+ *   loss_sum   = sum_r row_loss[r]           correct = sum_r row_correct[r]
+ *   grad_sumsq = sum_{g_i finite} g_i^2      grad_max_abs = max_{g_i finite} |g_i|
+ *   nonfinite_count = #{g_i NaN or Inf}      zero_count = #{g_i == 0, -0.0 included}
+ * plus, per parametric layer, the sum of squares, the non-finite count and
+ * the "all exactly zero" test, and the flags NONFINITE_LOSS, NONFINITE_GRAD,
+ * ZERO_GRAD, EXPLODING_GRAD and EMPTY_BATCH with the CPU's rules.
+ *
+ * Reduction order. It depends only on n and the layer offsets (never on the
+ * GPU model or on timing), so a record is bit-identical from run to run:
+ *  - The arena is cut into segments like the CPU does: head [0, p0), layer l
+ *    [p_l, p_{l+1}) for l < L = min(n_layers, CT_MAX_PARAM_LAYERS), tail
+ *    [p_L, n), with the CPU's clamped offsets. Layers past the record's
+ *    capacity are folded into the tail: the same elements, so the same totals.
+ *  - Stage 1 (stats_grads_kernel, STATS_THREADS threads per block): each
+ *    segment is cut into chunks of `chunk` elements, one block per chunk,
+ *    blocks numbered in arena order. Thread t of a block accumulates elements
+ *    lo+t, lo+t+256, ... in that order; the block combines its threads with a
+ *    shared-memory tree (stride 128, 64, ..., 1: s[t] = s[t] + s[t+stride])
+ *    and writes sumsq, max, non-finite and zero counts to its partials row.
+ *  - Stage 2 (stats_record_kernel, one block): thread 0 adds each segment's
+ *    block partials left to right in block order starting from 0.0, then the
+ *    segment figures left to right in segment order into the totals (as the
+ *    CPU's add_partial). row_loss and row_correct are added left to right in
+ *    row order from 0.0 - exactly the CPU's loop, so loss_sum and correct are
+ *    bit-identical to the CPU's. The other threads only stage tiles of the
+ *    inputs into shared memory so that the serial loops do not wait on
+ *    global-memory latency element by element.
+ * Squares of floats are exact in double, so grad_sumsq differs from the CPU's
+ * only through the association of the additions; counts, max and the flags
+ * derived from them are exact.
+ *
+ * Assumes the default nvcc flags (no --use_fast_math, -ftz=false): the
+ * float->double conversion of a denormal gradient must not flush it. The zero
+ * and finiteness tests look at the bits, so they hold under any flags.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels/cuda/cuda_common.h"
+
+#define STATS_THREADS 256
+/* Smallest chunk a block reduces (a multiple of STATS_THREADS): below this a
+ * block does too little work to pay for its launch and its partials row. */
+#define STATS_MIN_CHUNK 4096ull
+#define STATS_MAX_SEGMENTS (CT_MAX_PARAM_LAYERS + 2)
+/* Blocks left for the chunks once every segment has had its rounding-up
+ * block: sum_s ceil(len_s / chunk) < n / chunk + nseg <= this + nseg. */
+#define STATS_CHUNK_BLOCKS (CT_CUDA_MAX_PARTIAL_BLOCKS - STATS_MAX_SEGMENTS)
+#define STAGE2_TILE 256
+
+/* The block -> range mapping, computed on the host from the offsets and
+ * passed by value. Segment s is [seg_lo(s), seg_hi(s)); its blocks are
+ * first_block[s] .. first_block[s+1]-1. */
+typedef struct stats_plan {
+    unsigned long long off[CT_MAX_PARAM_LAYERS + 1]; /* clamped offsets p_0 .. p_nl */
+    unsigned long long n;
+    unsigned long long chunk;
+    unsigned int nl;   /* layers with a segment of their own (<= CT_MAX_PARAM_LAYERS) */
+    unsigned int nseg; /* nl + 2: head, layers, tail */
+    unsigned int first_block[STATS_MAX_SEGMENTS + 1];
+    unsigned int nblocks;
+} stats_plan;
+
+static __host__ __device__ __forceinline__ unsigned long long seg_lo(const stats_plan &p, unsigned int s) {
+    return s == 0 ? 0ull : p.off[s - 1];
+}
+
+static __host__ __device__ __forceinline__ unsigned long long seg_hi(const stats_plan &p, unsigned int s) {
+    return s <= p.nl ? p.off[s] : p.n;
+}
+
+/* Bit tests: exact whatever the float flags (-ftz, fast math). */
+static __device__ __forceinline__ bool finite_f(float x) {
+    return (__float_as_uint(x) & 0x7f800000u) != 0x7f800000u;
+}
+
+static __device__ __forceinline__ bool finite_d(double x) {
+    return ((unsigned long long)__double_as_longlong(x) & 0x7ff0000000000000ull) != 0x7ff0000000000000ull;
+}
+
+/* Counts travel through the double partials as raw bits: exact for any value. */
+static __device__ __forceinline__ double count_to_slot(unsigned long long c) {
+    return __longlong_as_double((long long)c);
+}
+
+static __device__ __forceinline__ unsigned long long slot_to_count(double d) {
+    return (unsigned long long)__double_as_longlong(d);
+}
+
+/* Stage 1: one block per chunk of one segment. */
+static __global__ void __launch_bounds__(STATS_THREADS)
+    stats_grads_kernel(const float *g, stats_plan p, double *partials) {
+    __shared__ double s_sq[STATS_THREADS];
+    __shared__ double s_max[STATS_THREADS];
+    __shared__ unsigned long long s_nf[STATS_THREADS];
+    __shared__ unsigned long long s_zero[STATS_THREADS];
+    const unsigned int tid = threadIdx.x;
+    const unsigned int blk = blockIdx.x;
+
+    /* blk < nblocks == first_block[nseg], so this stops at s <= nseg-1; a
+     * segment without blocks (empty) is stepped over. */
+    unsigned int s = 0;
+    while (blk >= p.first_block[s + 1]) ++s;
+    const unsigned long long end = seg_hi(p, s);
+    const unsigned long long lo = seg_lo(p, s) + (unsigned long long)(blk - p.first_block[s]) * p.chunk;
+    const unsigned long long hi = lo + p.chunk < end ? lo + p.chunk : end;
+
+    double sq = 0.0, mx = 0.0;
+    unsigned long long nf = 0, zeros = 0;
+    for (unsigned long long i = lo + tid; i < hi; i += STATS_THREADS) {
+        const float x = g[i];
+        if (!finite_f(x)) {
+            ++nf; /* counted, but kept out of the sums (CPU rule) */
+            continue;
+        }
+        if ((__float_as_uint(x) & 0x7fffffffu) == 0u) ++zeros; /* +0.0 and -0.0 */
+        const double d = (double)x;
+        /* d*d is exact (24-bit mantissa squared); _rn keeps the add separate
+         * from the multiply, as on the CPU, so only the order of the sums differs. */
+        sq = __dadd_rn(sq, __dmul_rn(d, d));
+        const double ad = fabs(d);
+        if (ad > mx) mx = ad;
+    }
+    s_sq[tid] = sq;
+    s_max[tid] = mx;
+    s_nf[tid] = nf;
+    s_zero[tid] = zeros;
+    __syncthreads();
+    for (unsigned int stride = STATS_THREADS / 2; stride > 0; stride >>= 1) {
+        if (tid < stride) {
+            s_sq[tid] = __dadd_rn(s_sq[tid], s_sq[tid + stride]);
+            if (s_max[tid + stride] > s_max[tid]) s_max[tid] = s_max[tid + stride];
+            s_nf[tid] += s_nf[tid + stride];
+            s_zero[tid] += s_zero[tid + stride];
+        }
+        __syncthreads();
+    }
+    if (tid == 0) {
+        double *out = partials + (size_t)blk * CT_CUDA_PARTIAL_STRIDE;
+        out[0] = s_sq[0];
+        out[1] = s_max[0];
+        out[2] = count_to_slot(s_nf[0]);
+        out[3] = count_to_slot(s_zero[0]);
+    }
+}
+
+/* Stage 2: one block of STAGE2_TILE threads; thread 0 does every addition,
+ * in the fixed order described at the top, and writes the whole record. */
+static __global__ void __launch_bounds__(STAGE2_TILE)
+    stats_record_kernel(stats_plan p, const double *partials, const float *row_loss, const float *row_correct,
+                        uint32_t rows, uint32_t rec_layers, double exploding, const ct_step_ctx *ctx,
+                        ct_step_record *ring) {
+    __shared__ double t_sq[STAGE2_TILE];
+    __shared__ double t_max[STAGE2_TILE];
+    __shared__ unsigned long long t_nf[STAGE2_TILE];
+    __shared__ unsigned long long t_zero[STAGE2_TILE];
+    __shared__ float t_loss[STAGE2_TILE];
+    __shared__ float t_correct[STAGE2_TILE];
+    const unsigned int tid = threadIdx.x;
+
+    /* Thread 0's running figures (the other threads leave them untouched). */
+    double loss = 0.0, correct = 0.0;
+    bool bad_row = false;
+    double seg_sq[STATS_MAX_SEGMENTS], seg_max[STATS_MAX_SEGMENTS];
+    unsigned long long seg_nf[STATS_MAX_SEGMENTS], seg_zero[STATS_MAX_SEGMENTS];
+    for (unsigned int s = 0; s < STATS_MAX_SEGMENTS; ++s) {
+        seg_sq[s] = 0.0;
+        seg_max[s] = 0.0;
+        seg_nf[s] = 0;
+        seg_zero[s] = 0;
+    }
+
+    /* Rows, left to right (the CPU's loop). `rows` is uniform, so every
+     * thread reaches every barrier. */
+    for (uint32_t base = 0; base < rows; base += STAGE2_TILE) {
+        const uint32_t r = base + tid;
+        if (r < rows) {
+            t_loss[tid] = row_loss[r];
+            t_correct[tid] = row_correct[r];
+        }
+        __syncthreads();
+        if (tid == 0) {
+            const uint32_t cnt = rows - base < STAGE2_TILE ? rows - base : STAGE2_TILE;
+            for (uint32_t k = 0; k < cnt; ++k) {
+                const float l = t_loss[k];
+                if (!finite_f(l)) bad_row = true;
+                loss = __dadd_rn(loss, (double)l);
+                correct = __dadd_rn(correct, (double)t_correct[k]);
+            }
+        }
+        __syncthreads(); /* the tile is consumed before the next one lands */
+    }
+
+    /* Block partials, in block order; blocks are laid out segment by segment. */
+    unsigned int seg = 0;
+    for (unsigned int base = 0; base < p.nblocks; base += STAGE2_TILE) {
+        const unsigned int j = base + tid;
+        if (j < p.nblocks) {
+            const double *in = partials + (size_t)j * CT_CUDA_PARTIAL_STRIDE;
+            t_sq[tid] = in[0];
+            t_max[tid] = in[1];
+            t_nf[tid] = slot_to_count(in[2]);
+            t_zero[tid] = slot_to_count(in[3]);
+        }
+        __syncthreads();
+        if (tid == 0) {
+            const unsigned int cnt = p.nblocks - base < STAGE2_TILE ? p.nblocks - base : STAGE2_TILE;
+            for (unsigned int k = 0; k < cnt; ++k) {
+                while (base + k >= p.first_block[seg + 1]) ++seg;
+                seg_sq[seg] = __dadd_rn(seg_sq[seg], t_sq[k]);
+                if (t_max[k] > seg_max[seg]) seg_max[seg] = t_max[k];
+                seg_nf[seg] += t_nf[k];
+                seg_zero[seg] += t_zero[k];
+            }
+        }
+        __syncthreads();
+    }
+    if (tid != 0) return;
+
+    ct_step_record rec;
+    memset(&rec, 0, sizeof rec);
+    rec.clip_scale = 1.0;
+    rec.step = ctx->step;
+    rec.epoch = ctx->epoch;
+    rec.batch_size = rows;
+    rec.n_layers = rec_layers;
+    rec.loss_sum = loss;
+    rec.correct = correct;
+    if (bad_row || !finite_d(loss)) rec.flags |= CT_FLAG_NONFINITE_LOSS;
+
+    /* Segments in arena order: head, layers, tail (the CPU's add_partial order). */
+    for (unsigned int s = 0; s < p.nseg; ++s) {
+        rec.grad_sumsq = __dadd_rn(rec.grad_sumsq, seg_sq[s]);
+        if (seg_max[s] > rec.grad_max_abs) rec.grad_max_abs = seg_max[s];
+        rec.nonfinite_count += seg_nf[s];
+        rec.zero_count += seg_zero[s];
+        if (s >= 1 && s <= p.nl) {
+            const unsigned int l = s - 1;
+            const unsigned long long count = seg_hi(p, s) - seg_lo(p, s);
+            rec.layer_grad_sumsq[l] = seg_sq[s];
+            rec.layer_nonfinite[l] = (uint32_t)seg_nf[s];
+            if (count > 0 && seg_zero[s] == count) rec.layer_zero_all |= 1u << l;
+        }
+    }
+    /* An empty batch produced no gradient: an all-zero arena says nothing
+     * about dead layers there (CPU rule). */
+    if (rows == 0) {
+        rec.layer_zero_all = 0;
+        rec.flags |= CT_FLAG_EMPTY_BATCH;
+    }
+    if (rec.nonfinite_count > 0) rec.flags |= CT_FLAG_NONFINITE_GRAD;
+    if (rec.layer_zero_all) rec.flags |= CT_FLAG_ZERO_GRAD;
+    if (exploding > 0.0 && __dsqrt_rn(rec.grad_sumsq) > exploding) rec.flags |= CT_FLAG_EXPLODING_GRAD;
+
+    ring[ctx->slot] = rec;
+}
+
+static unsigned long long clamp_offset(unsigned long long off, unsigned long long lo, unsigned long long n) {
+    if (off < lo) return lo;
+    return off > n ? n : off;
+}
+
+extern "C" void cuda_step_stats(ct_backend *b, const ct_stats_args *a, const ct_step_ctx *ctx, ct_step_record *ring) {
+    ct_cuda_impl *impl = ct_cuda(b);
+    stats_plan p;
+    memset(&p, 0, sizeof p);
+    p.n = a->n;
+
+    /* Offsets as the CPU clamps them. Without a table (or without layers) the
+     * whole arena is the tail: off[0] = 0 leaves the head empty. */
+    const uint32_t layers = a->layer_begin ? a->n_layers : 0;
+    p.nl = layers < CT_MAX_PARAM_LAYERS ? layers : CT_MAX_PARAM_LAYERS;
+    if (layers > 0) {
+        unsigned long long pos = clamp_offset(a->layer_begin[0], 0, p.n);
+        p.off[0] = pos;
+        for (unsigned int l = 0; l < p.nl; ++l) {
+            pos = clamp_offset(a->layer_begin[l + 1], pos, p.n);
+            p.off[l + 1] = pos;
+        }
+    }
+    p.nseg = p.nl + 2;
+
+    /* Chunk size from n alone: at most STATS_CHUNK_BLOCKS full chunks, so
+     * with one partial chunk per segment the grid stays within the partials. */
+    unsigned long long chunk = p.n / STATS_CHUNK_BLOCKS + (p.n % STATS_CHUNK_BLOCKS != 0);
+    if (chunk < STATS_MIN_CHUNK) chunk = STATS_MIN_CHUNK;
+    chunk = (chunk + STATS_THREADS - 1) / STATS_THREADS * STATS_THREADS;
+    p.chunk = chunk;
+
+    unsigned long long total = 0;
+    for (unsigned int s = 0; s < p.nseg; ++s) {
+        p.first_block[s] = (unsigned int)total;
+        const unsigned long long len = seg_hi(p, s) - seg_lo(p, s);
+        total += len / chunk + (len % chunk != 0);
+    }
+    if (total > CT_CUDA_MAX_PARTIAL_BLOCKS) /* cannot happen: see STATS_CHUNK_BLOCKS */
+        ct_cuda_fatal("block plan exceeds the partials buffer", "cuda_step_stats", __FILE__, __LINE__);
+    p.first_block[p.nseg] = (unsigned int)total;
+    p.nblocks = (unsigned int)total;
+
+    const uint32_t rec_layers = a->n_layers < CT_MAX_PARAM_LAYERS ? a->n_layers : CT_MAX_PARAM_LAYERS;
+    if (p.nblocks > 0) { /* n == 0: no blocks, stage 2 still writes the record */
+        stats_grads_kernel<<<p.nblocks, STATS_THREADS, 0, impl->stream>>>(a->grads, p, impl->partials);
+        CT_LAUNCH_CHECK("stats_grads_kernel");
+    }
+    stats_record_kernel<<<1, STAGE2_TILE, 0, impl->stream>>>(p, impl->partials, a->row_loss, a->row_correct, a->rows,
+                                                               rec_layers, a->th.exploding_grad_norm, ctx, ring);
+    CT_LAUNCH_CHECK("stats_record_kernel");
+}
