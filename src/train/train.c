@@ -48,6 +48,7 @@ typedef struct run {
     int in_flight;             /* half whose copy is queued, -1 for none */
     void *graph;               /* one captured full-batch step, or NULL  */
     int graph_tried;
+    uint64_t full_steps;       /* full-batch steps queued so far         */
     uint64_t step;
     int exit_code;
     /* this epoch so far */
@@ -136,10 +137,13 @@ static void queue_step(run *r, int rows) {
 
 /* Full batches replay one captured step where the backend can capture; a
  * backend that cannot (the CPU) runs the ops directly. The captured step
- * reads every per-step value from m->ctx, so the one graph serves them all. */
+ * reads every per-step value from m->ctx, so the one graph serves them all.
+ * The first full step runs directly, so that library and module first-use
+ * (cuBLAS heuristics, lazy kernel loading) happens outside the capture. */
 static void train_step(run *r, int rows) {
     ct_backend *be = r->m->be;
-    if (rows == r->opt->batch_size && !r->graph_tried && be->ops->capture_begin) {
+    int full = rows == r->opt->batch_size;
+    if (full && r->full_steps++ >= 1 && !r->graph_tried && be->ops->capture_begin) {
         r->graph_tried = 1;
         ct_error err;
         ct_error_clear(&err);
@@ -149,7 +153,7 @@ static void train_step(run *r, int rows) {
         }
         if (!r->graph) ct_log_note(r->log, "running steps without a captured graph: %s", err.msg);
     }
-    if (r->graph && rows == r->opt->batch_size)
+    if (r->graph && full)
         be->ops->graph_launch(be, r->graph);
     else
         queue_step(r, rows);
