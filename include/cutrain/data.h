@@ -12,6 +12,7 @@
 
 #include "cutrain/backend.h"
 #include "cutrain/error.h"
+#include "cutrain/health.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -57,6 +58,13 @@ int ct_dataset_load(const char *images_path, const char *labels_path, ct_dataset
 /* Every label < classes; else names the labels file, the index and value. */
 int ct_dataset_check_labels(const ct_dataset *ds, int classes, ct_error *err);
 void ct_dataset_free(ct_dataset *ds);
+
+/* Content checks that are warnings, not errors (the file is valid, but a
+ * model cannot learn much from it): every label the same class
+ * (LABELS_SINGLE_CLASS), images whose values are all equal
+ * (CONSTANT_IMAGES, naming the first index). Returns how many diagnoses
+ * were written (at most max). */
+int ct_dataset_check_content(const ct_dataset *ds, ct_diagnosis *out, int max);
 
 /* Finds the standard MNIST names in dir: train-images-idx3-ubyte,
  * train-labels-idx1-ubyte (split "train") or t10k-* (split "test"), each

@@ -18,33 +18,67 @@ const char *ct_nan_policy_name(ct_nan_policy p);
 int ct_nan_policy_parse(const char *s); /* -1 when unknown */
 
 typedef struct ct_diagnosis {
-    char code[32];         /* e.g. "NONFINITE_GRAD" */
+    char code[32];         /* stable, e.g. "NONFINITE_GRAD"; see docs/troubleshooting.md */
     const char *severity;  /* "error", "warning" or "info" */
-    uint64_t step;
+    uint64_t step;         /* 0: before training (model build, data load) */
     uint32_t epoch;
     char layer[32];        /* "" when no single layer applies */
     char message[512];
 } ct_diagnosis;
 
 #define CT_HEALTH_MAX_DIAG 8
+#define CT_HEALTH_MAX_WINDOW 4096
+
+/* Thresholds and windows of the checks over step records; every one can be
+ * set by a flag (cutrain train --help) and is documented in
+ * docs/troubleshooting.md. */
+typedef struct ct_health_config {
+    ct_nan_policy on_nan;
+    double vanishing_ratio;   /* an update below this ||dw||/||w|| is vanishing        */
+    int vanishing_window;     /* ... for this many updated steps in a row: diagnosis   */
+    int dead_window;          /* a layer's gradient exactly zero this many steps       */
+    double explode_factor;    /* ||g|| above this times the median of ...              */
+    int explode_window;       /* ... the previous this-many steps                      */
+    int chance_window;        /* mean loss of a block of this many steps ...           */
+    double chance_tolerance;  /* ... within this fraction of ln(classes): at chance    */
+} ct_health_config;
+
+/* The defaults: quiet on the healthy presets, quick on real trouble. */
+ct_health_config ct_health_defaults(void);
 
 typedef struct ct_health {
-    ct_nan_policy policy;
+    ct_health_config cfg;
     float lr;
+    const char *optimizer;
+    int classes;
     int n_layers;
     char layer_names[CT_MAX_PARAM_LAYERS][32];
     int stop;               /* the policy asks training to stop */
-    int nonfinite_reported;
     uint64_t nonfinite_steps;
     uint64_t skipped_steps;
     uint64_t empty_batches;
+    /* per-check state: said once, at the step the condition became true */
+    int nonfinite_said, vanishing_said, explode_said, chance_said;
+    uint32_t dead_said;                    /* bit per layer */
+    int vanishing_run;
+    double vanishing_log_sum;
+    int dead_run[CT_MAX_PARAM_LAYERS];
+    double norms[CT_HEALTH_MAX_WINDOW];    /* the last explode_window finite norms */
+    int norms_n, norms_at;
+    int chance_run;
+    double chance_loss_sum;
 } ct_health;
 
-void ct_health_init(ct_health *h, ct_nan_policy policy, float lr, int n_layers,
-                    const char (*layer_names)[32]);
+void ct_health_init(ct_health *h, const ct_health_config *cfg, float lr, const char *optimizer, int classes,
+                    int n_layers, const char (*layer_names)[32]);
 /* Looks at one record (in step order); writes up to CT_HEALTH_MAX_DIAG new
  * diagnoses into out and returns how many. Sets h->stop when the policy says so. */
 int ct_health_observe(ct_health *h, const ct_step_record *r, ct_diagnosis *out);
+
+/* Diagnoses that need no training: a loss that does not fit the output
+ * layer. Returns how many were written (at most max), all warnings. */
+struct ct_model_spec;
+int ct_health_check_model(const struct ct_model_spec *spec, ct_diagnosis *out, int max);
 
 #ifdef __cplusplus
 }

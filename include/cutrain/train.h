@@ -23,14 +23,17 @@ typedef struct ct_train_options {
     uint64_t max_steps;          /* 0: no limit                                */
     int drop_last;               /* drop a final batch smaller than batch_size */
     uint64_t seed;
-    ct_nan_policy on_nan;
-    ct_health_thresholds th;
+    ct_health_config health;     /* the checks, and the policy on NaN/Inf      */
+    double exploding_grad_norm;  /* EXPLODING_GRAD flag on ||g|| above this    */
+    uint64_t inject_nan_step;    /* fault injection: poison one gradient value at this step (0: off) */
+    int inject_nan_layer;        /* ... in this parametric layer (-1: the output layer)                */
     int drain_every;             /* records per ring drain; >= 1               */
     const volatile sig_atomic_t *interrupt; /* non-NULL and set: stop at the next step */
     const char *device_name;     /* for the summary                            */
 } ct_train_options;
 
-/* Sensible defaults: 1 epoch, the model's batch size, stop on NaN. */
+/* Sensible defaults: 1 epoch, the model's batch size, stop on NaN,
+ * ct_health_defaults(). */
 ct_train_options ct_train_defaults(const ct_model_spec *spec);
 
 /* Steps in one epoch of n samples; 0 when drop_last leaves no full batch. */

@@ -15,10 +15,11 @@ static volatile sig_atomic_t g_interrupt = 0;
 static void on_signal(int sig) { g_interrupt = sig; }
 
 typedef struct train_flags {
-    const char *model, *data, *device, *optimizer, *loss, *init, *on_nan, *jsonl, *csv, *save;
+    const char *model, *data, *device, *optimizer, *loss, *init, *on_nan, *jsonl, *csv, *save, *inject_layer;
     int epochs, batch_size, threads, drop_last, quiet, drain_every;
-    uint64_t seed, max_steps;
+    uint64_t seed, max_steps, inject_nan;
     double lr, clip;
+    ct_health_config health;
 } train_flags;
 
 static const char *const optimizer_choices[] = {"sgd", "adam", "adamw", "rmsprop", NULL};
@@ -61,9 +62,30 @@ static int prepare_outputs(const train_flags *f, ct_error *err) {
     return 0;
 }
 
+/* Warnings known before the first step: the model's loss against its output,
+ * and data that loads but cannot teach. Logged as step-0 diagnoses. */
+static void log_build_diagnoses(ct_logger *log, const ct_model_spec *spec, const ct_dataset *train,
+                                const ct_dataset *test) {
+    ct_diagnosis d[6];
+    int n = ct_health_check_model(spec, d, 2);
+    n += ct_dataset_check_content(train, d + n, 2);
+    n += ct_dataset_check_content(test, d + n, 2);
+    for (int i = 0; i < n; ++i) ct_log_diagnosis(log, &d[i]);
+}
+
+static int resolve_inject_layer(const ct_model *m, const char *name, ct_train_options *opt, ct_error *err) {
+    for (int i = 0; i < m->n_param_layers; ++i)
+        if (strcmp(m->layers[m->param_layer[i]].spec.name, name) == 0) {
+            opt->inject_nan_layer = i;
+            return 0;
+        }
+    return ct_fail(err, CT_EXIT_USAGE, "--inject-layer: the model has no dense layer named '%s'", name);
+}
+
 int ct_cmd_train(int argc, char **argv) {
     train_flags f = {.model = "mlp", .data = "data/mnist", .device = "auto", .on_nan = "stop", .epochs = 1,
-                     .drain_every = 32};
+                     .drain_every = 32, .health = ct_health_defaults()};
+    ct_health_config *hc = &f.health;
     ct_arg args[] = {
         {"--model", ARG_STRING, &f.model, 0, 0, 0, "PRESET|FILE", "seed, mlp, or a model file (default mlp)"},
         {"--data", ARG_STRING, &f.data, 0, 0, 0, "DIR", "directory with the MNIST IDX files (default data/mnist)"},
@@ -87,6 +109,22 @@ int ct_cmd_train(int argc, char **argv) {
         {"--log-csv", ARG_STRING, &f.csv, 0, 0, 0, "FILE", "write one CSV row per epoch"},
         {"--save", ARG_STRING, &f.save, 0, 0, 0, "FILE", "save the trained weights (safetensors)"},
         {"--drain-every", ARG_INT, &f.drain_every, 1, 4096, 0, "N", "steps between reads of the record ring (32)"},
+        {"--inject-nan", ARG_U64, &f.inject_nan, 0, 0, 0, "STEP", "fault injection: poison one gradient value at STEP"},
+        {"--inject-layer", ARG_STRING, &f.inject_layer, 0, 0, 0, "NAME", "... in this dense layer (default: the output)"},
+        {"--health-vanishing-ratio", ARG_DOUBLE, &hc->vanishing_ratio, 0, 1, 0, "X",
+         "an update with ||dw||/||w|| below X is vanishing (1e-7)"},
+        {"--health-vanishing-window", ARG_INT, &hc->vanishing_window, 0, 1000000, 0, "N",
+         "vanishing for N updates in a row: diagnosis (100; 0 off)"},
+        {"--health-dead-window", ARG_INT, &hc->dead_window, 0, 1000000, 0, "N",
+         "a layer's gradient exactly zero N steps: diagnosis (50; 0 off)"},
+        {"--health-explode-factor", ARG_DOUBLE, &hc->explode_factor, 1, 1e30, 1, "X",
+         "||g|| above X times its recent median: diagnosis (100)"},
+        {"--health-explode-window", ARG_INT, &hc->explode_window, 0, CT_HEALTH_MAX_WINDOW, 0, "N",
+         "steps in that median (20; 0 off)"},
+        {"--health-chance-window", ARG_INT, &hc->chance_window, 0, 1000000, 0, "N",
+         "loss at chance level N steps: diagnosis (200; 0 off)"},
+        {"--health-chance-tolerance", ARG_DOUBLE, &hc->chance_tolerance, 0, 1, 0, "X",
+         "\"at chance\": within X * ln(classes) of it (0.02)"},
         {"--quiet", ARG_FLAG, &f.quiet, 0, 0, 0, NULL, "no terminal output except errors and diagnoses"},
     };
     int n = (int)(sizeof args / sizeof args[0]);
@@ -104,7 +142,9 @@ int ct_cmd_train(int argc, char **argv) {
     opt.seed = f.seed;
     opt.drop_last = f.drop_last;
     opt.max_steps = f.max_steps;
-    opt.on_nan = (ct_nan_policy)ct_nan_policy_parse(f.on_nan);
+    opt.health = f.health;
+    opt.health.on_nan = (ct_nan_policy)ct_nan_policy_parse(f.on_nan);
+    opt.inject_nan_step = f.inject_nan;
     opt.drain_every = f.drain_every;
     opt.interrupt = &g_interrupt;
 
@@ -124,7 +164,8 @@ int ct_cmd_train(int argc, char **argv) {
     }
     /* Evaluation reuses the training buffers in chunks of at least 1000 rows. */
     int max_rows = spec.batch_size > 1000 ? spec.batch_size : 1000;
-    if (ct_model_build(&model, &spec, be, max_rows, f.seed, &err)) {
+    if (ct_model_build(&model, &spec, be, max_rows, f.seed, &err) ||
+        (f.inject_layer && resolve_inject_layer(&model, f.inject_layer, &opt, &err))) {
         code = ct_cli_report(&err);
         goto out;
     }
@@ -136,11 +177,13 @@ int ct_cmd_train(int argc, char **argv) {
         code = ct_cli_report(&err);
         goto out;
     }
+    log_build_diagnoses(log, &spec, &train, &test);
     if (!f.quiet) {
         char desc[512];
         ct_model_spec_describe(&spec, desc, sizeof desc);
         printf("cutrain %s: %s on %s; %zu train / %zu test items; %zu parameters; seed %llu\n", CUTRAIN_VERSION,
                desc, be->description, train.count, test.count, model.n_params, (unsigned long long)f.seed);
+        fflush(stdout); /* before any diagnosis on stderr */
     }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);

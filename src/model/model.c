@@ -77,8 +77,10 @@ static void plan_layers(ct_model *m) {
     m->n_params = off;
     m->classes = in;
     ct_layer *last = &m->layers[m->n_layers - 1];
-    m->fused_softmax_xent = m->spec.loss == CT_LOSS_XENT;
-    if (m->fused_softmax_xent) last->act_fwd = CT_ACT_LINEAR; /* softmax lives in the loss */
+    /* A softmax output's softmax lives in the loss. Cross-entropy on another
+     * output (a warning at build) takes that output as logits. */
+    m->fused_softmax_xent = m->spec.loss == CT_LOSS_XENT && last->spec.act == CT_ACT_SOFTMAX;
+    if (m->fused_softmax_xent) last->act_fwd = CT_ACT_LINEAR;
 }
 
 static void *take(ct_model *m, size_t bytes, ct_error *err) {

@@ -94,11 +94,6 @@ int ct_model_spec_validate(const ct_model_spec *s, ct_error *err) {
         return ct_fail(err, CT_EXIT_BAD_INPUT,
                        "%s: the output layer %s has %d unit; a classifier needs one per class (at least 2)",
                        who, out->name, out->units);
-    if (s->loss == CT_LOSS_XENT && out->act != CT_ACT_SOFTMAX && out->act != CT_ACT_LINEAR)
-        return ct_fail(err, CT_EXIT_BAD_INPUT,
-                       "%s: categorical_crossentropy needs a softmax (or linear, i.e. logits) output, but %s "
-                       "uses %s: use activation=softmax on the output layer, or loss mse",
-                       who, out->name, ct_activation_name(out->act));
     if (s->batch_size <= 0)
         return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: batch size must be positive (got %d)", who, s->batch_size);
     if (!(s->optim.lr > 0.0f) || !isfinite(s->optim.lr))

@@ -1,11 +1,16 @@
 /* Diagnoses from step records. Each check keeps the little state it needs
  * (has it already spoken, how long has a condition lasted) so that a
- * diagnosis is said once, at the step it became true. */
+ * diagnosis is said once, at the step it became true, with the figures that
+ * made it true. Codes are stable: tools match on them (docs/troubleshooting.md). */
 #include "cutrain/health.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "cutrain/model.h"
 
 static const char *const policy_names[] = {"stop", "skip", "warn"};
 
@@ -17,10 +22,28 @@ int ct_nan_policy_parse(const char *s) {
     return -1;
 }
 
-void ct_health_init(ct_health *h, ct_nan_policy policy, float lr, int n_layers, const char (*layer_names)[32]) {
+ct_health_config ct_health_defaults(void) {
+    ct_health_config c;
+    memset(&c, 0, sizeof c);
+    c.on_nan = CT_ON_NAN_STOP;
+    c.vanishing_ratio = 1e-7;  /* healthy steps move weights by ~1e-3 of their norm */
+    c.vanishing_window = 100;
+    c.dead_window = 50;
+    c.explode_factor = 100.0;  /* two orders of magnitude */
+    c.explode_window = 20;
+    c.chance_window = 200;
+    c.chance_tolerance = 0.02; /* within 2% of ln(classes) */
+    return c;
+}
+
+void ct_health_init(ct_health *h, const ct_health_config *cfg, float lr, const char *optimizer, int classes,
+                    int n_layers, const char (*layer_names)[32]) {
     memset(h, 0, sizeof *h);
-    h->policy = policy;
+    h->cfg = *cfg;
+    if (h->cfg.explode_window > CT_HEALTH_MAX_WINDOW) h->cfg.explode_window = CT_HEALTH_MAX_WINDOW;
     h->lr = lr;
+    h->optimizer = optimizer ? optimizer : "the optimizer";
+    h->classes = classes;
     h->n_layers = n_layers < CT_MAX_PARAM_LAYERS ? n_layers : CT_MAX_PARAM_LAYERS;
     for (int i = 0; i < h->n_layers; ++i) snprintf(h->layer_names[i], 32, "%s", layer_names[i]);
 }
@@ -31,8 +54,8 @@ static ct_diagnosis *emit(ct_diagnosis *out, int *n, const char *code, const cha
     memset(d, 0, sizeof *d);
     snprintf(d->code, sizeof d->code, "%s", code);
     d->severity = severity;
-    d->step = r->step;
-    d->epoch = r->epoch;
+    d->step = r ? r->step : 0;
+    d->epoch = r ? r->epoch : 0;
     snprintf(d->layer, sizeof d->layer, "%s", layer ? layer : "");
     return d;
 }
@@ -49,25 +72,133 @@ static int first_nonfinite_layer(const ct_health *h, const ct_step_record *r) {
 static void check_nonfinite(ct_health *h, const ct_step_record *r, ct_diagnosis *out, int *n) {
     if (!(r->flags & (CT_FLAG_NONFINITE_LOSS | CT_FLAG_NONFINITE_GRAD))) return;
     ++h->nonfinite_steps;
-    if (h->nonfinite_reported) return;
-    h->nonfinite_reported = 1;
+    if (h->nonfinite_said) return;
+    h->nonfinite_said = 1;
     int li = first_nonfinite_layer(h, r);
     const char *layer = li >= 0 ? h->layer_names[li] : NULL;
     const char *code = (r->flags & CT_FLAG_NONFINITE_LOSS) ? "NONFINITE_LOSS" : "NONFINITE_GRAD";
-    const char *sev = h->policy == CT_ON_NAN_STOP ? "error" : "warning";
+    const char *sev = h->cfg.on_nan == CT_ON_NAN_STOP ? "error" : "warning";
     ct_diagnosis *d = emit(out, n, code, sev, r, layer);
     const char *what = (r->flags & CT_FLAG_NONFINITE_LOSS) ? "the loss is NaN or Inf" : "a gradient is NaN or Inf";
-    const char *then = h->policy == CT_ON_NAN_STOP   ? "training stopped (--on-nan stop)"
-                       : h->policy == CT_ON_NAN_SKIP ? "the update was skipped (--on-nan skip)"
-                                                     : "training goes on (--on-nan warn)";
+    const char *then = h->cfg.on_nan == CT_ON_NAN_STOP   ? "training stopped (--on-nan stop)"
+                       : h->cfg.on_nan == CT_ON_NAN_SKIP ? "the update was skipped (--on-nan skip)"
+                                                         : "training goes on (--on-nan warn)";
     char where[96] = "";
     if (layer)
-        snprintf(where, sizeof where, ", first in layer %s (%u non-finite values)", layer, r->layer_nonfinite[li]);
+        snprintf(where, sizeof where, ", first (in backward order) in layer %s (%u non-finite values)", layer,
+                 r->layer_nonfinite[li]);
     snprintf(d->message, sizeof d->message,
              "step %llu: %s%s; %s. Lower the learning rate (now %g) or add --clip-grad-norm 1.0, and check the "
              "input data for NaN/Inf.",
              (unsigned long long)r->step, what, where, then, (double)h->lr);
-    if (h->policy == CT_ON_NAN_STOP) h->stop = 1;
+    if (h->cfg.on_nan == CT_ON_NAN_STOP) h->stop = 1;
+}
+
+/* Only steps that updated the weights say anything about the update size. */
+static void check_vanishing(ct_health *h, const ct_step_record *r, ct_diagnosis *out, int *n) {
+    if (h->vanishing_said || h->cfg.vanishing_window <= 0) return;
+    if (r->flags & (CT_FLAG_SKIPPED_UPDATE | CT_FLAG_EMPTY_BATCH)) return;
+    double ratio = ct_record_update_ratio(r);
+    if (!(r->flags & CT_FLAG_VANISHING_UPDATE)) {
+        h->vanishing_run = 0;
+        h->vanishing_log_sum = 0;
+        return;
+    }
+    ++h->vanishing_run;
+    h->vanishing_log_sum += log(ratio > 1e-300 ? ratio : 1e-300);
+    if (h->vanishing_run < h->cfg.vanishing_window) return;
+    h->vanishing_said = 1;
+    double mean = exp(h->vanishing_log_sum / h->vanishing_run);
+    ct_diagnosis *d = emit(out, n, "VANISHING_UPDATES", "warning", r, NULL);
+    snprintf(d->message, sizeof d->message,
+             "step %llu: for %d steps the update-to-weight ratio ||dw||/||w|| has stayed below %g (geometric mean "
+             "%.2g), so the weights barely move; a healthy ratio is about 1e-3. The learning rate %g is far too "
+             "small for %s: try %s.",
+             (unsigned long long)r->step, h->vanishing_run, h->cfg.vanishing_ratio, mean, (double)h->lr,
+             h->optimizer, strcmp(h->optimizer, "sgd") == 0 ? "--lr 0.01" : "--lr 1e-3");
+}
+
+static void check_dead_layers(ct_health *h, const ct_step_record *r, ct_diagnosis *out, int *n) {
+    if (h->cfg.dead_window <= 0 || (r->flags & CT_FLAG_EMPTY_BATCH)) return;
+    int layers = (int)r->n_layers < h->n_layers ? (int)r->n_layers : h->n_layers;
+    /* Deepest first: a dead ReLU layer zeroes its own gradient and every
+     * gradient before it; the deepest all-zero layer is where it starts. */
+    for (int i = layers - 1; i >= 0; --i) {
+        if (!(r->layer_zero_all & (1u << i))) {
+            h->dead_run[i] = 0;
+            continue;
+        }
+        if (++h->dead_run[i] < h->cfg.dead_window || (h->dead_said & (1u << i))) continue;
+        if (*n == CT_HEALTH_MAX_DIAG) return;
+        h->dead_said |= 1u << i;
+        /* Layers before an already-named dead layer follow from it: say it once. */
+        if (h->dead_said & ~((1u << (i + 1)) - 1u)) continue;
+        ct_diagnosis *d = emit(out, n, "DEAD_LAYER", "warning", r, h->layer_names[i]);
+        snprintf(d->message, sizeof d->message,
+                 "step %llu: the gradient of layer %s has been exactly zero for %d steps, so it (and every layer "
+                 "before it) has stopped learning; typically every ReLU unit after it is inactive. Lower the "
+                 "learning rate (now %g), use --init he_uniform, or a smoother activation.",
+                 (unsigned long long)r->step, h->layer_names[i], h->dead_run[i], (double)h->lr);
+    }
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void check_exploding(ct_health *h, const ct_step_record *r, ct_diagnosis *out, int *n) {
+    int w = h->cfg.explode_window;
+    if (w <= 0 || (r->flags & CT_FLAG_EMPTY_BATCH)) return;
+    double norm = ct_record_grad_norm(r);
+    if (!isfinite(norm) || r->nonfinite_count) return; /* the non-finite check speaks for those */
+    if (!h->explode_said && h->norms_n == w) {
+        double sorted[CT_HEALTH_MAX_WINDOW];
+        memcpy(sorted, h->norms, (size_t)w * sizeof(double));
+        qsort(sorted, (size_t)w, sizeof(double), cmp_double);
+        double median = sorted[w / 2];
+        if (median > 0 && norm > h->cfg.explode_factor * median) {
+            h->explode_said = 1;
+            ct_diagnosis *d = emit(out, n, "EXPLODING_GRADIENTS", "warning", r, NULL);
+            snprintf(d->message, sizeof d->message,
+                     "step %llu: the gradient norm jumped to %.3g, %.0f times its median of %.3g over the previous "
+                     "%d steps; training may diverge. Add --clip-grad-norm %.3g (or 1.0) or lower the learning "
+                     "rate (now %g).",
+                     (unsigned long long)r->step, norm, norm / median, median, w, 10.0 * median, (double)h->lr);
+        }
+    }
+    h->norms[h->norms_at] = norm;
+    h->norms_at = (h->norms_at + 1) % w;
+    if (h->norms_n < w) ++h->norms_n;
+}
+
+/* Judged on the mean loss of consecutive blocks of chance_window steps: a
+ * single batch's loss is too noisy to stay inside a 2% band for long even
+ * when the model has learnt nothing. */
+static void check_chance(ct_health *h, const ct_step_record *r, ct_diagnosis *out, int *n) {
+    if (h->chance_said || h->cfg.chance_window <= 0 || h->classes < 2 || r->batch_size == 0) return;
+    double loss = ct_record_loss(r);
+    if (!isfinite(loss)) {
+        h->chance_run = 0;
+        h->chance_loss_sum = 0;
+        return;
+    }
+    h->chance_loss_sum += loss;
+    if (++h->chance_run < h->cfg.chance_window) return;
+    double chance = log((double)h->classes), mean = h->chance_loss_sum / h->chance_run;
+    if (!(fabs(mean - chance) <= h->cfg.chance_tolerance * chance)) {
+        h->chance_run = 0;
+        h->chance_loss_sum = 0;
+        return;
+    }
+    h->chance_said = 1;
+    ct_diagnosis *d = emit(out, n, "LOSS_AT_CHANCE", "warning", r, NULL);
+    snprintf(d->message, sizeof d->message,
+             "step %llu: the loss has stayed at chance level for %d steps (mean %.4f; ln %d = %.4f): the model "
+             "predicts no better than a uniform guess. Check that labels match the images, that the learning rate "
+             "(now %g) is neither tiny nor huge, and that the inputs are scaled.",
+             (unsigned long long)r->step, h->chance_run, h->chance_loss_sum / h->chance_run, h->classes, chance,
+             (double)h->lr);
 }
 
 int ct_health_observe(ct_health *h, const ct_step_record *r, ct_diagnosis *out) {
@@ -75,5 +206,31 @@ int ct_health_observe(ct_health *h, const ct_step_record *r, ct_diagnosis *out) 
     if (r->flags & CT_FLAG_EMPTY_BATCH) ++h->empty_batches;
     if (r->flags & CT_FLAG_SKIPPED_UPDATE) ++h->skipped_steps;
     check_nonfinite(h, r, out, &n);
+    check_vanishing(h, r, out, &n);
+    check_dead_layers(h, r, out, &n);
+    check_exploding(h, r, out, &n);
+    check_chance(h, r, out, &n);
+    return n;
+}
+
+int ct_health_check_model(const ct_model_spec *spec, ct_diagnosis *out, int max) {
+    int n = 0;
+    const ct_layer_spec *last = &spec->layers[spec->n_layers - 1];
+    if (max <= 0) return 0;
+    if (spec->loss == CT_LOSS_MSE && last->act == CT_ACT_SOFTMAX) {
+        ct_diagnosis *d = emit(out, &n, "LOSS_OUTPUT_MISMATCH", "warning", NULL, last->name);
+        snprintf(d->message, sizeof d->message,
+                 "mean_squared_error on the softmax output of %s with one-hot targets: its gradient shrinks as the "
+                 "softmax saturates, so a wrong confident prediction barely learns. Use --loss "
+                 "categorical_crossentropy, the loss that fits a softmax classifier.",
+                 last->name);
+    } else if (spec->loss == CT_LOSS_XENT && last->act != CT_ACT_SOFTMAX && last->act != CT_ACT_LINEAR) {
+        ct_diagnosis *d = emit(out, &n, "LOSS_OUTPUT_MISMATCH", "warning", NULL, last->name);
+        snprintf(d->message, sizeof d->message,
+                 "categorical_crossentropy expects class probabilities, but the output layer %s uses %s: its "
+                 "outputs are taken as logits after the %s, which limits them and slows learning. Use "
+                 "activation=softmax (or linear, for logits) on the output layer.",
+                 last->name, ct_activation_name(last->act), ct_activation_name(last->act));
+    }
     return n;
 }

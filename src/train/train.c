@@ -15,11 +15,9 @@ ct_train_options ct_train_defaults(const ct_model_spec *spec) {
     o.epochs = 1;
     o.batch_size = spec->batch_size;
     o.seed = 0;
-    o.on_nan = CT_ON_NAN_STOP;
-    /* A healthy step moves weights by ~1e-3 of their size; 1e-7 is four orders
-     * below that (Adam at lr 1e-10 gives ~1e-9). */
-    o.th.vanishing_update_ratio = 1e-7;
-    o.th.exploding_grad_norm = 1e4;
+    o.health = ct_health_defaults();
+    o.exploding_grad_norm = 1e4;
+    o.inject_nan_layer = -1;
     o.drain_every = 32;
     return o;
 }
@@ -40,6 +38,7 @@ typedef struct run {
     ct_logger *log;
     ct_health health;
     ct_optim_config optim;
+    ct_health_thresholds th;   /* the flags' thresholds, from opt */
     ct_device_data train;
     ct_step_record *ring;      /* backend memory, 2 * drain_every records */
     ct_step_record *host_ring; /* host_alloc memory, the same size        */
@@ -50,14 +49,18 @@ typedef struct run {
     int graph_tried;
     uint64_t full_steps;       /* full-batch steps queued so far         */
     uint64_t step;
+    uint64_t stop_step;        /* the step a health policy stopped at    */
     int exit_code;
     /* this epoch so far */
     double ep_loss, ep_correct;
     uint64_t ep_samples, ep_steps, ep_empty, ep_skipped;
 } run;
 
+/* With --on-nan stop the run ends at the failing step: the steps the
+ * device ran after it (queued before the host could know) are not logged or
+ * counted, and their weights are never saved. */
 static void process(run *r, const ct_step_record *recs, uint32_t n) {
-    for (uint32_t i = 0; i < n; ++i) {
+    for (uint32_t i = 0; i < n && !r->health.stop; ++i) {
         const ct_step_record *rec = &recs[i];
         ct_log_step(r->log, rec);
         r->ep_loss += rec->loss_sum;
@@ -69,6 +72,7 @@ static void process(run *r, const ct_step_record *recs, uint32_t n) {
         ct_diagnosis diag[CT_HEALTH_MAX_DIAG];
         int nd = ct_health_observe(&r->health, rec, diag);
         for (int k = 0; k < nd; ++k) ct_log_diagnosis(r->log, &diag[k]);
+        if (r->health.stop) r->stop_step = rec->step;
     }
     if (r->health.stop && r->exit_code == CT_EXIT_OK) r->exit_code = CT_EXIT_HEALTH_STOP;
 }
@@ -105,8 +109,19 @@ static void drain_all(run *r) {
     process(r, r->host_ring + first, n);
 }
 
+/* Fault injection (--inject-nan): one NaN written over the first weight
+ * gradient of the chosen layer, between backward and the statistics, so the
+ * whole detection path runs as it would for a real divergence. The upload
+ * waits for the device, once, at that step only. */
+static void inject_nan(run *r) {
+    ct_model *m = r->m;
+    int layer = r->opt->inject_nan_layer >= 0 ? r->opt->inject_nan_layer : m->n_param_layers - 1;
+    const float nan = NAN;
+    m->be->ops->upload(m->be, m->grads + m->param_begin[layer], &nan, sizeof nan);
+}
+
 /* The ops of one step, as queued (or captured). */
-static void queue_step(run *r, int rows) {
+static void queue_step(run *r, int rows, int inject) {
     ct_model *m = r->m;
     ct_backend *be = m->be;
     const ct_backend_ops *o = be->ops;
@@ -119,6 +134,7 @@ static void queue_step(run *r, int rows) {
     } else {
         o->zero(be, m->grads, m->n_params * sizeof(float));
     }
+    if (inject) inject_nan(r);
     ct_stats_args a = {
         .grads = m->grads,
         .n = m->n_params,
@@ -127,11 +143,11 @@ static void queue_step(run *r, int rows) {
         .row_loss = m->row_loss,
         .row_correct = m->row_correct,
         .rows = (uint32_t)rows,
-        .th = r->opt->th,
+        .th = r->th,
     };
     o->step_stats(be, &a, m->ctx, r->ring);
     ct_optim_buffers buf = {m->params, m->grads, m->opt_state, m->opt_t, m->n_params};
-    o->optimizer_step(be, &r->optim, &buf, &r->opt->th, m->ctx, r->ring);
+    o->optimizer_step(be, &r->optim, &buf, &r->th, m->ctx, r->ring);
     o->step_advance(be, m->ctx);
 }
 
@@ -143,12 +159,17 @@ static void queue_step(run *r, int rows) {
 static void train_step(run *r, int rows) {
     ct_backend *be = r->m->be;
     int full = rows == r->opt->batch_size;
+    if (r->step == r->opt->inject_nan_step) {
+        queue_step(r, rows, 1); /* never captured: the injection is one step's */
+        after_step(r);
+        return;
+    }
     if (full && r->full_steps++ >= 1 && !r->graph_tried && be->ops->capture_begin) {
         r->graph_tried = 1;
         ct_error err;
         ct_error_clear(&err);
         if (be->ops->capture_begin(be, &err) == 0) {
-            queue_step(r, rows);
+            queue_step(r, rows, 0);
             r->graph = be->ops->capture_end(be, &err);
         }
         if (!r->graph) ct_log_note(r->log, "running steps without a captured graph: %s", err.msg);
@@ -156,7 +177,7 @@ static void train_step(run *r, int rows) {
     if (r->graph && full)
         be->ops->graph_launch(be, r->graph);
     else
-        queue_step(r, rows);
+        queue_step(r, rows, 0);
     after_step(r);
 }
 
@@ -258,10 +279,13 @@ int ct_train(ct_model *m, const ct_dataset *train, const ct_dataset *test, const
     r.in_flight = -1;
     r.optim = m->spec.optim;
     /* stop and skip both keep the last good weights; only warn lets NaN in. */
-    r.optim.skip_nonfinite = opt->on_nan != CT_ON_NAN_WARN;
+    r.optim.skip_nonfinite = opt->health.on_nan != CT_ON_NAN_WARN;
+    r.th.vanishing_update_ratio = opt->health.vanishing_ratio;
+    r.th.exploding_grad_norm = opt->exploding_grad_norm;
     char names[CT_MAX_PARAM_LAYERS][32];
     for (int i = 0; i < m->n_param_layers; ++i) memcpy(names[i], m->layers[m->param_layer[i]].spec.name, 32);
-    ct_health_init(&r.health, opt->on_nan, m->spec.optim.lr, m->n_param_layers, (const char(*)[32])names);
+    ct_health_init(&r.health, &opt->health, m->spec.optim.lr, ct_optim_kind_name(m->spec.optim.kind), m->classes,
+                   m->n_param_layers, (const char(*)[32])names);
 
     ct_device_data dtest;
     memset(&dtest, 0, sizeof dtest);
@@ -277,7 +301,7 @@ int ct_train(ct_model *m, const ct_dataset *train, const ct_dataset *test, const
     for (int epoch = 1; epoch <= opt->epochs; ++epoch)
         if (train_epoch(&r, (uint32_t)epoch, &dtest, sum)) break;
     sum->seconds = ct_now() - t0;
-    sum->steps = r.step;
+    sum->steps = r.exit_code == CT_EXIT_HEALTH_STOP ? r.stop_step : r.step;
     sum->exit_code = r.exit_code;
     sum->status = r.exit_code == CT_EXIT_OK            ? "completed"
                   : r.exit_code == CT_EXIT_HEALTH_STOP ? "stopped"
