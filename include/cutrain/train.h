@@ -57,6 +57,24 @@ void ct_evaluate(ct_model *m, const ct_device_data *d, double *loss, double *acc
 int ct_train(ct_model *m, const ct_dataset *train, const ct_dataset *test, const ct_train_options *opt,
              ct_logger *log, ct_run_summary *summary, ct_error *err);
 
+/* A custom data source: a callback that fills one batch in host memory.
+ * next_batch writes up to max_rows rows of x ([max_rows, input_dim] floats)
+ * and labels, and returns how many (0: an empty batch, which is skipped and
+ * flagged EMPTY_BATCH), or -1 with err set to stop the run. An epoch whose
+ * every batch is empty ends the run with an EMPTY_DATA diagnosis naming the
+ * source. Each batch costs one upload, so a source is slower than the
+ * device-resident dataset path of ct_train. */
+typedef struct ct_data_source {
+    const char *name;            /* names the source in diagnoses */
+    void *user;
+    uint64_t batches_per_epoch;
+    int (*next_batch)(void *user, uint32_t epoch, uint64_t batch, int max_rows, float *x, int32_t *labels,
+                      ct_error *err);
+} ct_data_source;
+
+int ct_train_source(ct_model *m, const ct_data_source *src, const ct_dataset *test, const ct_train_options *opt,
+                    ct_logger *log, ct_run_summary *sum, ct_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -3,6 +3,7 @@
  * the ring back every `drain_every` steps and at epoch end, then logs the
  * records and lets the health checks judge them. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,7 +40,10 @@ typedef struct run {
     ct_health health;
     ct_optim_config optim;
     ct_health_thresholds th;   /* the flags' thresholds, from opt */
-    ct_device_data train;
+    ct_device_data train;      /* the dataset, or ...                    */
+    const ct_data_source *src; /* ... a callback that fills host batches */
+    float *stage_x;            /* src: host_alloc [batch, input] floats  */
+    int32_t *stage_y;          /* src: host_alloc [batch] labels         */
     ct_step_record *ring;      /* backend memory, 2 * drain_every records */
     ct_step_record *host_ring; /* host_alloc memory, the same size        */
     uint32_t half;             /* drain_every                            */
@@ -127,7 +131,9 @@ static void queue_step(run *r, int rows, int inject) {
     const ct_backend_ops *o = be->ops;
     uint64_t seed = r->opt->seed;
     if (rows > 0) {
-        o->gather_batch(be, &r->train.ds, r->train.order, (size_t)r->opt->batch_size, m->ctx, rows, m->x, m->labels);
+        if (!r->src)
+            o->gather_batch(be, &r->train.ds, r->train.order, (size_t)r->opt->batch_size, m->ctx, rows, m->x,
+                            m->labels);
         ct_model_forward(m, rows, 1, seed, m->ctx);
         ct_model_loss(m, rows, 1);
         ct_model_backward(m, rows, seed, m->ctx);
@@ -193,11 +199,55 @@ static void show_progress(run *r, uint32_t epoch, uint64_t done, uint64_t total,
 
 static int interrupted(const run *r) { return r->opt->interrupt && *r->opt->interrupt; }
 
+/* A custom source fills host memory; its batch is uploaded before the step
+ * is queued (a host round trip per step, the price of a callback). Returns
+ * the rows (0: an empty batch) or -1 with err set. */
+static int fill_from_source(run *r, uint32_t epoch, uint64_t batch, ct_error *err) {
+    const ct_data_source *src = r->src;
+    ct_model *m = r->m;
+    int max = r->opt->batch_size;
+    int rows = src->next_batch(src->user, epoch, batch, max, r->stage_x, r->stage_y, err);
+    if (rows < 0 || rows > max) {
+        if (rows > max)
+            ct_fail(err, CT_EXIT_BAD_INPUT, "data source %s: batch %llu has %d rows, more than the batch size %d",
+                    src->name, (unsigned long long)batch, rows, max);
+        else if (!err->code)
+            ct_fail(err, CT_EXIT_BAD_INPUT, "data source %s: batch %llu failed", src->name,
+                    (unsigned long long)batch);
+        return -1;
+    }
+    if (rows > 0) {
+        m->be->ops->upload(m->be, m->x, r->stage_x, (size_t)rows * (size_t)m->spec.input_dim * sizeof(float));
+        m->be->ops->upload(m->be, m->labels, r->stage_y, (size_t)rows * sizeof(int32_t));
+    }
+    return rows;
+}
+
+/* Every batch of an epoch empty: the data, not the model, is the problem. */
+static void check_empty_epoch(run *r, uint32_t epoch) {
+    if (r->ep_steps == 0 || r->ep_empty != r->ep_steps || r->exit_code != CT_EXIT_OK) return;
+    ct_diagnosis d;
+    memset(&d, 0, sizeof d);
+    snprintf(d.code, sizeof d.code, "EMPTY_DATA");
+    d.severity = "error";
+    d.step = r->step;
+    d.epoch = epoch;
+    snprintf(d.message, sizeof d.message,
+             "epoch %u: all %llu batches from the data source %s were empty, so nothing was trained; check that "
+             "the source yields rows (its path, filter or split) before training.",
+             epoch, (unsigned long long)r->ep_steps, r->src ? r->src->name : "the dataset");
+    ct_log_diagnosis(r->log, &d);
+    r->exit_code = CT_EXIT_HEALTH_STOP;
+    r->stop_step = r->step;
+}
+
 static void start_epoch(run *r, uint32_t epoch) {
     ct_backend *be = r->m->be;
     size_t n = r->train.ds.count;
-    ct_shuffle_indices(r->train.host_order, n, r->opt->seed, epoch);
-    be->ops->upload(be, r->train.order, r->train.host_order, n * sizeof(int32_t));
+    if (!r->src) {
+        ct_shuffle_indices(r->train.host_order, n, r->opt->seed, epoch);
+        be->ops->upload(be, r->train.order, r->train.host_order, n * sizeof(int32_t));
+    }
     ct_step_ctx ctx = {r->step + 1, epoch, 0, 0, 2 * r->half};
     be->ops->upload(be, r->m->ctx, &ctx, sizeof ctx);
     r->slot = 0;
@@ -232,11 +282,12 @@ static void finish_epoch(run *r, uint32_t epoch, double train_s, const ct_device
     sum->epochs = epoch;
 }
 
-/* Trains one epoch; returns 0 to go on, 1 when training should end. */
-static int train_epoch(run *r, uint32_t epoch, const ct_device_data *test, ct_run_summary *sum) {
+/* Trains one epoch; returns 0 to go on, 1 when training should end, -1 on
+ * a data source's error (err set). */
+static int train_epoch(run *r, uint32_t epoch, const ct_device_data *test, ct_run_summary *sum, ct_error *err) {
     const ct_train_options *opt = r->opt;
     size_t n = r->train.ds.count;
-    uint64_t steps = ct_steps_per_epoch(n, opt->batch_size, opt->drop_last);
+    uint64_t steps = r->src ? r->src->batches_per_epoch : ct_steps_per_epoch(n, opt->batch_size, opt->drop_last);
     start_epoch(r, epoch);
     double t0 = ct_now(), last_shown = t0;
     for (uint64_t k = 0; k < steps; ++k) {
@@ -247,6 +298,7 @@ static int train_epoch(run *r, uint32_t epoch, const ct_device_data *test, ct_ru
         if (opt->max_steps && r->step >= opt->max_steps) break;
         size_t first = k * (size_t)opt->batch_size;
         int rows = (int)(n - first < (size_t)opt->batch_size ? n - first : (size_t)opt->batch_size);
+        if (r->src && (rows = fill_from_source(r, epoch, k, err)) < 0) return -1;
         ++r->step;
         train_step(r, rows);
         if (r->exit_code != CT_EXIT_OK) break;
@@ -258,12 +310,13 @@ static int train_epoch(run *r, uint32_t epoch, const ct_device_data *test, ct_ru
     drain_all(r);
     r->m->be->ops->sync(r->m->be);
     double train_s = ct_now() - t0;
+    check_empty_epoch(r, epoch);
     finish_epoch(r, epoch, train_s, test, sum);
     return r->exit_code != CT_EXIT_OK || (opt->max_steps && r->step >= opt->max_steps);
 }
 
-int ct_train(ct_model *m, const ct_dataset *train, const ct_dataset *test, const ct_train_options *opt,
-             ct_logger *log, ct_run_summary *sum, ct_error *err) {
+static int run_training(ct_model *m, const ct_dataset *train, const ct_data_source *src, const ct_dataset *test,
+                        const ct_train_options *opt, ct_logger *log, ct_run_summary *sum, ct_error *err) {
     if (opt->batch_size <= 0 || opt->batch_size > m->max_rows)
         return ct_fail(err, CT_EXIT_USAGE, "batch size %d does not fit the model's planned %d rows", opt->batch_size,
                        m->max_rows);
@@ -275,6 +328,8 @@ int ct_train(ct_model *m, const ct_dataset *train, const ct_dataset *test, const
     r.m = m;
     r.opt = opt;
     r.log = log;
+    r.src = src;
+    r.graph_tried = src != NULL; /* a source's upload cannot be part of a replayed graph */
     r.half = (uint32_t)opt->drain_every;
     r.in_flight = -1;
     r.optim = m->spec.optim;
@@ -290,16 +345,24 @@ int ct_train(ct_model *m, const ct_dataset *train, const ct_dataset *test, const
     ct_device_data dtest;
     memset(&dtest, 0, sizeof dtest);
     size_t ring_bytes = 2 * (size_t)r.half * sizeof(ct_step_record);
+    size_t batch = (size_t)opt->batch_size;
     int rc = -1;
     if (!(r.ring = be->ops->alloc(be, ring_bytes, err)) || !(r.host_ring = be->ops->host_alloc(be, ring_bytes, err)))
         goto out;
-    if (ct_device_data_upload(be, train, &r.train, err) || ct_device_data_upload(be, test, &dtest, err)) goto out;
+    if (src && (!(r.stage_x = be->ops->host_alloc(be, batch * (size_t)m->spec.input_dim * sizeof(float), err)) ||
+                !(r.stage_y = be->ops->host_alloc(be, batch * sizeof(int32_t), err))))
+        goto out;
+    if ((train && ct_device_data_upload(be, train, &r.train, err)) || ct_device_data_upload(be, test, &dtest, err))
+        goto out;
 
     memset(sum, 0, sizeof *sum);
     sum->test_loss = sum->test_acc = NAN;
     double t0 = ct_now();
-    for (int epoch = 1; epoch <= opt->epochs; ++epoch)
-        if (train_epoch(&r, (uint32_t)epoch, &dtest, sum)) break;
+    for (int epoch = 1; epoch <= opt->epochs; ++epoch) {
+        int end = train_epoch(&r, (uint32_t)epoch, &dtest, sum, err);
+        if (end < 0) goto out;
+        if (end) break;
+    }
     sum->seconds = ct_now() - t0;
     sum->steps = r.exit_code == CT_EXIT_HEALTH_STOP ? r.stop_step : r.step;
     sum->exit_code = r.exit_code;
@@ -318,5 +381,22 @@ out:
     ct_device_data_free(be, &r.train);
     if (r.ring) be->ops->free(be, r.ring);
     if (r.host_ring) be->ops->host_free(be, r.host_ring);
+    if (r.stage_x) be->ops->host_free(be, r.stage_x);
+    if (r.stage_y) be->ops->host_free(be, r.stage_y);
     return rc;
+}
+
+int ct_train(ct_model *m, const ct_dataset *train, const ct_dataset *test, const ct_train_options *opt,
+             ct_logger *log, ct_run_summary *sum, ct_error *err) {
+    return run_training(m, train, NULL, test, opt, log, sum, err);
+}
+
+int ct_train_source(ct_model *m, const ct_data_source *src, const ct_dataset *test, const ct_train_options *opt,
+                    ct_logger *log, ct_run_summary *sum, ct_error *err) {
+    if (!src || !src->next_batch || !src->name)
+        return ct_fail(err, CT_EXIT_USAGE, "data source: a name and a next_batch callback are required");
+    if (src->batches_per_epoch == 0)
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "data source %s: 0 batches per epoch: there is nothing to train on",
+                       src->name);
+    return run_training(m, NULL, src, test, opt, log, sum, err);
 }
