@@ -61,7 +61,7 @@ typedef struct ct_health {
     int nonfinite_said, vanishing_said, explode_said, chance_said;
     uint32_t dead_said;                    /* bit per layer */
     int vanishing_run;
-    double vanishing_log_sum;
+    double vanishing_log_sum, vanishing_log_grad, vanishing_log_weight;
     int dead_run[CT_MAX_PARAM_LAYERS];
     double norms[CT_HEALTH_MAX_WINDOW];    /* the last explode_window finite norms */
     int norms_n, norms_at;

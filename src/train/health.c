@@ -94,28 +94,50 @@ static void check_nonfinite(ct_health *h, const ct_step_record *r, ct_diagnosis 
     if (h->cfg.on_nan == CT_ON_NAN_STOP) h->stop = 1;
 }
 
+/* The smallest learning rate that is still ordinary for the optimizer:
+ * below it, a vanishing update is the learning rate's fault; above it, the
+ * gradients themselves have (nearly) vanished. */
+static double ordinary_lr_floor(const char *optimizer) { return strcmp(optimizer, "sgd") == 0 ? 1e-4 : 1e-5; }
+
 /* Only steps that updated the weights say anything about the update size. */
 static void check_vanishing(ct_health *h, const ct_step_record *r, ct_diagnosis *out, int *n) {
     if (h->vanishing_said || h->cfg.vanishing_window <= 0) return;
     if (r->flags & (CT_FLAG_SKIPPED_UPDATE | CT_FLAG_EMPTY_BATCH)) return;
-    double ratio = ct_record_update_ratio(r);
+    double ratio = ct_record_update_ratio(r), gnorm = ct_record_grad_norm(r), wnorm = sqrt(r->param_sumsq);
     if (!(r->flags & CT_FLAG_VANISHING_UPDATE)) {
         h->vanishing_run = 0;
-        h->vanishing_log_sum = 0;
+        h->vanishing_log_sum = h->vanishing_log_grad = h->vanishing_log_weight = 0;
         return;
     }
     ++h->vanishing_run;
     h->vanishing_log_sum += log(ratio > 1e-300 ? ratio : 1e-300);
+    h->vanishing_log_grad += log(gnorm > 1e-300 ? gnorm : 1e-300);
+    h->vanishing_log_weight += log(wnorm > 1e-300 ? wnorm : 1e-300);
     if (h->vanishing_run < h->cfg.vanishing_window) return;
     h->vanishing_said = 1;
-    double mean = exp(h->vanishing_log_sum / h->vanishing_run);
+    double mean = exp(h->vanishing_log_sum / h->vanishing_run), gmean = exp(h->vanishing_log_grad / h->vanishing_run);
+    double wmean = exp(h->vanishing_log_weight / h->vanishing_run);
     ct_diagnosis *d = emit(out, n, "VANISHING_UPDATES", "warning", r, NULL);
-    snprintf(d->message, sizeof d->message,
-             "step %llu: for %d steps the update-to-weight ratio ||dw||/||w|| has stayed below %g (geometric mean "
-             "%.2g), so the weights barely move; a healthy ratio is about 1e-3. The learning rate %g is far too "
-             "small for %s: try %s.",
-             (unsigned long long)r->step, h->vanishing_run, h->cfg.vanishing_ratio, mean, (double)h->lr,
-             h->optimizer, strcmp(h->optimizer, "sgd") == 0 ? "--lr 0.01" : "--lr 1e-3");
+    int n0 = snprintf(d->message, sizeof d->message,
+                      "step %llu: for %d steps the update-to-weight ratio ||dw||/||w|| has stayed below %g (geometric "
+                      "mean %.2g), so the weights barely move; a healthy ratio is about 1e-3. ",
+                      (unsigned long long)r->step, h->vanishing_run, h->cfg.vanishing_ratio, mean);
+    size_t used = n0 > 0 && (size_t)n0 < sizeof d->message ? (size_t)n0 : sizeof d->message - 1;
+    if (h->lr < ordinary_lr_floor(h->optimizer))
+        snprintf(d->message + used, sizeof d->message - used,
+                 "The learning rate %g is far too small for %s: try %s.", (double)h->lr, h->optimizer,
+                 strcmp(h->optimizer, "sgd") == 0 ? "--lr 0.01" : "--lr 1e-3");
+    else if (wmean > 1e6)
+        snprintf(d->message + used, sizeof d->message - used,
+                 "The learning rate %g is ordinary for %s, but the weights have grown huge (||w|| about %.2g), "
+                 "typically after a divergence: lower the learning rate or add --clip-grad-norm 1.0.",
+                 (double)h->lr, h->optimizer, wmean);
+    else
+        snprintf(d->message + used, sizeof d->message - used,
+                 "The learning rate %g is ordinary for %s, but the gradients have nearly vanished (geometric mean "
+                 "||g|| %.2g): the network is saturated or dead (see DEAD_LAYER); lower the learning rate or "
+                 "change the initialisation.",
+                 (double)h->lr, h->optimizer, gmean);
 }
 
 static void check_dead_layers(ct_health *h, const ct_step_record *r, ct_diagnosis *out, int *n) {

@@ -31,6 +31,8 @@ TEST_F(Mnist, MlpOneEpochReaches96Percent) {
     EXPECT_GE(acc, 0.96) << sum[0];
     // PyTorch with the same recipe: 96.5-97.1% after one epoch.
     EXPECT_LE(acc, 0.99) << "suspiciously high for one epoch: is the test set the training set?";
+    // A healthy preset must not raise false alarms.
+    EXPECT_EQ(jsonl_of_type(log, "diagnosis"), std::vector<std::string>{});
 }
 
 TEST_F(Mnist, SeedModelTwoEpochsReaches90Percent) {
@@ -41,6 +43,7 @@ TEST_F(Mnist, SeedModelTwoEpochsReaches90Percent) {
     EXPECT_EQ(jsonl_of_type(log, "step").size(), 2u * 1875u);  // 60000 / 32
     double acc = json_number(jsonl_of_type(log, "summary").at(0), "test_acc");
     EXPECT_GE(acc, 0.90);
+    EXPECT_EQ(jsonl_of_type(log, "diagnosis"), std::vector<std::string>{});
 }
 
 }  // namespace
