@@ -123,7 +123,7 @@ static void check_vanishing(ct_health *h, const ct_step_record *r, ct_diagnosis 
                       "mean %.2g), so the weights barely move; a healthy ratio is about 1e-3. ",
                       (unsigned long long)r->step, h->vanishing_run, h->cfg.vanishing_ratio, mean);
     size_t used = n0 > 0 && (size_t)n0 < sizeof d->message ? (size_t)n0 : sizeof d->message - 1;
-    if (h->lr < ordinary_lr_floor(h->optimizer))
+    if (h->lr < (float)ordinary_lr_floor(h->optimizer)) /* the float rate: --lr 1e-5 is ordinary */
         snprintf(d->message + used, sizeof d->message - used,
                  "The learning rate %g is far too small for %s: try %s.", (double)h->lr, h->optimizer,
                  strcmp(h->optimizer, "sgd") == 0 ? "--lr 0.01" : "--lr 1e-3");
