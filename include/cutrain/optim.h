@@ -10,12 +10,16 @@
  *   RMSprop  v = rho*v + (1-rho)*g^2;  inc = lr*g/sqrt(v + eps)
  *            with momentum: u = mom*u + inc; w -= u   else w -= inc
  * Global gradient-norm clipping scales g by min(1, clip / ||g||) first.
+ * lr is the rate of the step's schedule (schedule.h), evaluated on the device
+ * from the step number.
  */
 #ifndef CUTRAIN_OPTIM_H
 #define CUTRAIN_OPTIM_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "cutrain/schedule.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -34,6 +38,7 @@ typedef struct ct_optim_config {
     float weight_decay;  /* AdamW (decoupled)                  */
     float clip_norm;     /* global gradient-norm clip; 0: off  */
     int skip_nonfinite;  /* leave w and state untouched on a step whose gradients or loss are not finite */
+    ct_schedule schedule; /* lr above is the schedule's base (its peak for onecycle) */
 } ct_optim_config;
 
 /* Keras defaults for `kind`. */

@@ -130,12 +130,15 @@ void cpu_optimizer_step(ct_backend *b, const ct_optim_config *cfg, const ct_opti
     *buf->t += 1;
 
     const float gs = (float)rec->clip_scale;
+    /* The rules read lr from the config: give them this step's rate. */
+    ct_optim_config now = *cfg;
+    now.lr = ct_schedule_lr(cfg->lr, &cfg->schedule, ctx->step);
     update_sums s = {0, 0};
     switch (cfg->kind) {
-    case CT_OPT_SGD: s = sgd_step(cfg, buf, gs); break;
+    case CT_OPT_SGD: s = sgd_step(&now, buf, gs); break;
     case CT_OPT_ADAM:
-    case CT_OPT_ADAMW: s = adam_step(cfg, buf, gs); break;
-    case CT_OPT_RMSPROP: s = rmsprop_step(cfg, buf, gs); break;
+    case CT_OPT_ADAMW: s = adam_step(&now, buf, gs); break;
+    case CT_OPT_RMSPROP: s = rmsprop_step(&now, buf, gs); break;
     }
     rec->param_sumsq = s.param_sumsq;
     rec->update_sumsq = s.update_sumsq;

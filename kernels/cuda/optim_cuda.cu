@@ -53,6 +53,8 @@ typedef struct optim_plan {
     float clip_norm;
     double lr_d, b1_d, b2_d;               /* bias correction, in double */
     double vanishing;                      /* 0: off (also when th is NULL) */
+    float weight_decay;                    /* AdamW: decay = (float)(lr_t * wd) per step */
+    ct_schedule schedule;                  /* lr above is its base rate */
     unsigned long long n;
     unsigned int nblocks;
 } optim_plan;
@@ -126,6 +128,7 @@ static __global__ void __launch_bounds__(OPT_THREADS)
                         const ct_step_ctx *ctx, const ct_step_record *ring, double *partials) {
     __shared__ int s_skip;
     __shared__ float s_gs, s_alpha;
+    __shared__ optim_plan s_p; /* p with this step's scheduled rate */
     __shared__ double s_ps[OPT_THREADS];
     __shared__ double s_us[OPT_THREADS];
     const unsigned int tid = threadIdx.x;
@@ -137,11 +140,18 @@ static __global__ void __launch_bounds__(OPT_THREADS)
     if (tid == 0) {
         const ct_step_record *rec = ring + ctx->slot;
         const bool skip = must_skip(p, rec->flags);
+        /* The rate of this step, from the device-side step number, so a
+         * replayed graph follows the schedule; the CPU derives the same
+         * lr-dependent values from it in the same way. */
+        s_p = p;
+        s_p.lr = ct_schedule_lr(p.lr, &p.schedule, ctx->step);
+        s_p.lr_d = (double)s_p.lr;
+        s_p.decay = p.kind == CT_OPT_ADAMW ? __double2float_rn(__dmul_rn((double)s_p.lr, (double)p.weight_decay)) : 0.0f;
         float gs = 1.0f, alpha = 0.0f;
         if (!skip) {
             gs = __double2float_rn(clip_scale(p.clip_norm, rec->grad_sumsq));
             /* t is this step's t: the finalize kernel stores it afterwards. */
-            if (p.kind == CT_OPT_ADAM || p.kind == CT_OPT_ADAMW) alpha = adam_alpha(p, (unsigned long long)*t + 1ull);
+            if (p.kind == CT_OPT_ADAM || p.kind == CT_OPT_ADAMW) alpha = adam_alpha(s_p, (unsigned long long)*t + 1ull);
         }
         s_skip = skip ? 1 : 0;
         s_gs = gs;
@@ -160,7 +170,7 @@ static __global__ void __launch_bounds__(OPT_THREADS)
         /* ||w_old||^2 also on a skipped step: the CPU reports it there too. */
         ps = __dadd_rn(ps, __dmul_rn(w0d, w0d));
         if (skip) continue;
-        const float w1 = update_one(p, i, n, w0, __fmul_rn(grads[i], gs), alpha, state);
+        const float w1 = update_one(s_p, i, n, w0, __fmul_rn(grads[i], gs), alpha, state);
         w[i] = w1;
         const double d = __dsub_rn((double)w1, w0d);
         us = __dadd_rn(us, __dmul_rn(d, d));
@@ -255,6 +265,8 @@ extern "C" void cuda_optimizer_step(ct_backend *b, const ct_optim_config *cfg, c
     p.one_b2 = (float)(1.0 - p.b2_d);
     p.lr_d = (double)cfg->lr;
     p.decay = cfg->kind == CT_OPT_ADAMW ? (float)((double)cfg->lr * cfg->weight_decay) : 0.0f;
+    p.weight_decay = cfg->weight_decay;
+    p.schedule = cfg->schedule;
     p.rho = cfg->rho;
     p.one_rho = (float)(1.0 - (double)cfg->rho);
     p.clip_norm = cfg->clip_norm;
