@@ -88,6 +88,18 @@ typedef struct ct_optim_buffers {
     size_t n;
 } ct_optim_buffers;
 
+/* A 2-D convolution over NCHW tensors (row-major, batch outermost), with a
+ * weight [k, c, r, s] (PyTorch's layout) and a bias [k]:
+ *   y[n,k,p,q] = bias[k] + sum_{c,i,j} w[k,c,i,j] * x[n,c, p*stride - pad + i, q*stride - pad + j]
+ * (zero outside the image), p < out_h = (h + 2 pad - r) / stride + 1, likewise q. */
+typedef struct ct_conv_shape {
+    int n;           /* batch rows this call works on (<= the planned maximum) */
+    int c, h, w;     /* input channels, height, width */
+    int k, r, s;     /* output channels, kernel height, kernel width */
+    int stride, pad;
+    int out_h, out_w;
+} ct_conv_shape;
+
 typedef struct ct_backend ct_backend;
 
 #define CT_MAX_FENCES 4
@@ -140,6 +152,31 @@ typedef struct ct_backend_ops {
      * is 0 wherever y is not positive. */
     void (*bias_act_backward)(ct_backend *b, ct_activation act, int rows, int cols,
                               const float *y, float *dy, float *dbias);
+
+    /* --- convolution and pooling ----------------------------------------- */
+    /* Plans a convolution for batches of up to shape->n rows: chooses the
+     * algorithm once (a deterministic one when `deterministic`), and says how
+     * many bytes of workspace its calls need (*workspace_bytes; the caller
+     * allocates it with the other arenas). Returns a plan handle (may be a
+     * non-NULL dummy), or NULL with err set. */
+    void *(*conv_plan)(ct_backend *b, const ct_conv_shape *shape, int deterministic, size_t *workspace_bytes,
+                       ct_error *err);
+    void (*conv_plan_free)(ct_backend *b, void *plan);
+    /* y = conv(x, w) + bias (bias may be NULL). */
+    void (*conv2d_forward)(ct_backend *b, void *plan, const ct_conv_shape *shape, const float *x, const float *w,
+                           const float *bias, float *y, void *workspace);
+    /* From dy: dw and dbias (overwritten; dbias may be NULL) and, when dx is
+     * non-NULL, dx (overwritten). */
+    void (*conv2d_backward)(ct_backend *b, void *plan, const ct_conv_shape *shape, const float *x, const float *w,
+                            const float *dy, float *dx, float *dw, float *dbias, void *workspace);
+    /* Max pooling over size x size windows with stride size, no padding, over
+     * NCHW [n, c, h, w] -> [n, c, h/size, w/size] (floor). A NaN in a window
+     * makes that output NaN. */
+    void (*maxpool_forward)(ct_backend *b, int n, int c, int h, int w, int size, const float *x, float *y);
+    /* dx (overwritten) gets dy at the first position (row-major within the
+     * window) where x equals the window's max; 0 elsewhere. */
+    void (*maxpool_backward)(ct_backend *b, int n, int c, int h, int w, int size, const float *x, const float *y,
+                             const float *dy, float *dx);
 
     /* --- losses: value and gradient in one pass ------------------------ */
     /* Softmax cross-entropy on logits with integer labels, stable for any

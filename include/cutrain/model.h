@@ -23,21 +23,30 @@ extern "C" {
 
 #define CT_MAX_LAYERS 32
 
-typedef enum { CT_LAYER_DENSE = 0, CT_LAYER_DROPOUT } ct_layer_kind;
+typedef enum {
+    CT_LAYER_DENSE = 0,
+    CT_LAYER_DROPOUT,
+    CT_LAYER_CONV2D,
+    CT_LAYER_MAXPOOL2D,
+    CT_LAYER_FLATTEN,
+} ct_layer_kind;
 typedef enum { CT_LOSS_XENT = 0, CT_LOSS_MSE } ct_loss_kind;
 typedef enum { CT_INIT_GLOROT_UNIFORM = 0, CT_INIT_HE_UNIFORM, CT_INIT_HE_NORMAL } ct_init_kind;
 
 typedef struct ct_layer_spec {
     ct_layer_kind kind;
-    int units;          /* dense: outputs                 */
-    ct_activation act;  /* dense                          */
-    float rate;         /* dropout: fraction dropped      */
-    char name[32];      /* "dense1", "dropout1", ...      */
+    int units;          /* dense: outputs; conv2d: filters */
+    ct_activation act;  /* dense, conv2d                   */
+    float rate;         /* dropout: fraction dropped       */
+    int kh, kw;         /* conv2d: kernel; maxpool2d: size (kh == kw) */
+    int stride, pad;    /* conv2d                          */
+    char name[32];      /* "dense1", "conv1", "pool1", ... */
 } ct_layer_spec;
 
 typedef struct ct_model_spec {
     char name[256];     /* preset name or model-file path */
-    int input_dim;
+    int input_dim;      /* values per item: input_c * input_h * input_w */
+    int input_c, input_h, input_w; /* "input 784" is 784 x 1 x 1    */
     int n_layers;
     ct_layer_spec layers[CT_MAX_LAYERS];
     ct_loss_kind loss;
@@ -46,7 +55,17 @@ typedef struct ct_model_spec {
     int batch_size;
 } ct_model_spec;
 
-/* "seed" or "mlp" (see DESIGN.md); -1 when the name is no preset. */
+/* The input as C x H x W; a spec that gives only input_dim (input_c 0) is
+ * flat: input_dim x 1 x 1. */
+static inline void ct_model_spec_input_shape(const ct_model_spec *s, int *c, int *h, int *w) {
+    if (s->input_c == 0 && s->input_h == 0 && s->input_w == 0) {
+        *c = s->input_dim, *h = 1, *w = 1;
+    } else {
+        *c = s->input_c, *h = s->input_h, *w = s->input_w;
+    }
+}
+
+/* "seed", "mlp" or "cnn" (see DESIGN.md); -1 when the name is no preset. */
 int ct_model_spec_preset(const char *name, ct_model_spec *out);
 /* Parses a model file (format in docs/model-format.md). */
 int ct_model_spec_parse_file(const char *path, ct_model_spec *out, ct_error *err);
@@ -69,7 +88,9 @@ int ct_init_parse(const char *name);           /* -1 when unknown */
 
 typedef struct ct_layer {
     ct_layer_spec spec;
-    int in_dim, out_dim;
+    int in_dim, out_dim;  /* values per row in and out               */
+    int in_c, in_h, in_w, out_c, out_h, out_w;
+    void *conv_plan;      /* conv2d: the backend's plan              */
     int param_index;      /* among parametric layers; -1 for dropout     */
     size_t w_off, b_off;  /* into the parameter arena (floats)           */
     float *y;             /* output [max_rows, out_dim]                  */
@@ -101,6 +122,8 @@ typedef struct ct_model {
     double *eval_acc;       /* [2]: loss sum, correct                    */
     ct_step_ctx *ctx;       /* where training is: see ct_step_ctx        */
     ct_step_ctx *eval_ctx;  /* the same for evaluation passes            */
+    void *workspace;        /* conv2d scratch, shared by all conv layers */
+    size_t workspace_bytes;
     size_t device_bytes;    /* everything above                          */
 } ct_model;
 

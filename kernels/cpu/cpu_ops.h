@@ -27,6 +27,18 @@ void cpu_bias_act_forward(ct_backend *b, ct_activation act, int rows, int cols,
 void cpu_bias_act_backward(ct_backend *b, ct_activation act, int rows, int cols,
                            const float *y, float *dy, float *dbias);
 
+/* conv_cpu.c, pool_cpu.c */
+void *cpu_conv_plan(ct_backend *b, const ct_conv_shape *shape, int deterministic, size_t *workspace_bytes,
+                    ct_error *err);
+void cpu_conv_plan_free(ct_backend *b, void *plan);
+void cpu_conv2d_forward(ct_backend *b, void *plan, const ct_conv_shape *shape, const float *x, const float *w,
+                        const float *bias, float *y, void *workspace);
+void cpu_conv2d_backward(ct_backend *b, void *plan, const ct_conv_shape *shape, const float *x, const float *w,
+                         const float *dy, float *dx, float *dw, float *dbias, void *workspace);
+void cpu_maxpool_forward(ct_backend *b, int n, int c, int h, int w, int size, const float *x, float *y);
+void cpu_maxpool_backward(ct_backend *b, int n, int c, int h, int w, int size, const float *x, const float *y,
+                          const float *dy, float *dx);
+
 /* loss_cpu.c */
 void cpu_softmax_xent(ct_backend *b, int rows, int classes, const float *logits,
                       const int32_t *labels, float grad_scale, float *dlogits, float *row_loss,

@@ -1,5 +1,6 @@
-/* The CUDA backend: device memory, one non-blocking stream, cuBLAS for GEMM
- * and hand-written kernels for the rest (the other kernels/cuda/ files).
+/* The CUDA backend: device memory, one non-blocking stream, cuBLAS for GEMM,
+ * cuDNN for convolutions and hand-written kernels for the rest (the other
+ * kernels/cuda/ files).
  *
  * Everything the backend queues goes on impl->stream, in order, so the
  * ops need no events between them; the host waits only in upload, download,
@@ -10,7 +11,9 @@
  * cuBLAS is set up for parity and reproducibility rather than peak speed:
  * plain fp32 (CUBLAS_DEFAULT_MATH: no TF32), no atomics (so results do not
  * depend on scheduling), and a fixed workspace (so a captured GEMM never
- * allocates and replays the same algorithm with the same scratch).
+ * allocates and replays the same algorithm with the same scratch). cuDNN
+ * likewise: one handle on the same stream, fp32 FMA math (no TF32), the
+ * algorithms chosen once per layer in conv_plan (see conv_cuda.cu).
  *
  * Errors: a failing CUDA call inside an op is fatal (ct_cuda_fatal). Only
  * the calls whose contract allows failure - create, alloc, host_alloc and
@@ -247,6 +250,7 @@ static void cuda_graph_destroy(ct_backend *b, void *graph) {
  * error return, not an exit. */
 static void release_impl(ct_cuda_impl *im) {
     if (!im) return;
+    if (im->cudnn) (void)cudnnDestroy(im->cudnn);
     if (im->cublas) (void)cublasDestroy(im->cublas);
     if (im->cublas_workspace) (void)cudaFree(im->cublas_workspace);
     if (im->partials) (void)cudaFree(im->partials);
@@ -286,6 +290,12 @@ static const ct_backend_ops cuda_ops = {
     .gemm = cuda_gemm,
     .bias_act_forward = cuda_bias_act_forward,
     .bias_act_backward = cuda_bias_act_backward,
+    .conv_plan = cuda_conv_plan,
+    .conv_plan_free = cuda_conv_plan_free,
+    .conv2d_forward = cuda_conv2d_forward,
+    .conv2d_backward = cuda_conv2d_backward,
+    .maxpool_forward = cuda_maxpool_forward,
+    .maxpool_backward = cuda_maxpool_backward,
     .softmax_xent = cuda_softmax_xent,
     .mse_onehot = cuda_mse_onehot,
     .loss_accumulate = cuda_loss_accumulate,
@@ -317,6 +327,17 @@ static const ct_backend_ops cuda_ops = {
             (void)cudaGetLastError();                                                                       \
             ct_fail(err, CT_EXIT_FAILURE, "cuda: setting up cuBLAS: %s failed: %s", #call,                 \
                     cublasGetStatusString(s_));                                                             \
+            goto fail;                                                                                      \
+        }                                                                                                   \
+    } while (0)
+
+#define CREATE_CUDNN(call)                                                                                  \
+    do {                                                                                                    \
+        cudnnStatus_t d_ = (call);                                                                          \
+        if (d_ != CUDNN_STATUS_SUCCESS) {                                                                   \
+            (void)cudaGetLastError();                                                                       \
+            ct_fail(err, CT_EXIT_FAILURE, "cuda: setting up cuDNN: %s failed: %s", #call,                  \
+                    cudnnGetErrorString(d_));                                                               \
             goto fail;                                                                                      \
         }                                                                                                   \
     } while (0)
@@ -363,6 +384,15 @@ ct_backend *ct_backend_cuda_create(ct_error *err) {
     CREATE_CUBLAS(cublasSetMathMode(im->cublas, CUBLAS_DEFAULT_MATH));
     CREATE_CUBLAS(cublasSetAtomicsMode(im->cublas, CUBLAS_ATOMICS_NOT_ALLOWED));
     CREATE_CUBLAS(cublasSetPointerMode(im->cublas, CUBLAS_POINTER_MODE_HOST));
+
+    CREATE_CUDNN(cudnnCreate(&im->cudnn));
+    CREATE_CUDNN(cudnnSetStream(im->cudnn, im->stream));
+    /* cuDNN 9 loads its sub-libraries on demand; asking for their versions
+     * loads the two the convolutions use now, so a missing or mismatched
+     * libcudnn_ops / libcudnn_cnn is an error here (and --device auto falls
+     * back to the CPU) rather than a fatal error at the first convolution. */
+    CREATE_CUDNN(cudnnOpsVersionCheck());
+    CREATE_CUDNN(cudnnCnnVersionCheck());
 
     b->ops = &cuda_ops;
     b->kind = CT_DEVICE_CUDA;

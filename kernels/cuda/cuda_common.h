@@ -3,7 +3,8 @@
  *
  * Conventions
  *  - Every CUDA runtime and library call goes through CT_CUDA_CHECK /
- *    CT_CUBLAS_CHECK; every kernel launch is followed by CT_LAUNCH_CHECK.
+ *    CT_CUBLAS_CHECK / CT_CUDNN_CHECK; every kernel launch is followed by
+ *    CT_LAUNCH_CHECK.
  *    A failure is fatal: one line naming the call, file:line and the device.
  *  - Every launcher queues work on impl->stream and never synchronises
  *    (except the memory helpers whose contract says so); all of them are
@@ -19,6 +20,7 @@
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <cudnn.h>
 
 #include "cutrain/backend.h"
 
@@ -44,6 +46,13 @@ void ct_cuda_fatal(const char *what, const char *call, const char *file, int lin
             ct_cuda_fatal(cublasGetStatusString(ct_s_), #call, __FILE__, __LINE__);    \
     } while (0)
 
+#define CT_CUDNN_CHECK(call)                                                           \
+    do {                                                                               \
+        cudnnStatus_t ct_d_ = (call);                                                  \
+        if (ct_d_ != CUDNN_STATUS_SUCCESS)                                             \
+            ct_cuda_fatal(cudnnGetErrorString(ct_d_), #call, __FILE__, __LINE__);      \
+    } while (0)
+
 /* After a <<<...>>> launch: reports the kernel's name with the launch error. */
 #define CT_LAUNCH_CHECK(kernel_name)                                                  \
     do {                                                                              \
@@ -64,6 +73,7 @@ typedef struct ct_cuda_impl {
     cublasHandle_t cublas;
     void *cublas_workspace;        /* fixed, so capture and replay are deterministic */
     size_t cublas_workspace_bytes;
+    cudnnHandle_t cudnn;           /* bound to stream; convolutions (conv_cuda.cu) */
     cudaEvent_t fences[CT_MAX_FENCES];
     /* scratch for reductions, allocated once at create */
     double *partials;              /* CT_CUDA_MAX_PARTIAL_BLOCKS * CT_CUDA_PARTIAL_STRIDE doubles */
@@ -81,6 +91,18 @@ void cuda_gemm(ct_backend *b, int trans_a, int trans_b, int m, int n, int k, flo
 void cuda_bias_act_forward(ct_backend *b, ct_activation act, int rows, int cols, const float *bias, float *y);
 void cuda_bias_act_backward(ct_backend *b, ct_activation act, int rows, int cols, const float *y, float *dy,
                             float *dbias);
+/* conv_cuda.cu (cuDNN), pool_cuda.cu */
+void *cuda_conv_plan(ct_backend *b, const ct_conv_shape *shape, int deterministic, size_t *workspace_bytes,
+                     ct_error *err);
+void cuda_conv_plan_free(ct_backend *b, void *plan);
+void cuda_conv2d_forward(ct_backend *b, void *plan, const ct_conv_shape *shape, const float *x, const float *w,
+                         const float *bias, float *y, void *workspace);
+void cuda_conv2d_backward(ct_backend *b, void *plan, const ct_conv_shape *shape, const float *x, const float *w,
+                          const float *dy, float *dx, float *dw, float *dbias, void *workspace);
+void cuda_maxpool_forward(ct_backend *b, int n, int c, int h, int w, int size, const float *x, float *y);
+void cuda_maxpool_backward(ct_backend *b, int n, int c, int h, int w, int size, const float *x, const float *y,
+                           const float *dy, float *dx);
+
 /* loss_cuda.cu */
 void cuda_softmax_xent(ct_backend *b, int rows, int classes, const float *logits, const int32_t *labels,
                        float grad_scale, float *dlogits, float *row_loss, float *row_correct);

@@ -16,6 +16,9 @@ static void on_signal(int sig) { g_interrupt = sig; }
 
 typedef struct train_flags {
     const char *model, *data, *device, *optimizer, *loss, *init, *on_nan, *jsonl, *csv, *save, *inject_layer;
+    const char *schedule;
+    double lr_pct, lr_gamma;
+    uint64_t lr_step_size;
     int epochs, batch_size, threads, drop_last, quiet, drain_every;
     uint64_t seed, max_steps, inject_nan;
     double lr, clip;
@@ -27,6 +30,7 @@ static const char *const loss_choices[] = {"categorical_crossentropy", "sparse_c
                                            NULL};
 static const char *const init_choices[] = {"glorot_uniform", "he_uniform", "he_normal", NULL};
 static const char *const on_nan_choices[] = {"stop", "skip", "warn", NULL};
+static const char *const schedule_choices[] = {"constant", "step", "cosine", "onecycle", NULL};
 
 #define USAGE                                                                                                     \
     "usage: cutrain train [--model PRESET|FILE] [--data DIR] [--epochs N] [options]\n\n"                           \
@@ -35,12 +39,26 @@ static const char *const on_nan_choices[] = {"stop", "skip", "warn", NULL};
 
 /* Applies command-line overrides to the model's own recipe. */
 static int apply_overrides(ct_model_spec *spec, const train_flags *f, const ct_arg *args, int n, ct_error *err) {
-    if (ct_args_seen(args, n, "--optimizer")) spec->optim = ct_optim_defaults((ct_optimizer_kind)ct_optim_parse_kind(f->optimizer));
+    if (ct_args_seen(args, n, "--optimizer")) {
+        ct_schedule keep = spec->optim.schedule;
+        spec->optim = ct_optim_defaults((ct_optimizer_kind)ct_optim_parse_kind(f->optimizer));
+        spec->optim.schedule = keep;
+    }
     if (ct_args_seen(args, n, "--lr")) spec->optim.lr = (float)f->lr;
     if (ct_args_seen(args, n, "--clip-grad-norm")) spec->optim.clip_norm = (float)f->clip;
     if (ct_args_seen(args, n, "--loss")) spec->loss = (ct_loss_kind)ct_loss_parse(f->loss);
     if (ct_args_seen(args, n, "--init")) spec->init = (ct_init_kind)ct_init_parse(f->init);
     if (ct_args_seen(args, n, "--batch-size")) spec->batch_size = f->batch_size;
+    if (ct_args_seen(args, n, "--lr-schedule")) {
+        for (int k = 0; schedule_choices[k]; ++k)
+            if (strcmp(f->schedule, schedule_choices[k]) == 0) spec->optim.schedule = ct_schedule_defaults((ct_schedule_kind)k);
+    }
+    if (ct_args_seen(args, n, "--lr-pct")) spec->optim.schedule.pct = (float)f->lr_pct;
+    if (ct_args_seen(args, n, "--lr-gamma")) spec->optim.schedule.gamma = (float)f->lr_gamma;
+    if (ct_args_seen(args, n, "--lr-step-size")) {
+        if (f->lr_step_size == 0) return ct_fail(err, CT_EXIT_USAGE, "--lr-step-size: expected at least 1, got 0");
+        spec->optim.schedule.step_size = f->lr_step_size;
+    }
     if (spec->optim.lr < 1e-30f)
         return ct_fail(err, CT_EXIT_USAGE, "--lr: %g is below what float32 can hold as a learning rate", f->lr);
     return ct_model_spec_validate(spec, err);
@@ -97,6 +115,11 @@ int ct_cmd_train(int argc, char **argv) {
         {"--loss", ARG_CHOICE, &f.loss, 0, 0, 0, "NAME", "categorical_crossentropy|mse", loss_choices},
         {"--init", ARG_CHOICE, &f.init, 0, 0, 0, "NAME", "glorot_uniform|he_uniform|he_normal", init_choices},
         {"--clip-grad-norm", ARG_DOUBLE, &f.clip, 0, 1e12, 1, "X", "scale gradients to a global norm of at most X"},
+        {"--lr-schedule", ARG_CHOICE, &f.schedule, 0, 0, 0, "NAME", "constant|step|cosine|onecycle over the run",
+         schedule_choices},
+        {"--lr-pct", ARG_DOUBLE, &f.lr_pct, 0, 1, 1, "X", "onecycle: fraction of the run rising to --lr (0.3)"},
+        {"--lr-step-size", ARG_U64, &f.lr_step_size, 0, 0, 0, "N", "step: multiply by --lr-gamma every N steps"},
+        {"--lr-gamma", ARG_DOUBLE, &f.lr_gamma, 0, 1, 1, "X", "step: the factor (0.1)"},
         {"--seed", ARG_U64, &f.seed, 0, 0, 0, "N", "seed for weights, shuffling and dropout (default 0)"},
         {"--device", ARG_CHOICE, &f.device, 0, 0, 0, "auto|cpu|cuda", "where to train (default auto)",
          ct_device_choices},

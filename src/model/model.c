@@ -21,11 +21,25 @@ static size_t align_floats(size_t n) { return (n + 15) & ~(size_t)15; } /* 64 by
 
 /* Host-side initial weights; counter-based, so each weight depends only on
  * (seed, layer, index) and not on the order or the backend. */
+/* Weight count of a parametric layer, and its fans as Keras counts them
+ * (a conv's receptive field times its channels). */
+static size_t weight_count(const ct_layer *l, double *fan_in, double *fan_out) {
+    if (l->spec.kind == CT_LAYER_CONV2D) {
+        double field = (double)l->spec.kh * l->spec.kw;
+        *fan_in = l->in_c * field;
+        *fan_out = l->out_c * field;
+        return (size_t)l->out_c * (size_t)l->in_c * (size_t)l->spec.kh * (size_t)l->spec.kw;
+    }
+    *fan_in = l->in_dim;
+    *fan_out = l->out_dim;
+    return (size_t)l->out_dim * (size_t)l->in_dim;
+}
+
 static void init_layer(const ct_model *m, const ct_layer *l, uint64_t seed, float *host) {
     float *w = host + l->w_off, *b = host + l->b_off;
-    size_t nw = (size_t)l->out_dim * (size_t)l->in_dim;
     uint64_t stream = CT_STREAM_INIT(l->param_index);
-    double fan_in = l->in_dim, fan_out = l->out_dim;
+    double fan_in, fan_out;
+    size_t nw = weight_count(l, &fan_in, &fan_out);
     switch (m->spec.init) {
     case CT_INIT_HE_NORMAL: {
         double sd = sqrt(2.0 / fan_in);
@@ -45,11 +59,38 @@ static void init_layer(const ct_model *m, const ct_layer *l, uint64_t seed, floa
         break;
     }
     }
-    memset(b, 0, sizeof(float) * (size_t)l->out_dim);
+    memset(b, 0, sizeof(float) * (size_t)l->out_c);
+}
+
+/* Output shape of each layer (the spec was validated, so every shape fits). */
+static void layer_shape(ct_layer *l) {
+    const ct_layer_spec *sp = &l->spec;
+    l->out_c = l->in_c, l->out_h = l->in_h, l->out_w = l->in_w;
+    switch (sp->kind) {
+    case CT_LAYER_DENSE:
+        l->out_c = sp->units, l->out_h = l->out_w = 1;
+        break;
+    case CT_LAYER_CONV2D:
+        l->out_c = sp->units;
+        l->out_h = (l->in_h + 2 * sp->pad - sp->kh) / sp->stride + 1;
+        l->out_w = (l->in_w + 2 * sp->pad - sp->kw) / sp->stride + 1;
+        break;
+    case CT_LAYER_MAXPOOL2D:
+        l->out_h = l->in_h / sp->kh, l->out_w = l->in_w / sp->kh;
+        break;
+    case CT_LAYER_FLATTEN:
+        l->out_c = l->in_c * l->in_h * l->in_w, l->out_h = l->out_w = 1;
+        break;
+    case CT_LAYER_DROPOUT:
+        break;
+    }
+    l->in_dim = l->in_c * l->in_h * l->in_w;
+    l->out_dim = l->out_c * l->out_h * l->out_w;
 }
 
 static void plan_layers(ct_model *m) {
-    int in = m->spec.input_dim;
+    int c, h, w;
+    ct_model_spec_input_shape(&m->spec, &c, &h, &w);
     size_t off = 0;
     m->n_layers = m->spec.n_layers;
     m->n_param_layers = 0;
@@ -57,25 +98,24 @@ static void plan_layers(ct_model *m) {
         ct_layer *l = &m->layers[i];
         memset(l, 0, sizeof *l);
         l->spec = m->spec.layers[i];
-        l->in_dim = in;
+        l->in_c = c, l->in_h = h, l->in_w = w;
         l->param_index = -1;
-        if (l->spec.kind == CT_LAYER_DENSE) {
-            l->out_dim = l->spec.units;
+        layer_shape(l);
+        if (l->spec.kind == CT_LAYER_DENSE || l->spec.kind == CT_LAYER_CONV2D) {
+            double fi, fo;
             l->act_fwd = l->spec.act;
             l->param_index = m->n_param_layers;
             m->param_layer[m->n_param_layers] = i;
             m->param_begin[m->n_param_layers++] = off;
             l->w_off = off;
-            l->b_off = off + (size_t)l->out_dim * (size_t)l->in_dim;
-            off = l->b_off + (size_t)l->out_dim;
-        } else {
-            l->out_dim = in;
+            l->b_off = off + weight_count(l, &fi, &fo);
+            off = l->b_off + (size_t)l->out_c;
         }
-        in = l->out_dim;
+        c = l->out_c, h = l->out_h, w = l->out_w;
     }
     m->param_begin[m->n_param_layers] = off;
     m->n_params = off;
-    m->classes = in;
+    m->classes = c;
     ct_layer *last = &m->layers[m->n_layers - 1];
     /* A softmax output's softmax lives in the loss. Cross-entropy on another
      * output (a warning at build) takes that output as logits. */
@@ -89,6 +129,29 @@ static void *take(ct_model *m, size_t bytes, ct_error *err) {
     return p;
 }
 
+static ct_conv_shape conv_shape(const ct_layer *l, int rows) {
+    ct_conv_shape sh = {rows,        l->in_c,     l->in_h,        l->in_w,      l->out_c,     l->spec.kh,
+                        l->spec.kw,  l->spec.stride, l->spec.pad, l->out_h,     l->out_w};
+    return sh;
+}
+
+/* Each convolution's algorithm is chosen once, here, for the largest batch;
+ * one workspace serves them all, since layers run one after another. */
+static int plan_convolutions(ct_model *m, ct_error *err) {
+    size_t most = 0;
+    for (int i = 0; i < m->n_layers; ++i) {
+        ct_layer *l = &m->layers[i];
+        if (l->spec.kind != CT_LAYER_CONV2D) continue;
+        ct_conv_shape sh = conv_shape(l, m->max_rows);
+        size_t bytes = 0;
+        if (!(l->conv_plan = m->be->ops->conv_plan(m->be, &sh, 1, &bytes, err))) return -1;
+        if (bytes > most) most = bytes;
+    }
+    if (most && !(m->workspace = take(m, most, err))) return -1;
+    m->workspace_bytes = most;
+    return 0;
+}
+
 int ct_model_build(ct_model *m, const ct_model_spec *spec, ct_backend *be, int max_rows, uint64_t seed,
                    ct_error *err) {
     memset(m, 0, sizeof *m);
@@ -100,7 +163,9 @@ int ct_model_build(ct_model *m, const ct_model_spec *spec, ct_backend *be, int m
     plan_layers(m);
 
     size_t act_floats = 0;
-    for (int i = 0; i < m->n_layers; ++i) act_floats += 2 * align_floats((size_t)max_rows * m->layers[i].out_dim);
+    for (int i = 0; i < m->n_layers; ++i)
+        if (m->layers[i].spec.kind != CT_LAYER_FLATTEN)
+            act_floats += 2 * align_floats((size_t)max_rows * m->layers[i].out_dim);
     int slots = ct_optim_state_slots(&spec->optim);
     size_t rows = (size_t)max_rows;
 
@@ -114,15 +179,23 @@ int ct_model_build(ct_model *m, const ct_model_spec *spec, ct_backend *be, int m
         !(m->row_loss = take(m, rows * sizeof(float), err)) ||
         !(m->row_correct = take(m, rows * sizeof(float), err)) ||
         !(m->eval_acc = take(m, 2 * sizeof(double), err)) ||
-        !(m->ctx = take(m, sizeof(ct_step_ctx), err)) || !(m->eval_ctx = take(m, sizeof(ct_step_ctx), err))) {
+        !(m->ctx = take(m, sizeof(ct_step_ctx), err)) || !(m->eval_ctx = take(m, sizeof(ct_step_ctx), err)) ||
+        plan_convolutions(m, err)) {
         ct_model_free(m);
         return -1;
     }
     float *cursor = m->activations;
     for (int i = 0; i < m->n_layers; ++i) {
-        size_t n = align_floats(rows * m->layers[i].out_dim);
-        m->layers[i].y = cursor;
-        m->layers[i].dy = cursor + n;
+        ct_layer *l = &m->layers[i];
+        if (l->spec.kind == CT_LAYER_FLATTEN) {
+            /* NCHW rows are already flat: the layer is a view of its input. */
+            l->y = i ? m->layers[i - 1].y : m->x;
+            l->dy = i ? m->layers[i - 1].dy : NULL;
+            continue;
+        }
+        size_t n = align_floats(rows * l->out_dim);
+        l->y = cursor;
+        l->dy = cursor + n;
         cursor += 2 * n;
     }
     const ct_backend_ops *o = be->ops;
@@ -145,6 +218,9 @@ int ct_model_build(ct_model *m, const ct_model_spec *spec, ct_backend *be, int m
 
 void ct_model_free(ct_model *m) {
     if (!m->be) return;
+    for (int i = 0; i < m->n_layers; ++i)
+        if (m->layers[i].conv_plan) m->be->ops->conv_plan_free(m->be, m->layers[i].conv_plan);
+    if (m->workspace) m->be->ops->free(m->be, m->workspace);
     void *bufs[] = {m->params, m->grads, m->opt_state, m->opt_t, m->activations, m->x,
                     m->labels, m->row_loss, m->row_correct, m->eval_acc, m->ctx, m->eval_ctx};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; ++i)
@@ -160,13 +236,29 @@ void ct_model_forward(ct_model *m, int rows, int train, uint64_t seed, const ct_
     for (int i = 0; i < m->n_layers; ++i) {
         ct_layer *l = &m->layers[i];
         const float *x = layer_input(m, i);
-        if (l->spec.kind == CT_LAYER_DENSE) {
+        switch (l->spec.kind) {
+        case CT_LAYER_DENSE:
             o->gemm(be, 0, 1, rows, l->out_dim, l->in_dim, 1.0f, x, l->in_dim, m->params + l->w_off, l->in_dim,
                     0.0f, l->y, l->out_dim);
             o->bias_act_forward(be, l->act_fwd, rows, l->out_dim, m->params + l->b_off, l->y);
-        } else {
+            break;
+        case CT_LAYER_CONV2D: {
+            ct_conv_shape sh = conv_shape(l, rows);
+            o->conv2d_forward(be, l->conv_plan, &sh, x, m->params + l->w_off, m->params + l->b_off, l->y,
+                              m->workspace);
+            if (l->act_fwd != CT_ACT_LINEAR) o->bias_act_forward(be, l->act_fwd, rows, l->out_dim, NULL, l->y);
+            break;
+        }
+        case CT_LAYER_MAXPOOL2D:
+            o->maxpool_forward(be, rows, l->in_c, l->in_h, l->in_w, l->spec.kh, x, l->y);
+            break;
+        case CT_LAYER_FLATTEN:
+            break; /* a view */
+        case CT_LAYER_DROPOUT: {
             float rate = train ? l->spec.rate : 0.0f; /* eval: identity */
             o->dropout_forward(be, (size_t)rows * l->out_dim, rate, seed, (uint32_t)i, ctx, x, l->y);
+            break;
+        }
         }
     }
 }
@@ -188,15 +280,30 @@ void ct_model_backward(ct_model *m, int rows, uint64_t seed, const ct_step_ctx *
         ct_layer *l = &m->layers[i];
         const float *x = layer_input(m, i);
         float *dx = i > 0 ? m->layers[i - 1].dy : NULL;
-        if (l->spec.kind == CT_LAYER_DENSE) {
+        switch (l->spec.kind) {
+        case CT_LAYER_DENSE:
             o->bias_act_backward(be, l->act_fwd, rows, l->out_dim, l->y, l->dy, m->grads + l->b_off);
             o->gemm(be, 1, 0, l->out_dim, l->in_dim, rows, 1.0f, l->dy, l->out_dim, x, l->in_dim, 0.0f,
                     m->grads + l->w_off, l->in_dim);
             if (dx)
                 o->gemm(be, 0, 0, rows, l->in_dim, l->out_dim, 1.0f, l->dy, l->out_dim, m->params + l->w_off,
                         l->in_dim, 0.0f, dx, l->in_dim);
-        } else if (dx) {
-            o->dropout_backward(be, (size_t)rows * l->out_dim, l->spec.rate, seed, (uint32_t)i, ctx, l->dy, dx);
+            break;
+        case CT_LAYER_CONV2D: {
+            if (l->act_fwd != CT_ACT_LINEAR) o->bias_act_backward(be, l->act_fwd, rows, l->out_dim, l->y, l->dy, NULL);
+            ct_conv_shape sh = conv_shape(l, rows);
+            o->conv2d_backward(be, l->conv_plan, &sh, x, m->params + l->w_off, l->dy, dx, m->grads + l->w_off,
+                               m->grads + l->b_off, m->workspace);
+            break;
+        }
+        case CT_LAYER_MAXPOOL2D:
+            if (dx) o->maxpool_backward(be, rows, l->in_c, l->in_h, l->in_w, l->spec.kh, x, l->y, l->dy, dx);
+            break;
+        case CT_LAYER_FLATTEN:
+            break; /* its dy is its input's dy */
+        case CT_LAYER_DROPOUT:
+            if (dx) o->dropout_backward(be, (size_t)rows * l->out_dim, l->spec.rate, seed, (uint32_t)i, ctx, l->dy, dx);
+            break;
         }
     }
 }

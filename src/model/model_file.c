@@ -27,7 +27,7 @@ typedef struct parser {
     const char *path;
     int line;
     ct_model_spec *spec;
-    int seen_input, seen_loss, seen_optimizer, seen_batch, seen_init;
+    int seen_input, seen_loss, seen_optimizer, seen_batch, seen_init, seen_schedule;
     ct_error *err;
 } parser;
 
@@ -140,6 +140,79 @@ static int optimizer_option(parser *p, ct_optim_config *o, const char *kv) {
                     "weight_decay or clipnorm)", key);
 }
 
+/* "3" or "3x3" or "3x2". */
+static int parse_kernel(parser *p, const char *s, int *kh, int *kw) {
+    char a[16], b[16];
+    const char *x = strchr(s, 'x');
+    long h, w;
+    if (!x) {
+        if (ct_parse_long(s, 1, 64, &h)) return PFAIL(p, "conv2d: kernel: expected N or NxM (1 to 64), got '%s'", s);
+        *kh = *kw = (int)h;
+        return 0;
+    }
+    snprintf(a, sizeof a, "%.*s", (int)(x - s) < 15 ? (int)(x - s) : 15, s);
+    snprintf(b, sizeof b, "%s", x + 1);
+    if (ct_parse_long(a, 1, 64, &h) || ct_parse_long(b, 1, 64, &w))
+        return PFAIL(p, "conv2d: kernel: expected N or NxM (1 to 64), got '%s'", s);
+    *kh = (int)h, *kw = (int)w;
+    return 0;
+}
+
+/* conv2d FILTERS KERNEL [ACTIVATION] [stride=N] [padding=N] [name=NAME] */
+static int directive_conv(parser *p, char **tok, int n) {
+    ct_model_spec *s = p->spec;
+    if (s->n_layers == CT_MAX_LAYERS) return PFAIL(p, "too many layers (at most %d)", CT_MAX_LAYERS);
+    if (n < 3) return PFAIL(p, "conv2d: expected 'conv2d FILTERS KERNEL [ACTIVATION] [stride=N] [padding=N]'");
+    ct_layer_spec l;
+    memset(&l, 0, sizeof l);
+    l.kind = CT_LAYER_CONV2D;
+    l.stride = 1;
+    if (parse_units(p, tok[1], "conv2d filters", &l.units) || parse_kernel(p, tok[2], &l.kh, &l.kw)) return -1;
+    for (int i = 3; i < n; ++i) {
+        const char *v = tok[i];
+        long x;
+        if (strncasecmp(v, "activation=", 11) == 0) v += 11;
+        if (strncasecmp(v, "name=", 5) == 0) {
+            snprintf(l.name, sizeof l.name, "%s", v + 5);
+        } else if (strncasecmp(v, "stride=", 7) == 0 || strncasecmp(v, "strides=", 8) == 0) {
+            if (ct_parse_long(strchr(v, '=') + 1, 1, 64, &x)) return PFAIL(p, "conv2d: stride: expected 1 to 64, got '%s'", v);
+            l.stride = (int)x;
+        } else if (strncasecmp(v, "padding=", 8) == 0) {
+            if (ct_parse_long(v + 8, 0, 64, &x)) return PFAIL(p, "conv2d: padding: expected 0 to 64, got '%s'", v);
+            l.pad = (int)x;
+        } else {
+            int act = ct_activation_parse(v);
+            if (act < 0 || act == CT_ACT_SOFTMAX)
+                return PFAIL(p, "conv2d: unknown activation '%s' (expected linear, relu, sigmoid or tanh)", v);
+            l.act = (ct_activation)act;
+        }
+    }
+    s->layers[s->n_layers++] = l;
+    return 0;
+}
+
+static int directive_simple(parser *p, char **tok, int n, ct_layer_kind kind) {
+    ct_model_spec *s = p->spec;
+    if (s->n_layers == CT_MAX_LAYERS) return PFAIL(p, "too many layers (at most %d)", CT_MAX_LAYERS);
+    ct_layer_spec l;
+    memset(&l, 0, sizeof l);
+    l.kind = kind;
+    int first = 1;
+    if (kind == CT_LAYER_MAXPOOL2D) {
+        long size;
+        if (n < 2 || ct_parse_long(tok[1], 1, 64, &size))
+            return PFAIL(p, "maxpool2d: expected 'maxpool2d SIZE' with SIZE 1 to 64, got '%s'", n < 2 ? "" : tok[1]);
+        l.kh = l.kw = (int)size;
+        first = 2;
+    }
+    for (int i = first; i < n; ++i) {
+        if (strncasecmp(tok[i], "name=", 5) != 0) return PFAIL(p, "%s: unexpected '%s'", tok[0], tok[i]);
+        snprintf(l.name, sizeof l.name, "%s", tok[i] + 5);
+    }
+    s->layers[s->n_layers++] = l;
+    return 0;
+}
+
 static int directive_optimizer(parser *p, char **tok, int n) {
     if (n < 2) return PFAIL(p, "optimizer: expected 'optimizer NAME [key=value ...]'");
     int kind = ct_optim_parse_kind(tok[1]);
@@ -149,6 +222,35 @@ static int directive_optimizer(parser *p, char **tok, int n) {
         if (optimizer_option(p, &o, tok[i])) return -1;
     p->spec->optim = o;
     p->seen_optimizer = 1;
+    return 0;
+}
+
+/* schedule KIND [key=value ...]: keys pct, div, final_div, step_size, gamma, final_frac, total_steps. */
+static int directive_schedule(parser *p, char **tok, int n) {
+    static const char *const kinds[] = {"constant", "step", "cosine", "onecycle"};
+    int kind = -1;
+    for (int k = 0; n >= 2 && k < 4; ++k)
+        if (strcasecmp(tok[1], kinds[k]) == 0) kind = k;
+    if (kind < 0) return PFAIL(p, "schedule: expected constant, step, cosine or onecycle, got '%s'", n < 2 ? "" : tok[1]);
+    ct_schedule sc = ct_schedule_defaults((ct_schedule_kind)kind);
+    for (int i = 2; i < n; ++i) {
+        const char *eq = strchr(tok[i], '=');
+        double v;
+        if (!eq || ct_parse_double(eq + 1, &v) || v < 0) return PFAIL(p, "schedule: expected key=number, got '%s'", tok[i]);
+        size_t kl = (size_t)(eq - tok[i]);
+#define KEY(name) (kl == strlen(name) && strncasecmp(tok[i], name, kl) == 0)
+        if (KEY("pct") && v > 0 && v < 1) sc.pct = (float)v;
+        else if (KEY("div") && v >= 1) sc.div = (float)v;
+        else if (KEY("final_div") && v >= 1) sc.final_div = (float)v;
+        else if (KEY("gamma") && v > 0 && v <= 1) sc.gamma = (float)v;
+        else if (KEY("final_frac") && v <= 1) sc.final_frac = (float)v;
+        else if (KEY("step_size") && v >= 1 && v == (double)(uint64_t)v) sc.step_size = (uint64_t)v;
+        else if (KEY("total_steps") && v == (double)(uint64_t)v) sc.total_steps = (uint64_t)v;
+        else return PFAIL(p, "schedule: '%s' is not a known setting or is out of range", tok[i]);
+#undef KEY
+    }
+    p->spec->optim.schedule = sc;
+    p->seen_schedule = 1;
     return 0;
 }
 
@@ -162,13 +264,35 @@ static int directive(parser *p, char **tok, int n) {
     if (strcasecmp(d, "input") == 0) {
         if (p->seen_input) return PFAIL(p, "input: given twice");
         if (s->n_layers) return PFAIL(p, "input: must come before the first layer");
-        if (expect_args(p, "input", n, 2) || parse_units(p, tok[1], "input size", &s->input_dim)) return -1;
+        if (n != 2 && n != 4) return PFAIL(p, "input: expected 'input SIZE' or 'input CHANNELS HEIGHT WIDTH'");
+        if (n == 2) {
+            if (parse_units(p, tok[1], "input size", &s->input_dim)) return -1;
+            s->input_c = s->input_dim, s->input_h = s->input_w = 1;
+        } else if (parse_units(p, tok[1], "input channels", &s->input_c) ||
+                   parse_units(p, tok[2], "input height", &s->input_h) ||
+                   parse_units(p, tok[3], "input width", &s->input_w)) {
+            return -1;
+        } else if ((long long)s->input_c * s->input_h * s->input_w > (1 << 24)) {
+            return PFAIL(p, "input: %d x %d x %d values per item is too large", s->input_c, s->input_h, s->input_w);
+        } else {
+            s->input_dim = s->input_c * s->input_h * s->input_w;
+        }
         p->seen_input = 1;
         return 0;
     }
+    if (strcasecmp(d, "conv2d") == 0) return directive_conv(p, tok, n);
+    if (strcasecmp(d, "maxpool2d") == 0 || strcasecmp(d, "maxpool") == 0)
+        return directive_simple(p, tok, n, CT_LAYER_MAXPOOL2D);
+    if (strcasecmp(d, "flatten") == 0) return directive_simple(p, tok, n, CT_LAYER_FLATTEN);
     if (strcasecmp(d, "dense") == 0) return directive_dense(p, tok, n);
     if (strcasecmp(d, "dropout") == 0) return directive_dropout(p, tok, n);
-    if (strcasecmp(d, "optimizer") == 0) return directive_optimizer(p, tok, n);
+    if (strcasecmp(d, "optimizer") == 0) {
+        ct_schedule keep = s->optim.schedule; /* the optimizer line resets the config */
+        if (directive_optimizer(p, tok, n)) return -1;
+        if (p->seen_schedule) s->optim.schedule = keep;
+        return 0;
+    }
+    if (strcasecmp(d, "schedule") == 0) return directive_schedule(p, tok, n);
     if (strcasecmp(d, "loss") == 0) {
         if (expect_args(p, "loss", n, 2)) return -1;
         int loss = ct_loss_parse(tok[1]);
@@ -188,7 +312,8 @@ static int directive(parser *p, char **tok, int n) {
         if (expect_args(p, "batch_size", n, 2) || parse_units(p, tok[1], "batch_size", &s->batch_size)) return -1;
         return 0;
     }
-    return PFAIL(p, "unknown directive '%s' (expected input, dense, dropout, loss, optimizer, init or batch_size)", d);
+    return PFAIL(p, "unknown directive '%s' (expected input, dense, conv2d, maxpool2d, flatten, dropout, loss, "
+                    "optimizer, schedule, init or batch_size)", d);
 }
 
 static int parse_stream(parser *p, FILE *f) {

@@ -1,11 +1,25 @@
 /* Model parameters <-> safetensors, named and shaped as PyTorch's state_dict
- * would hold them: "<layer>.weight" [out, in] and "<layer>.bias" [out]. */
+ * would hold them: "<layer>.weight" [out, in] (dense) or [out, in, kh, kw]
+ * (conv2d), and "<layer>.bias" [out]. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cutrain/checkpoint.h"
 #include "cutrain/model.h"
+
+/* The weight's shape; its rank is the return value. */
+static int weight_shape(const ct_layer *l, uint64_t shape[4]) {
+    shape[0] = (uint64_t)l->out_c;
+    if (l->spec.kind == CT_LAYER_CONV2D) {
+        shape[1] = (uint64_t)l->in_c;
+        shape[2] = (uint64_t)l->spec.kh;
+        shape[3] = (uint64_t)l->spec.kw;
+        return 4;
+    }
+    shape[1] = (uint64_t)l->in_dim;
+    return 2;
+}
 
 int ct_model_save_weights(ct_model *m, const char *path, ct_error *err) {
     float *host = malloc((m->n_params ? m->n_params : 1) * sizeof(float));
@@ -21,14 +35,13 @@ int ct_model_save_weights(ct_model *m, const char *path, ct_error *err) {
         const ct_layer *l = &m->layers[m->param_layer[p]];
         ct_st_tensor *w = &t[n++], *b = &t[n++];
         snprintf(w->name, sizeof w->name, "%s.weight", l->spec.name);
-        w->rank = 2;
-        w->shape[0] = (uint64_t)l->out_dim;
-        w->shape[1] = (uint64_t)l->in_dim;
-        w->count = w->shape[0] * w->shape[1];
+        w->rank = weight_shape(l, w->shape);
+        w->count = 1;
+        for (int d = 0; d < w->rank; ++d) w->count *= w->shape[d];
         w->data = host + l->w_off;
         snprintf(b->name, sizeof b->name, "%s.bias", l->spec.name);
         b->rank = 1;
-        b->shape[0] = (uint64_t)l->out_dim;
+        b->shape[0] = (uint64_t)l->out_c;
         b->count = b->shape[0];
         b->data = host + l->b_off;
     }
@@ -44,17 +57,23 @@ int ct_model_save_weights(ct_model *m, const char *path, ct_error *err) {
     return rc;
 }
 
-static int check_tensor(const char *path, const ct_st_tensor *t, const char *name, int rank, uint64_t d0, uint64_t d1,
+static void shape_text(int rank, const uint64_t *shape, char *buf, size_t len) {
+    size_t used = (size_t)snprintf(buf, len, "[");
+    for (int d = 0; d < rank && used < len; ++d)
+        used += (size_t)snprintf(buf + used, len - used, "%s%llu", d ? ", " : "", (unsigned long long)shape[d]);
+    if (used < len) snprintf(buf + used, len - used, "]");
+}
+
+static int check_tensor(const char *path, const ct_st_tensor *t, const char *name, int rank, const uint64_t *shape,
                         ct_error *err) {
     if (!t) return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: no tensor '%s': the file does not match this model", path, name);
-    if (t->rank != rank || t->shape[0] != d0 || (rank == 2 && t->shape[1] != d1)) {
-        char want[48];
-        if (rank == 2)
-            snprintf(want, sizeof want, "[%llu, %llu]", (unsigned long long)d0, (unsigned long long)d1);
-        else
-            snprintf(want, sizeof want, "[%llu]", (unsigned long long)d0);
-        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: tensor '%s' has rank %d shape [%llu%s], the model expects %s", path,
-                       name, t->rank, (unsigned long long)(t->rank ? t->shape[0] : 0), t->rank > 1 ? ", ..." : "",
+    int same = t->rank == rank;
+    for (int d = 0; same && d < rank; ++d) same = t->shape[d] == shape[d];
+    if (!same) {
+        char got[96], want[96];
+        shape_text(t->rank, t->shape, got, sizeof got);
+        shape_text(rank, shape, want, sizeof want);
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: tensor '%s' has shape %s, the model expects %s", path, name, got,
                        want);
     }
     return 0;
@@ -71,8 +90,10 @@ int ct_model_load_weights(ct_model *m, const char *path, ct_error *err) {
         snprintf(wn, sizeof wn, "%s.weight", l->spec.name);
         snprintf(bn, sizeof bn, "%s.bias", l->spec.name);
         const ct_st_tensor *w = ct_safetensors_find(&f, wn), *b = ct_safetensors_find(&f, bn);
-        rc = check_tensor(path, w, wn, 2, (uint64_t)l->out_dim, (uint64_t)l->in_dim, err);
-        if (rc == 0) rc = check_tensor(path, b, bn, 1, (uint64_t)l->out_dim, 0, err);
+        uint64_t wshape[4], bshape[1] = {(uint64_t)l->out_c};
+        int rank = weight_shape(l, wshape);
+        rc = check_tensor(path, w, wn, rank, wshape, err);
+        if (rc == 0) rc = check_tensor(path, b, bn, 1, bshape, err);
         if (rc == 0) {
             memcpy(host + l->w_off, w->data, w->count * sizeof(float));
             memcpy(host + l->b_off, b->data, b->count * sizeof(float));

@@ -322,6 +322,13 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
                        m->max_rows);
     if (opt->drain_every <= 0 || opt->drain_every > (1 << 20))
         return ct_fail(err, CT_EXIT_USAGE, "drain interval must be 1 to %d steps", 1 << 20);
+    if (opt->inject_nan_layer >= m->n_param_layers)
+        return ct_fail(err, CT_EXIT_USAGE, "inject_nan_layer %d: the model has %d layers with parameters",
+                       opt->inject_nan_layer, m->n_param_layers);
+    if (train && ct_steps_per_epoch(train->count, opt->batch_size, opt->drop_last) == 0)
+        return ct_fail(err, CT_EXIT_BAD_INPUT,
+                       "%s: %zu items make no batch of %d%s: there is nothing to train on", train->images_path,
+                       train->count, opt->batch_size, opt->drop_last ? " with drop_last" : "");
     ct_backend *be = m->be;
     run r;
     memset(&r, 0, sizeof r);
@@ -335,6 +342,13 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
     r.optim = m->spec.optim;
     /* stop and skip both keep the last good weights; only warn lets NaN in. */
     r.optim.skip_nonfinite = opt->health.on_nan != CT_ON_NAN_WARN;
+    if (r.optim.schedule.total_steps == 0) {
+        /* A schedule spans the run unless it says otherwise. */
+        uint64_t per_epoch = src ? src->batches_per_epoch
+                                 : ct_steps_per_epoch(train->count, opt->batch_size, opt->drop_last);
+        uint64_t total = per_epoch * (uint64_t)opt->epochs;
+        r.optim.schedule.total_steps = opt->max_steps && opt->max_steps < total ? opt->max_steps : total;
+    }
     r.th.vanishing_update_ratio = opt->health.vanishing_ratio;
     r.th.exploding_grad_norm = opt->exploding_grad_norm;
     char names[CT_MAX_PARAM_LAYERS][32];
