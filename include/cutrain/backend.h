@@ -165,8 +165,10 @@ typedef struct ct_backend_ops {
     /* y = conv(x, w) + bias (bias may be NULL). */
     void (*conv2d_forward)(ct_backend *b, void *plan, const ct_conv_shape *shape, const float *x, const float *w,
                            const float *bias, float *y, void *workspace);
-    /* From dy: dw and dbias (overwritten; dbias may be NULL) and, when dx is
-     * non-NULL, dx (overwritten). */
+    /* From dy: dw and dbias (overwritten; dbias may be NULL; zeroed when
+     * n == 0) and, when dx is non-NULL, dx (overwritten). Every conv call's
+     * shape equals its plan's except n (0 up to the planned maximum), and its
+     * workspace has the plan's bytes (NULL only when that is 0). */
     void (*conv2d_backward)(ct_backend *b, void *plan, const ct_conv_shape *shape, const float *x, const float *w,
                             const float *dy, float *dx, float *dw, float *dbias, void *workspace);
     /* Max pooling over size x size windows with stride size, no padding, over
@@ -174,7 +176,8 @@ typedef struct ct_backend_ops {
      * makes that output NaN. */
     void (*maxpool_forward)(ct_backend *b, int n, int c, int h, int w, int size, const float *x, float *y);
     /* dx (overwritten) gets dy at the first position (row-major within the
-     * window) where x equals the window's max; 0 elsewhere. */
+     * window) where x equals the window's max (where the max is NaN: the
+     * first NaN, as PyTorch routes it); 0 elsewhere. */
     void (*maxpool_backward)(ct_backend *b, int n, int c, int h, int w, int size, const float *x, const float *y,
                              const float *dy, float *dx);
 

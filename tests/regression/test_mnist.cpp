@@ -47,3 +47,20 @@ TEST_F(Mnist, SeedModelTwoEpochsReaches90Percent) {
 }
 
 }  // namespace
+
+namespace {
+
+// The CNN on the CPU, shortened to one epoch to keep CI's run in minutes
+// (the 3-epoch >= 99.0% run is recorded in benchmarks/results/); one epoch
+// of the one-cycle recipe measured 98.5% here, so the bar is 98.0%.
+TEST_F(Mnist, CnnOneEpochOnTheCpuReaches98Percent) {
+    std::string log = dir.file("cnn.jsonl");
+    RunResult r = run_cutrain("train --quiet --model cnn --data " + data +
+                              " --epochs 1 --device cpu --seed 1 --log-jsonl " + log);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    EXPECT_EQ(jsonl_of_type(log, "step").size(), 938u);  // ceil(60000 / 64)
+    EXPECT_GE(json_number(jsonl_of_type(log, "summary").at(0), "test_acc"), 0.98);
+    EXPECT_EQ(jsonl_of_type(log, "diagnosis"), std::vector<std::string>{});
+}
+
+}  // namespace
