@@ -50,6 +50,22 @@ std::vector<uint8_t> read_file(const std::string &path) {
     return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
+std::vector<uint8_t> gzip_bytes(const std::vector<uint8_t> &raw) {
+    z_stream zs{};
+    if (deflateInit2(&zs, Z_BEST_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        throw std::runtime_error("deflateInit2 failed");
+    std::vector<uint8_t> out(deflateBound(&zs, raw.size()) + 32);
+    zs.next_in = const_cast<uint8_t *>(raw.data());
+    zs.avail_in = static_cast<uInt>(raw.size());
+    zs.next_out = out.data();
+    zs.avail_out = static_cast<uInt>(out.size());
+    int rc = deflate(&zs, Z_FINISH);
+    out.resize(zs.total_out);
+    deflateEnd(&zs);
+    if (rc != Z_STREAM_END) throw std::runtime_error("deflate did not finish");
+    return out;
+}
+
 bool file_exists(const std::string &path) {
     struct stat st;
     return stat(path.c_str(), &st) == 0;

@@ -28,6 +28,8 @@ class TempDir {
 void write_idx_u8(const std::string &path, const std::vector<uint32_t> &dims, const std::vector<uint8_t> &data,
                   bool gzip = false);
 std::vector<uint8_t> read_file(const std::string &path);
+// A complete single-member gzip stream of raw, as gzip(1) writes it.
+std::vector<uint8_t> gzip_bytes(const std::vector<uint8_t> &raw);
 void write_file(const std::string &path, const std::vector<uint8_t> &bytes);
 void write_text(const std::string &path, const std::string &text);
 bool file_exists(const std::string &path);

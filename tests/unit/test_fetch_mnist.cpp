@@ -2,6 +2,8 @@
 // files whose sums come from a --sums file, so every run is fast and the
 // verification has something real to accept or reject.
 #include <gtest/gtest.h>
+
+#include "support/fixtures.h"
 #include <sys/wait.h>
 #include <zlib.h>
 
@@ -43,22 +45,6 @@ const Fake kFakes[] = {
 
 Bytes to_bytes(const std::string &s) { return Bytes(s.begin(), s.end()); }
 
-Bytes gzip(const Bytes &raw) {
-    z_stream zs{};
-    if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8,
-                     Z_DEFAULT_STRATEGY) != Z_OK)
-        throw std::runtime_error("deflateInit2 failed");
-    Bytes out(deflateBound(&zs, raw.size()) + 32);
-    zs.next_in = const_cast<Bytes::value_type *>(raw.data());
-    zs.avail_in = static_cast<uInt>(raw.size());
-    zs.next_out = out.data();
-    zs.avail_out = static_cast<uInt>(out.size());
-    int rc = deflate(&zs, Z_FINISH);
-    out.resize(zs.total_out);
-    deflateEnd(&zs);
-    if (rc != Z_STREAM_END) throw std::runtime_error("deflate did not finish");
-    return out;
-}
 
 void write_file(const std::string &path, const Bytes &b) {
     std::ofstream f(path, std::ios::binary | std::ios::trunc);
@@ -121,7 +107,7 @@ class FetchMnist : public ::testing::Test {
     void put_source(const std::string &name, const Bytes &content, bool gz) {
         fs::remove(src + "/" + name);
         fs::remove(src + "/" + name + ".gz");
-        write_file(src + "/" + name + (gz ? ".gz" : ""), gz ? gzip(content) : content);
+        write_file(src + "/" + name + (gz ? ".gz" : ""), gz ? ct_test::gzip_bytes(content) : content);
     }
 
     Result run(const std::string &args) {
@@ -208,7 +194,7 @@ TEST_F(FetchMnist, CorruptedFileIsRejectedAndNothingInstalled) {
 }
 
 TEST_F(FetchMnist, CorruptedGzipIsRejected) {
-    Bytes gz = gzip(to_bytes(kFakes[2].content));
+    Bytes gz = ct_test::gzip_bytes(to_bytes(kFakes[2].content));
     gz.resize(gz.size() - 4);  // lose the length trailer
     write_file(src + "/t10k-images-idx3-ubyte.gz", gz);
     Result r = fetch();

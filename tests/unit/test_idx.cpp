@@ -1,8 +1,10 @@
 // The data layer: IDX loading (raw and gzip, every way a file can be wrong),
 // datasets, finding MNIST, the epoch shuffle, and the real MNIST when present.
-// Fixtures are written at run time by the test's own IDX and gzip writers, so
+// Fixtures are written at run time by the test's own IDX writer (and the shared gzip one), so
 // every malformed case is built byte by byte in plain sight.
 #include <gtest/gtest.h>
+
+#include "support/fixtures.h"
 #include <zlib.h>
 
 #include <algorithm>
@@ -76,23 +78,6 @@ Bytes idx_f32(const std::vector<uint32_t> &dims, const std::vector<float> &value
     return b;
 }
 
-// A complete single-member gzip file, as gzip(1) writes it.
-Bytes gzip(const Bytes &raw) {
-    z_stream zs{};
-    if (deflateInit2(&zs, Z_BEST_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8,
-                     Z_DEFAULT_STRATEGY) != Z_OK)
-        throw std::runtime_error("deflateInit2 failed");
-    Bytes out(deflateBound(&zs, raw.size()) + 32);
-    zs.next_in = const_cast<Bytes::value_type *>(raw.data());
-    zs.avail_in = static_cast<uInt>(raw.size());
-    zs.next_out = out.data();
-    zs.avail_out = static_cast<uInt>(out.size());
-    int rc = deflate(&zs, Z_FINISH);
-    out.resize(zs.total_out);
-    deflateEnd(&zs);
-    if (rc != Z_STREAM_END) throw std::runtime_error("deflate did not finish");
-    return out;
-}
 
 // Incompressible bytes, so a gzip of them is as long as they are and a cut
 // or a flipped byte lands in the middle of real deflate data.
@@ -163,7 +148,7 @@ class IdxLoad : public ::testing::Test {
     void expect_fail_both(const std::string &name, const Bytes &raw,
                           const std::vector<std::string> &keywords) {
         expect_fail(put(name, raw), keywords);
-        expect_fail(put(name + ".gz", gzip(raw)), keywords);
+        expect_fail(put(name + ".gz", ct_test::gzip_bytes(raw)), keywords);
     }
 
     TempDir tmp;
@@ -172,7 +157,7 @@ class IdxLoad : public ::testing::Test {
 TEST_F(IdxLoad, U8Rank1RawAndGzip) {
     Bytes data = {0, 1, 2, 250, 255};
     Bytes file = idx_u8({5}, data);
-    for (const auto &p : {put("l.idx", file), put("l.idx.gz", gzip(file))}) {
+    for (const auto &p : {put("l.idx", file), put("l.idx.gz", ct_test::gzip_bytes(file))}) {
         ct_idx idx = load_ok(p);
         EXPECT_EQ(CT_ELEM_U8, idx.elem_type);
         EXPECT_EQ(1, idx.rank);
@@ -189,7 +174,7 @@ TEST_F(IdxLoad, U8Rank1RawAndGzip) {
 TEST_F(IdxLoad, U8Rank3RawAndGzip) {
     Bytes data = noise(3 * 4 * 5, 7);
     Bytes file = idx_u8({3, 4, 5}, data);
-    for (const auto &p : {put("i.idx", file), put("i.idx.gz", gzip(file))}) {
+    for (const auto &p : {put("i.idx", file), put("i.idx.gz", ct_test::gzip_bytes(file))}) {
         ct_idx idx = load_ok(p);
         EXPECT_EQ(3, idx.rank);
         EXPECT_EQ(3u, idx.dims[0]);
@@ -206,7 +191,7 @@ TEST_F(IdxLoad, F32Rank2RoundTripsExactly) {
     std::vector<float> v = {0.0f, -0.0f, 1.0f, -1.5f, 3.14159274f, 1e-40f /* subnormal */,
                             FLT_MAX, -FLT_MIN, 123456.789f, 0.1f, 255.0f, -7e-3f};
     Bytes file = idx_f32({4, 3}, v);
-    for (const auto &p : {put("f.idx", file), put("f.idx.gz", gzip(file))}) {
+    for (const auto &p : {put("f.idx", file), put("f.idx.gz", ct_test::gzip_bytes(file))}) {
         ct_idx idx = load_ok(p);
         EXPECT_EQ(CT_ELEM_F32, idx.elem_type);
         EXPECT_EQ(4u, idx.count);
@@ -229,7 +214,7 @@ TEST_F(IdxLoad, Rank4Loads) {
 TEST_F(IdxLoad, GzipIsDetectedByContentNotName) {
     Bytes data = noise(64, 1);
     Bytes file = idx_u8({8, 8}, data);
-    for (const auto &p : {put("gz-named-plainly.idx", gzip(file)), put("raw-named.gz", file)}) {
+    for (const auto &p : {put("gz-named-plainly.idx", ct_test::gzip_bytes(file)), put("raw-named.gz", file)}) {
         ct_idx idx = load_ok(p);
         EXPECT_EQ(8u, idx.count);
         EXPECT_EQ(0, std::memcmp(idx.data, data.data(), data.size()));
@@ -241,7 +226,7 @@ TEST_F(IdxLoad, LargeGzipCrossesBufferBoundaries) {
     // 3 MB: more than the first allocation and many input chunks.
     Bytes data = noise(3 * 1000 * 1000, 11);
     Bytes file = idx_u8({3000, 1000}, data);
-    ct_idx idx = load_ok(put("big.idx.gz", gzip(file)));
+    ct_idx idx = load_ok(put("big.idx.gz", ct_test::gzip_bytes(file)));
     EXPECT_EQ(3000u, idx.count);
     EXPECT_EQ(0, std::memcmp(idx.data, data.data(), data.size()));
     ct_idx_free(&idx);
@@ -252,7 +237,7 @@ TEST_F(IdxLoad, ConcatenatedGzipMembersLoad) {
     Bytes data = noise(100, 5);
     Bytes file = idx_u8({10, 10}, data);
     Bytes head(file.begin(), file.begin() + 37), tail(file.begin() + 37, file.end());
-    ct_idx idx = load_ok(put("two.idx.gz", concat(gzip(head), gzip(tail))));
+    ct_idx idx = load_ok(put("two.idx.gz", concat(ct_test::gzip_bytes(head), ct_test::gzip_bytes(tail))));
     EXPECT_EQ(10u, idx.count);
     EXPECT_EQ(0, std::memcmp(idx.data, data.data(), data.size()));
     ct_idx_free(&idx);
@@ -260,7 +245,7 @@ TEST_F(IdxLoad, ConcatenatedGzipMembersLoad) {
 
 TEST_F(IdxLoad, ZeroCountLoadsSoTheCallerCanNameTheProblem) {
     Bytes file = idx_header(CT_ELEM_U8, {0, 28, 28});
-    for (const auto &p : {put("empty.idx", file), put("empty.idx.gz", gzip(file))}) {
+    for (const auto &p : {put("empty.idx", file), put("empty.idx.gz", ct_test::gzip_bytes(file))}) {
         ct_idx idx = load_ok(p);
         EXPECT_EQ(0u, idx.count);
         EXPECT_EQ(784u, idx.item_elems);
@@ -274,7 +259,7 @@ TEST_F(IdxLoad, BadMagic) {
         expect_fail(put("t.idx", file), {"bad magic 0x1234abcd", "expected an IDX file"});
     EXPECT_EQ(tmp / "t.idx" + ": bad magic 0x1234abcd: expected an IDX file (00 00 <type> <rank>)",
               msg);
-    expect_fail(put("t.idx.gz", gzip(file)), {"bad magic 0x1234abcd"});
+    expect_fail(put("t.idx.gz", ct_test::gzip_bytes(file)), {"bad magic 0x1234abcd"});
 }
 
 TEST_F(IdxLoad, UnsupportedType) {
@@ -310,7 +295,7 @@ TEST_F(IdxLoad, TruncatedData) {
     Bytes short_file = idx_u8({4, 3}, noise(10, 2));
     expect_fail(put("short.idx", short_file),
                 {"truncated: header declares 12 bytes of data, file holds 10"});
-    expect_fail(put("short.idx.gz", gzip(short_file)),
+    expect_fail(put("short.idx.gz", ct_test::gzip_bytes(short_file)),
                 {"truncated: header declares 12 bytes of data", "holds 10"});
     Bytes short_f32 = concat(idx_header(0x0D, {2, 2}), Bytes(15));
     expect_fail_both("short_f32.idx", short_f32, {"truncated", "declares 16 bytes", "holds 15"});
@@ -319,13 +304,13 @@ TEST_F(IdxLoad, TruncatedData) {
 TEST_F(IdxLoad, TrailingBytes) {
     Bytes long_file = idx_u8({4}, noise(6, 3));
     expect_fail(put("long.idx", long_file), {"2 trailing bytes", "declares 4 bytes", "holds 6"});
-    expect_fail(put("long.idx.gz", gzip(long_file)), {"2 trailing bytes", "declares 4", "holds 6"});
+    expect_fail(put("long.idx.gz", ct_test::gzip_bytes(long_file)), {"2 trailing bytes", "declares 4", "holds 6"});
     // An empty set with leftovers is not empty.
     expect_fail_both("long0.idx", concat(idx_header(0x08, {0, 2}), Bytes(1)), {"1 trailing byte:"});
 }
 
 TEST_F(IdxLoad, GzipCutShort) {
-    Bytes gz = gzip(idx_u8({40, 100}, noise(4000, 4)));
+    Bytes gz = ct_test::gzip_bytes(idx_u8({40, 100}, noise(4000, 4)));
     ASSERT_GT(gz.size(), 3000u);
     Bytes half(gz.begin(), gz.begin() + static_cast<long>(gz.size() / 2));
     expect_fail(put("half.idx.gz", half), {"truncated gzip stream"});
@@ -340,7 +325,7 @@ TEST_F(IdxLoad, GzipCutShort) {
 }
 
 TEST_F(IdxLoad, GzipCorrupt) {
-    Bytes gz = gzip(idx_u8({40, 100}, noise(4000, 5)));
+    Bytes gz = ct_test::gzip_bytes(idx_u8({40, 100}, noise(4000, 5)));
     Bytes mid = gz;
     mid[mid.size() / 2] ^= 0x55;
     expect_fail(put("flip.idx.gz", mid), {"corrupt gzip stream"});
@@ -353,7 +338,7 @@ TEST_F(IdxLoad, GzipCorrupt) {
     // In compressible data a flip breaks the deflate codes themselves.
     Bytes pattern(4000);
     for (size_t i = 0; i < pattern.size(); ++i) pattern[i] = static_cast<uint8_t>(i * i % 13);
-    Bytes codes = gzip(idx_u8({40, 100}, pattern));
+    Bytes codes = ct_test::gzip_bytes(idx_u8({40, 100}, pattern));
     codes[codes.size() / 2] ^= 0xff;
     expect_fail(put("codes.idx.gz", codes), {"corrupt gzip stream"});
     expect_fail(put("garbage.idx.gz", concat(gz, {'j', 'u', 'n', 'k'})),
@@ -385,8 +370,8 @@ std::vector<Wrap32> wrap32_cases() {
     Bytes u8 = concat(idx_header(0x08, {65537, 65536}), noise(65536, 9));
     // 0x40000001 floats = 2^32 + 4 bytes; wraps to 4.
     Bytes f32 = concat(idx_header(0x0D, {0x40000001u, 1}), Bytes(4));
-    return {{"w32u8.idx", u8}, {"w32u8.idx.gz", gzip(u8)}, {"w32f.idx", f32},
-            {"w32f.idx.gz", gzip(f32)}};
+    return {{"w32u8.idx", u8}, {"w32u8.idx.gz", ct_test::gzip_bytes(u8)}, {"w32f.idx", f32},
+            {"w32f.idx.gz", ct_test::gzip_bytes(f32)}};
 }
 
 const char *wrap32_keyword() {
@@ -471,7 +456,7 @@ class Dataset : public IdxLoad {
 TEST_F(Dataset, LoadsAMatchingPair) {
     Bytes pixels = noise(3 * 2 * 2, 6);
     std::string im = put("im.idx", idx_u8({3, 2, 2}, pixels));
-    std::string lb = put("lb.idx.gz", gzip(idx_u8({3}, {0, 7, 2})));
+    std::string lb = put("lb.idx.gz", ct_test::gzip_bytes(idx_u8({3}, {0, 7, 2})));
     ASSERT_EQ(0, ct_dataset_load(im.c_str(), lb.c_str(), &ds, &err)) << err.msg;
     EXPECT_EQ(im, ds.images_path);
     EXPECT_EQ(lb, ds.labels_path);
@@ -558,7 +543,7 @@ TEST_F(Dataset, ErrorsFromEitherFileNameThatFile) {
 
 TEST_F(Dataset, EmptySetLoadsWithCountZero) {
     std::string im = put("im.idx", idx_header(0x08, {0, 28, 28}));
-    std::string lb = put("lb.idx.gz", gzip(idx_header(0x08, {0})));
+    std::string lb = put("lb.idx.gz", ct_test::gzip_bytes(idx_header(0x08, {0})));
     ASSERT_EQ(0, ct_dataset_load(im.c_str(), lb.c_str(), &ds, &err)) << err.msg;
     EXPECT_EQ(0u, ds.count);
     EXPECT_EQ(784u, ds.sample_elems);
