@@ -30,16 +30,20 @@
  * for conv2 at n = 64), written by im2col and read back by the GEMM from
  * memory; a chunk whose col stays in cache is cheaper, and the GEMM is
  * already large at a few samples. The plan picks B (see CHUNK_COL_BYTES).
+ * Measured, conv2 forward + backward at n = 64 on 2 threads: 31 ms with
+ * B = 3 (the default), 35 ms with B = 1, 53 ms with B = 64.
  *
- * Determinism: every loop here runs in a fixed order on one thread; the only
- * threads are OpenBLAS's, which split a GEMM over m and n (never over the
- * summed k), so a result depends on the inputs, the plan's chunk and the
- * BLAS build/thread count only - not on timing, nor on the workspace's
- * previous content (every workspace float is written before it is read).
+ * Determinism: every loop here runs in a fixed order on the calling thread;
+ * the only other threads are OpenBLAS's, which split a GEMM over m and n,
+ * not over the summed k (see gemm_cpu.c), so a result depends on the inputs,
+ * the plan's chunk and the BLAS build/thread count only - not on timing, nor
+ * on the workspace's previous content (every workspace float is written
+ * before it is read). dw sums its chunks in ascending n0 (beta = 1).
  *
  * The calls allocate nothing: the caller's workspace holds col (also used for
  * dcol) followed by yt (also used for dyt), sized by cpu_conv_plan for the
- * planned maximum n.
+ * planned maximum n. (OpenBLAS 0.3.21 itself mallocs a small job array in
+ * each multithreaded GEMM call; single-threaded, it allocates nothing.)
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -48,11 +52,11 @@
 #include "kernels/cpu/cpu_ops.h"
 
 /* Target size of one chunk's col matrix. Measured on the MNIST conv2 (n = 64,
- * CPU time of one BLAS thread, AVX-512 OpenBLAS 0.3.21): chunks of 1 to 4
- * samples (0.7 to 2.7 MB of col) are equally fast, 8 samples 5% slower, the
- * whole batch (42 MB) 50% slower: col no longer stays in cache between
- * im2col writing it and the GEMM reading it. 2 MB is 3 samples there: the
- * most columns (for BLAS to split over threads) that stay in the flat part. */
+ * AVX-512 OpenBLAS 0.3.21, forward + backward): on one thread, chunks of 1
+ * to 4 samples (0.7 to 2.7 MB of col) are equally fast, 8 samples 5% slower,
+ * the whole batch (42 MB) 50% slower - col no longer stays in cache between
+ * im2col writing it and the GEMM reading it; on two threads, 1 sample is 10%
+ * slower than 2 to 6 (a 576-column GEMM splits poorly). 2 MB is 3 samples. */
 #define CHUNK_COL_BYTES ((size_t)2 << 20)
 
 typedef struct cpu_conv_plan_s {
@@ -252,11 +256,6 @@ static int pick_chunk(const ct_conv_shape *s, const conv_dims *d) {
     if (fit < 1) fit = 1;
     return fit < (size_t)s->n ? (int)fit : s->n;
 }
-
-/* Not in cpu_ops.h: the plan with a caller-chosen chunk (0: the default), so
- * tests can drive the multi-chunk paths at small shapes. */
-void *cpu_conv_plan_chunked(ct_backend *b, const ct_conv_shape *shape, int chunk, size_t *workspace_bytes,
-                            ct_error *err);
 
 void *cpu_conv_plan_chunked(ct_backend *b, const ct_conv_shape *shape, int chunk, size_t *workspace_bytes,
                             ct_error *err) {

@@ -31,6 +31,10 @@ void cpu_bias_act_backward(ct_backend *b, ct_activation act, int rows, int cols,
 void *cpu_conv_plan(ct_backend *b, const ct_conv_shape *shape, int deterministic, size_t *workspace_bytes,
                     ct_error *err);
 void cpu_conv_plan_free(ct_backend *b, void *plan);
+/* The plan with a caller-chosen number of samples per im2col chunk (0: the
+ * default), so tests can drive the multi-chunk paths at small shapes. */
+void *cpu_conv_plan_chunked(ct_backend *b, const ct_conv_shape *shape, int chunk, size_t *workspace_bytes,
+                            ct_error *err);
 void cpu_conv2d_forward(ct_backend *b, void *plan, const ct_conv_shape *shape, const float *x, const float *w,
                         const float *bias, float *y, void *workspace);
 void cpu_conv2d_backward(ct_backend *b, void *plan, const ct_conv_shape *shape, const float *x, const float *w,

@@ -22,28 +22,20 @@
 
 #include "kernels/cpu/cpu_ops.h"
 
-/* NaN-propagating max of one window: once m is NaN no comparison replaces it,
- * and a NaN candidate replaces any number. */
-static float window_max(const float *x, int w, int size) {
-    float m = x[0];
-    for (int i = 0; i < size; i++)
-        for (int j = 0; j < size; j++) {
-            const float v = x[(size_t)i * (size_t)w + (size_t)j];
-            if (v > m || isnan(v)) m = v;
-        }
-    return m;
-}
+/* The NaN-propagating max step: a NaN candidate replaces any number, and
+ * once m is NaN no comparison replaces it. */
+static inline float max_step(float m, float v) { return (v > m || isnan(v)) ? v : m; }
 
-/* Offset (i*w + j) of the first scan position matching m, or -1 if none
- * (y not this window's max: then the window gets no gradient). */
-static long first_match(const float *x, int w, int size, float m) {
-    const int m_nan = isnan(m);
-    for (int i = 0; i < size; i++)
-        for (int j = 0; j < size; j++) {
-            const float v = x[(size_t)i * (size_t)w + (size_t)j];
-            if (v == m || (m_nan && isnan(v))) return (long)i * w + j;
-        }
-    return -1;
+/* One row of outputs, out[o] = max of the window at (oh, o), its input rows
+ * starting at r0. The loops run over o innermost (long, branch-free) but
+ * each window still sees its elements in row-major (i, j) order. */
+static void pool_row(const float *r0, int w, int ow, int size, float *out) {
+    for (int o = 0; o < ow; o++) out[o] = r0[(size_t)o * size];
+    for (int i = 0; i < size; i++) {
+        const float *row = r0 + (size_t)i * (size_t)w;
+        for (int j = i == 0 ? 1 : 0; j < size; j++)
+            for (int o = 0; o < ow; o++) out[o] = max_step(out[o], row[(size_t)o * size + j]);
+    }
 }
 
 void cpu_maxpool_forward(ct_backend *b, int n, int c, int h, int w, int size, const float *x, float *y) {
@@ -54,10 +46,63 @@ void cpu_maxpool_forward(ct_backend *b, int n, int c, int h, int w, int size, co
     for (size_t pl = 0; pl < planes; pl++) {
         const float *xp = x + pl * (size_t)h * (size_t)w;
         float *yp = y + pl * (size_t)oh * (size_t)ow;
-        for (int i = 0; i < oh; i++)
-            for (int j = 0; j < ow; j++)
-                yp[(size_t)i * ow + j] = window_max(xp + (size_t)i * size * w + (size_t)j * size, w, size);
+        for (int i = 0; i < oh; i++) pool_row(xp + (size_t)i * size * w, w, ow, size, yp + (size_t)i * ow);
     }
+}
+
+/* Does x take the gradient of a window whose max is m? 0 or 1 (isnan alone
+ * only promises nonzero, and the callers combine flags bitwise). */
+static inline int matches(float x, float m) { return (x == m) | (isnan(x) && isnan(m)); }
+
+/* Offset (i*w + j) of the first position in scan order matching m, or -1 if
+ * none (y not this window's max: the window then passes no gradient). */
+static long first_match(const float *x, int w, int size, float m) {
+    for (int i = 0; i < size; i++)
+        for (int j = 0; j < size; j++)
+            if (matches(x[(size_t)i * w + j], m)) return (long)i * w + j;
+    return -1;
+}
+
+/* Any size: each band of `size` input rows is zeroed, then each of its
+ * windows writes its one value (the band is in cache by then). */
+static void unpool_band(const float *x0, int w, int ow, int size, const float *yrow, const float *dyrow,
+                        float *dx0) {
+    memset(dx0, 0, (size_t)size * w * sizeof *dx0);
+    for (int o = 0; o < ow; o++) {
+        const long at = first_match(x0 + (size_t)o * size, w, size, yrow[o]);
+        if (at >= 0) dx0[(size_t)o * size + (size_t)at] = dyrow[o];
+    }
+}
+
+/* size == 2, the common case, straight-line: the four positions' claims are
+ * resolved with flags and every dx element of the band is written once,
+ * without a data-dependent branch (random ties would mispredict it). */
+static void unpool_band2(const float *x0, int w, int ow, const float *yrow, const float *dyrow, float *dx0) {
+    const float *r0 = x0, *r1 = x0 + w;
+    float *d0 = dx0, *d1 = dx0 + w;
+    for (int o = 0; o < ow; o++) {
+        const float m = yrow[o], g = dyrow[o];
+        const int a = matches(r0[2 * o], m), b = matches(r0[2 * o + 1], m) & !a,
+                  c = matches(r1[2 * o], m) & !(a | b), d = matches(r1[2 * o + 1], m) & !(a | b | c);
+        d0[2 * o] = a ? g : 0.0f;
+        d0[2 * o + 1] = b ? g : 0.0f;
+        d1[2 * o] = c ? g : 0.0f;
+        d1[2 * o + 1] = d ? g : 0.0f;
+    }
+    for (int col = 2 * ow; col < w; col++) d0[col] = d1[col] = 0.0f; /* cut off by the floor */
+}
+
+static void unpool_plane(int h, int w, int size, const float *xp, const float *yp, const float *dyp, float *dxp) {
+    const int oh = h / size, ow = w / size;
+    for (int i = 0; i < oh; i++) {
+        const size_t band = (size_t)i * size * w;
+        if (size == 2)
+            unpool_band2(xp + band, w, ow, yp + (size_t)i * ow, dyp + (size_t)i * ow, dxp + band);
+        else
+            unpool_band(xp + band, w, ow, size, yp + (size_t)i * ow, dyp + (size_t)i * ow, dxp + band);
+    }
+    const size_t done = (size_t)oh * size * w; /* the rows cut off by the floor */
+    memset(dxp + done, 0, ((size_t)h * w - done) * sizeof *dxp);
 }
 
 void cpu_maxpool_backward(ct_backend *b, int n, int c, int h, int w, int size, const float *x, const float *y,
@@ -65,19 +110,11 @@ void cpu_maxpool_backward(ct_backend *b, int n, int c, int h, int w, int size, c
     (void)b;
     if (n <= 0 || c <= 0 || h <= 0 || w <= 0) return;
     const size_t planes = (size_t)n * (size_t)c, hw = (size_t)h * (size_t)w;
-    memset(dx, 0, planes * hw * sizeof *dx);
-    if (size <= 0) return;
-    const int oh = h / size, ow = w / size;
-    for (size_t pl = 0; pl < planes; pl++) {
-        const float *xp = x + pl * hw;
-        float *dxp = dx + pl * hw;
-        const size_t o = pl * (size_t)oh * (size_t)ow;
-        for (int i = 0; i < oh; i++)
-            for (int j = 0; j < ow; j++) {
-                const size_t corner = (size_t)i * size * w + (size_t)j * size;
-                const size_t t = o + (size_t)i * ow + j;
-                const long at = first_match(xp + corner, w, size, y[t]);
-                if (at >= 0) dxp[corner + (size_t)at] = dy[t];
-            }
+    if (size <= 0) {
+        memset(dx, 0, planes * hw * sizeof *dx);
+        return;
     }
+    const size_t ohw = (size_t)(h / size) * (size_t)(w / size);
+    for (size_t pl = 0; pl < planes; pl++)
+        unpool_plane(h, w, size, x + pl * hw, y + pl * ohw, dy + pl * ohw, dx + pl * hw);
 }
