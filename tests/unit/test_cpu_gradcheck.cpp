@@ -22,24 +22,14 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_ops.h"
+#include "support/random.h"
 
 namespace {
 
 using Vec = std::vector<float>;
 
-Vec random_vec(std::mt19937 &g, size_t n, float lo, float hi) {
-    std::uniform_real_distribution<float> d(lo, hi);
-    Vec v(n);
-    for (auto &x : v) x = d(g);
-    return v;
-}
-
-std::vector<int32_t> random_labels(std::mt19937 &g, int rows, int classes) {
-    std::uniform_int_distribution<int32_t> d(0, classes - 1);
-    std::vector<int32_t> v((size_t)rows);
-    for (auto &x : v) x = d(g);
-    return v;
-}
+using ct_test::random_labels;
+using ct_test::random_vec;
 
 double sum_d(const Vec &v) {
     double s = 0.0;

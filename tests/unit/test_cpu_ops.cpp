@@ -29,24 +29,14 @@
 
 #include "cutrain/rng.h"
 #include "kernels/cpu/cpu_ops.h"
+#include "support/random.h"
 
 namespace {
 
 using Vec = std::vector<float>;
 
-Vec random_vec(std::mt19937 &g, size_t n, float lo = -1.0f, float hi = 1.0f) {
-    std::uniform_real_distribution<float> d(lo, hi);
-    Vec v(n);
-    for (auto &x : v) x = d(g);
-    return v;
-}
-
-std::vector<int32_t> random_labels(std::mt19937 &g, int rows, int classes) {
-    std::uniform_int_distribution<int32_t> d(0, classes - 1);
-    std::vector<int32_t> v((size_t)rows);
-    for (auto &x : v) x = d(g);
-    return v;
-}
+using ct_test::random_labels;
+using ct_test::random_vec;
 
 // Reports the first few elements outside |got - ref| <= atol + rtol |ref|.
 ::testing::AssertionResult all_close(const float *got, const double *ref, size_t n, double atol,
