@@ -38,7 +38,8 @@ typedef struct ct_run_summary {
     double test_loss, test_acc; /* NaN when never evaluated             */
     uint64_t steps;
     uint32_t epochs;
-    double seconds;
+    double seconds;           /* wall time of the run                    */
+    double train_seconds;     /* the epochs' training time, evaluation excluded */
     const char *model;
     const char *device;
     uint64_t seed;

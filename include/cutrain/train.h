@@ -26,6 +26,11 @@ typedef struct ct_train_options {
     ct_health_config health;     /* the checks, and the policy on NaN/Inf      */
     double exploding_grad_norm;  /* EXPLODING_GRAD flag on ||g|| above this    */
     uint64_t inject_nan_step;    /* fault injection: poison one gradient value at this step (0: off) */
+    int grad_stats;              /* 1: the full step statistics; 0: losses only, no pass over the
+                                    gradients (for measuring what the statistics cost; the gradient
+                                    flags, clipping and the gradient diagnoses are then off)      */
+    int evaluate;                /* 1: evaluate on the test set after each epoch                    */
+    double target_acc;           /* > 0: end after the first epoch whose test accuracy reaches it  */
     int inject_nan_layer;        /* ... in this parametric layer (-1: the output layer)                */
     int drain_every;             /* records per ring drain; >= 1               */
     const volatile sig_atomic_t *interrupt; /* non-NULL and set: stop at the next step */

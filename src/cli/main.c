@@ -14,7 +14,8 @@ static void usage(FILE *f) {
     fputs("usage: cutrain <command> [options]\n\n"
           "Commands:\n"
           "  train   train a model (see cutrain train --help)\n"
-          "  eval    evaluate saved weights on a test set (see cutrain eval --help)\n\n"
+          "  eval    evaluate saved weights on a test set (see cutrain eval --help)\n"
+          "  bench   time training steps and time to accuracy (see cutrain bench --help)\n\n"
           "Exit status: 0 done, 1 runtime failure, 2 bad command line, 3 bad input file,\n"
           "             4 stopped by a health policy, 5 interrupted.\n",
           f);
@@ -28,6 +29,7 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (strcmp(cmd, "train") == 0) return ct_cmd_train(argc - 2, argv + 2);
     if (strcmp(cmd, "eval") == 0) return ct_cmd_eval(argc - 2, argv + 2);
+    if (strcmp(cmd, "bench") == 0) return ct_cmd_bench(argc - 2, argv + 2);
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
         return CT_EXIT_OK;
@@ -36,6 +38,6 @@ int main(int argc, char **argv) {
         printf("cutrain %s\n", CUTRAIN_VERSION);
         return CT_EXIT_OK;
     }
-    fprintf(stderr, "cutrain: error: unknown command '%s' (expected train or eval; see cutrain --help)\n", cmd);
+    fprintf(stderr, "cutrain: error: unknown command '%s' (expected train, eval or bench; see cutrain --help)\n", cmd);
     return CT_EXIT_USAGE;
 }

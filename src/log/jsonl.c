@@ -96,6 +96,7 @@ void ct_jsonl_summary(FILE *f, const ct_run_summary *s) {
     field_num(f, "test_loss", s->test_loss);
     fprintf(f, ",\"steps\":%llu,\"epochs\":%u", (unsigned long long)s->steps, s->epochs);
     field_num(f, "seconds", s->seconds);
+    field_num(f, "train_seconds", s->train_seconds);
     fputs(",\"model\":", f);
     ct_json_string(f, s->model ? s->model : "");
     fputs(",\"device\":", f);

@@ -19,6 +19,8 @@ ct_train_options ct_train_defaults(const ct_model_spec *spec) {
     o.health = ct_health_defaults();
     o.exploding_grad_norm = 1e4;
     o.inject_nan_layer = -1;
+    o.grad_stats = 1;
+    o.evaluate = 1;
     o.drain_every = 32;
     return o;
 }
@@ -54,6 +56,8 @@ typedef struct run {
     uint64_t full_steps;       /* full-batch steps queued so far         */
     uint64_t step;
     uint64_t stop_step;        /* the step a health policy stopped at    */
+    double train_seconds;      /* summed over epochs, evaluation excluded */
+    int reached_target;        /* opt->target_acc reached                */
     int exit_code;
     /* this epoch so far */
     double ep_loss, ep_correct;
@@ -143,8 +147,8 @@ static void queue_step(run *r, int rows, int inject) {
     if (inject) inject_nan(r);
     ct_stats_args a = {
         .grads = m->grads,
-        .n = m->n_params,
-        .n_layers = (uint32_t)m->n_param_layers,
+        .n = r->opt->grad_stats ? m->n_params : 0,
+        .n_layers = r->opt->grad_stats ? (uint32_t)m->n_param_layers : 0,
         .layer_begin = m->param_begin,
         .row_loss = m->row_loss,
         .row_correct = m->row_correct,
@@ -271,7 +275,8 @@ static void finish_epoch(run *r, uint32_t epoch, double train_s, const ct_device
     e.test_loss = e.test_acc = NAN;
     /* A stopped run's weights are not worth a test score; an interrupted or
      * step-limited one is: the user asked for it to end there. */
-    if (r->exit_code != CT_EXIT_HEALTH_STOP) {
+    r->train_seconds += train_s;
+    if (r->exit_code != CT_EXIT_HEALTH_STOP && r->opt->evaluate) {
         double t1 = ct_now();
         ct_evaluate(r->m, test, &e.test_loss, &e.test_acc);
         e.eval_seconds = ct_now() - t1;
@@ -280,6 +285,7 @@ static void finish_epoch(run *r, uint32_t epoch, double train_s, const ct_device
     }
     ct_log_epoch(r->log, &e, (uint32_t)r->opt->epochs);
     sum->epochs = epoch;
+    if (r->opt->target_acc > 0 && e.test_acc >= r->opt->target_acc) r->reached_target = 1;
 }
 
 /* Trains one epoch; returns 0 to go on, 1 when training should end, -1 on
@@ -312,7 +318,7 @@ static int train_epoch(run *r, uint32_t epoch, const ct_device_data *test, ct_ru
     double train_s = ct_now() - t0;
     check_empty_epoch(r, epoch);
     finish_epoch(r, epoch, train_s, test, sum);
-    return r->exit_code != CT_EXIT_OK || (opt->max_steps && r->step >= opt->max_steps);
+    return r->exit_code != CT_EXIT_OK || (opt->max_steps && r->step >= opt->max_steps) || r->reached_target;
 }
 
 static int run_training(ct_model *m, const ct_dataset *train, const ct_data_source *src, const ct_dataset *test,
@@ -378,6 +384,7 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
         if (end) break;
     }
     sum->seconds = ct_now() - t0;
+    sum->train_seconds = r.train_seconds;
     sum->steps = r.exit_code == CT_EXIT_HEALTH_STOP ? r.stop_step : r.step;
     sum->exit_code = r.exit_code;
     sum->status = r.exit_code == CT_EXIT_OK            ? "completed"

@@ -1,0 +1,258 @@
+/* cutrain bench: step throughput (median and spread of repeated timed runs,
+ * with the step statistics on and off in the same process) and time to a
+ * test accuracy over several seeds. Times are the training loop's own
+ * (monotonic clock around the queued steps and the final device sync),
+ * evaluation excluded, as the speed records count them. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/cli/args.h"
+#include "src/cli/commands.h"
+#include "src/cli/common.h"
+#include "src/io/clock.h"
+
+#define USAGE                                                                                          \
+    "usage: cutrain bench [--model PRESET|FILE] [--data DIR] [--device auto|cpu|cuda] [options]\n\n"  \
+    "Times --repeats runs of --steps training steps after --warmup steps, with the step statistics\n" \
+    "on and off, and reports the median and spread of samples/s; --epochs N also times whole\n"       \
+    "epochs; --time-to-accuracy A trains --seeds models until the test accuracy reaches A."
+
+typedef struct bench_flags {
+    const char *model, *data, *device, *optimizer, *json, *save_init;
+    int threads, batch_size, steps, warmup, repeats, epochs, seeds, max_epochs, quiet;
+    uint64_t seed;
+    double lr, tta;
+} bench_flags;
+
+static const char *const optimizer_choices[] = {"sgd", "adam", "adamw", "rmsprop", NULL};
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+typedef struct bench_ctx {
+    ct_model *m;
+    const ct_dataset *train, *test;
+    ct_logger *log;
+    ct_train_options base;
+} bench_ctx;
+
+/* Training seconds of one run of `steps` steps (or `epochs` whole epochs). */
+static int timed_run(bench_ctx *c, uint64_t steps, int epochs, int grad_stats, double *seconds, ct_error *err) {
+    ct_train_options o = c->base;
+    o.max_steps = steps;
+    o.epochs = epochs;
+    o.grad_stats = grad_stats;
+    o.evaluate = 0;
+    ct_run_summary sum;
+    int rc = ct_train(c->m, c->train, c->test, &o, c->log, &sum, err);
+    if (rc < 0) return -1;
+    if (rc != CT_EXIT_OK) return ct_fail(err, CT_EXIT_FAILURE, "bench: the timed run ended with status %s", sum.status);
+    *seconds = sum.train_seconds;
+    return 0;
+}
+
+typedef struct figures {
+    double sps_med, sps_min, sps_max, steps_per_s, epoch_s, overhead, epoch_s_measured;
+} figures;
+
+static int throughput(bench_ctx *c, const bench_flags *f, figures *out, ct_error *err) {
+    double warm;
+    if (f->warmup > 0 && timed_run(c, (uint64_t)f->warmup, 1000, 1, &warm, err)) return -1;
+    double on[64], off[64], sps[64];
+    /* Interleaved, so drift in the machine's speed hits both alike. */
+    for (int r = 0; r < f->repeats; ++r) {
+        if (timed_run(c, (uint64_t)f->steps, 1000, 1, &on[r], err) ||
+            timed_run(c, (uint64_t)f->steps, 1000, 0, &off[r], err))
+            return -1;
+        sps[r] = (double)f->steps * c->base.batch_size / on[r];
+    }
+    double t_on = median(on, f->repeats), t_off = median(off, f->repeats);
+    qsort(sps, (size_t)f->repeats, sizeof *sps, cmp_double);
+    out->sps_med = median(sps, f->repeats);
+    out->sps_min = sps[0];
+    out->sps_max = sps[f->repeats - 1];
+    out->steps_per_s = (double)f->steps / t_on;
+    out->overhead = t_off > 0 ? t_on / t_off - 1.0 : NAN;
+    out->epoch_s = (double)ct_steps_per_epoch(c->train->count, c->base.batch_size, 0) / out->steps_per_s;
+    out->epoch_s_measured = NAN;
+    if (f->epochs > 0) {
+        double ep[64];
+        for (int r = 0; r < f->repeats; ++r) {
+            if (timed_run(c, 0, f->epochs, 1, &ep[r], err)) return -1;
+            ep[r] /= f->epochs;
+        }
+        out->epoch_s_measured = median(ep, f->repeats);
+    }
+    return 0;
+}
+
+static void json_figures(FILE *j, const bench_flags *f, const ct_model_spec *spec, const ct_backend *be,
+                         const figures *fg) {
+    fprintf(j, "{\"tool\":\"cutrain\",\"version\":\"%s\",\"model\":", CUTRAIN_VERSION);
+    ct_json_string(j, spec->name);
+    fprintf(j, ",\"batch_size\":%d,\"device\":", spec->batch_size);
+    ct_json_string(j, be->description);
+    fprintf(j, ",\"threads\":%d,\"optimizer\":\"%s\",\"steps\":%d,\"warmup\":%d,\"repeats\":%d", be->threads,
+            ct_optim_kind_name(spec->optim.kind), f->steps, f->warmup, f->repeats);
+    const struct { const char *k; double v; } nums[] = {
+        {"samples_per_s", fg->sps_med}, {"samples_per_s_min", fg->sps_min}, {"samples_per_s_max", fg->sps_max},
+        {"steps_per_s", fg->steps_per_s}, {"epoch_s", isfinite(fg->epoch_s_measured) ? fg->epoch_s_measured : fg->epoch_s},
+        {"stats_overhead", fg->overhead},
+    };
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; ++i) {
+        fprintf(j, ",\"%s\":", nums[i].k);
+        ct_json_number(j, nums[i].v);
+    }
+    fprintf(j, ",\"epoch_s_measured\":%s}\n", isfinite(fg->epoch_s_measured) ? "true" : "false");
+}
+
+/* Time to accuracy: fresh weights per seed, evaluation after every epoch
+ * (not timed), stop at the first epoch at or above the target. */
+static int time_to_accuracy(bench_ctx *c, const ct_model_spec *spec, ct_backend *be, const bench_flags *f, FILE *j,
+                            ct_error *err) {
+    double secs[64];
+    int reached = 0;
+    for (int s = 0; s < f->seeds; ++s) {
+        ct_model m;
+        int max_rows = spec->batch_size > 1000 ? spec->batch_size : 1000;
+        if (ct_model_build(&m, spec, be, max_rows, f->seed + (uint64_t)s, err)) return -1;
+        ct_train_options o = c->base;
+        o.seed = f->seed + (uint64_t)s;
+        o.epochs = f->max_epochs;
+        o.target_acc = f->tta;
+        ct_run_summary sum;
+        int rc = ct_train(&m, c->train, c->test, &o, c->log, &sum, err);
+        ct_model_free(&m);
+        if (rc < 0) return -1;
+        int ok = sum.test_acc >= f->tta;
+        if (!f->quiet)
+            printf("seed %llu: %s %.4f after %u epochs, %.2f s of training\n", (unsigned long long)o.seed,
+                   ok ? "reached" : "did not reach", sum.test_acc, sum.epochs, sum.train_seconds);
+        if (j) {
+            fprintf(j, "{\"tool\":\"cutrain\",\"kind\":\"time_to_accuracy\",\"model\":");
+            ct_json_string(j, spec->name);
+            fprintf(j, ",\"seed\":%llu,\"target\":%g,\"reached\":%s,\"test_acc\":", (unsigned long long)o.seed, f->tta,
+                    ok ? "true" : "false");
+            ct_json_number(j, sum.test_acc);
+            fprintf(j, ",\"epochs\":%u,\"train_seconds\":", sum.epochs);
+            ct_json_number(j, sum.train_seconds);
+            fputs("}\n", j);
+        }
+        if (ok) secs[reached++] = sum.train_seconds;
+    }
+    if (!f->quiet) {
+        if (reached)
+            printf("time to %.4f: median %.2f s of training over the %d of %d seeds that reached it\n", f->tta,
+                   median(secs, reached), reached, f->seeds);
+        else
+            printf("time to %.4f: no seed reached it within %d epochs\n", f->tta, f->max_epochs);
+    }
+    return 0;
+}
+
+int ct_cmd_bench(int argc, char **argv) {
+    bench_flags f = {.model = "mlp", .data = "data/mnist", .device = "auto", .steps = 100, .warmup = 10,
+                     .repeats = 5, .seeds = 3, .max_epochs = 10, .seed = 1};
+    ct_arg args[] = {
+        {"--model", ARG_STRING, &f.model, 0, 0, 0, "PRESET|FILE", "seed, mlp, cnn, or a model file (default mlp)"},
+        {"--data", ARG_STRING, &f.data, 0, 0, 0, "DIR", "directory with the MNIST IDX files (default data/mnist)"},
+        {"--device", ARG_CHOICE, &f.device, 0, 0, 0, "auto|cpu|cuda", "where to run (default auto)", ct_device_choices},
+        {"--threads", ARG_INT, &f.threads, 1, 1024, 0, "N", "CPU threads (default: all cores)"},
+        {"--batch-size", ARG_INT, &f.batch_size, 1, 65536, 0, "N", "rows per step (default: the model's)"},
+        {"--optimizer", ARG_CHOICE, &f.optimizer, 0, 0, 0, "NAME", "sgd|adam|adamw|rmsprop", optimizer_choices},
+        {"--lr", ARG_DOUBLE, &f.lr, 0, 10, 1, "X", "learning rate (default: the model's)"},
+        {"--steps", ARG_INT, &f.steps, 1, 10000000, 0, "N", "timed steps per run (100)"},
+        {"--warmup", ARG_INT, &f.warmup, 0, 10000000, 0, "N", "untimed steps first (10)"},
+        {"--repeats", ARG_INT, &f.repeats, 1, 64, 0, "N", "timed runs per figure (5)"},
+        {"--epochs", ARG_INT, &f.epochs, 0, 1000, 0, "N", "also time runs of N whole epochs (0: estimate)"},
+        {"--seed", ARG_U64, &f.seed, 0, 0, 0, "N", "first seed (1)"},
+        {"--time-to-accuracy", ARG_DOUBLE, &f.tta, 0, 1, 1, "A", "train until the test accuracy reaches A"},
+        {"--seeds", ARG_INT, &f.seeds, 1, 64, 0, "N", "seeds for --time-to-accuracy (3)"},
+        {"--max-epochs", ARG_INT, &f.max_epochs, 1, 1000, 0, "N", "epochs at most per seed (10)"},
+        {"--json", ARG_STRING, &f.json, 0, 0, 0, "FILE", "write the figures as JSON lines"},
+        {"--save-init", ARG_STRING, &f.save_init, 0, 0, 0, "FILE", "write the initial weights (safetensors)"},
+        {"--quiet", ARG_FLAG, &f.quiet, 0, 0, 0, NULL, "print nothing but errors"},
+    };
+    int n = (int)(sizeof args / sizeof args[0]);
+    ct_error err;
+    ct_error_clear(&err);
+    int rc = ct_args_parse(argc, argv, args, n, USAGE, &err);
+    if (rc == 1) return CT_EXIT_OK;
+    if (rc) return ct_cli_report(&err);
+
+    ct_model_spec spec;
+    if (ct_model_spec_resolve(f.model, &spec, &err)) return ct_cli_report(&err);
+    if (ct_args_seen(args, n, "--optimizer")) {
+        ct_schedule keep = spec.optim.schedule;
+        spec.optim = ct_optim_defaults((ct_optimizer_kind)ct_optim_parse_kind(f.optimizer));
+        spec.optim.schedule = keep;
+    }
+    if (ct_args_seen(args, n, "--lr")) spec.optim.lr = (float)f.lr;
+    if (ct_args_seen(args, n, "--batch-size")) spec.batch_size = f.batch_size;
+    if (ct_model_spec_validate(&spec, &err)) return ct_cli_report(&err);
+
+    ct_dataset train, test;
+    memset(&train, 0, sizeof train);
+    memset(&test, 0, sizeof test);
+    ct_backend *be = NULL;
+    ct_model model;
+    memset(&model, 0, sizeof model);
+    ct_logger *log = NULL;
+    FILE *j = NULL;
+    int code = CT_EXIT_OK;
+    int max_rows = spec.batch_size > 1000 ? spec.batch_size : 1000;
+    ct_log_options lo = {NULL, NULL, 1, 0, 0, NULL};
+    if (ct_cli_load_split(f.data, "train", &spec, &train, &err) || ct_cli_load_split(f.data, "test", &spec, &test, &err) ||
+        (f.json && ct_cli_check_writable(f.json, "--json", &err)) ||
+        (f.save_init && ct_cli_check_writable(f.save_init, "--save-init", &err)) ||
+        !(be = ct_cli_backend(f.device, f.threads, f.quiet, &err)) ||
+        ct_model_build(&model, &spec, be, max_rows, f.seed, &err) ||
+        (f.save_init && ct_model_save_weights(&model, f.save_init, &err)) || !(log = ct_logger_open(&lo, &err))) {
+        code = ct_cli_report(&err);
+        goto out;
+    }
+    if (f.json && !(j = fopen(f.json, "w"))) {
+        ct_fail(&err, CT_EXIT_BAD_INPUT, "%s: cannot write the JSON output", f.json);
+        code = ct_cli_report(&err);
+        goto out;
+    }
+    bench_ctx c = {&model, &train, &test, log, ct_train_defaults(&spec)};
+    c.base.seed = f.seed;
+    if (f.tta > 0) {
+        if (time_to_accuracy(&c, &spec, be, &f, j, &err)) code = ct_cli_report(&err);
+        goto out;
+    }
+    figures fg;
+    if (throughput(&c, &f, &fg, &err)) {
+        code = ct_cli_report(&err);
+        goto out;
+    }
+    if (!f.quiet) {
+        printf("%s, batch %d, %s: %.0f samples/s (median of %d; %.0f-%.0f), %.1f steps/s, epoch %.3f s%s, "
+               "statistics overhead %.1f%%\n",
+               spec.name, spec.batch_size, be->description, fg.sps_med, f.repeats, fg.sps_min, fg.sps_max,
+               fg.steps_per_s, isfinite(fg.epoch_s_measured) ? fg.epoch_s_measured : fg.epoch_s,
+               isfinite(fg.epoch_s_measured) ? "" : " (estimated from steps/s)", 100.0 * fg.overhead);
+    }
+    if (j) json_figures(j, &f, &spec, be, &fg);
+out:
+    if (j && fclose(j) != 0 && code == CT_EXIT_OK) {
+        ct_fail(&err, CT_EXIT_FAILURE, "%s: writing the JSON output failed", f.json);
+        code = ct_cli_report(&err);
+    }
+    if (log) ct_logger_close(log, NULL);
+    ct_model_free(&model);
+    if (be) ct_backend_destroy(be);
+    ct_dataset_free(&train);
+    ct_dataset_free(&test);
+    return code;
+}
