@@ -1,0 +1,298 @@
+#!/usr/bin/env python3
+"""Writes the markdown report of a benchmarks/run-cpu run from the files it left in one folder.
+
+    make_table.py RUN_DIR [--out FILE]
+
+RUN_DIR holds, per model M, one JSON file per run of a tool (round k = 1, 2, ...):
+  M.cutrain.rK.json                  `cutrain bench --json` (the object with samples_per_s is used)
+  M.pytorch-usual.rK.json            benchmarks/peers/torch_mnist.py --mode usual --json
+  M.pytorch-expert.VARIANT.rK.json   torch_mnist.py --mode expert --json, one or more variants
+                                     (passive, unset: its OMP_WAIT_POLICY); the variant with the
+                                     higher figure is the expert's, and every variant is listed
+  M.init-eval.jsonl                  `cutrain eval --log-jsonl` of the initial weights (optional)
+(a name without .rK counts as one round) and meta.txt (KEY<TAB>VALUE lines: the machine, versions,
+commit, date; "models" lists the models in order), commands.txt (the exact commands, one per line)
+and failed.txt (those that failed).
+
+A tool's figure over its rounds: samples/s is the median of the rounds' medians, (min–max) the
+lowest and highest single repeat of any round; steps/s, epoch s and the statistics overhead are
+medians over the rounds. Every figure in the report is read from those files or computed from them
+(these medians, the ratios, and cutrain's rate with the statistics off = steps_per_s * batch_size *
+(1 + stats_overhead)); a missing or unreadable file gives "no result", never a number. Stdlib only.
+"""
+import argparse
+import json
+import math
+import os
+import re
+import statistics
+import sys
+
+TOOLS = ("cutrain", "pytorch-usual", "pytorch-expert")
+
+
+def read_json_objects(path):
+    """The JSON objects of a file holding one object, or one per line; [] when it cannot be read."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return []
+    try:
+        obj = json.loads(text)
+        return [obj] if isinstance(obj, dict) else []
+    except json.JSONDecodeError:
+        pass
+    out = []
+    for line in text.splitlines():
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict):
+            out.append(obj)
+    return out
+
+
+def num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def throughput_record(path):
+    for obj in read_json_objects(path):
+        if num(obj.get("samples_per_s")):
+            return obj
+    return None
+
+
+def runs_of(d, model, tool):
+    """{variant: [records, one per round, in round order]} of one tool for one model."""
+    pat = re.compile(re.escape(f"{model}.{tool}") + r"(?:\.([A-Za-z0-9_-]+?))??(?:\.r(\d+))?\.json$")
+    found = {}
+    for name in os.listdir(d):
+        mt = pat.fullmatch(name)
+        if not mt:
+            continue
+        rec = throughput_record(os.path.join(d, name))
+        if rec is not None:
+            found.setdefault(mt.group(1) or "", []).append((int(mt.group(2) or 0), rec))
+    return {v: [r for _, r in sorted(rs, key=lambda x: x[0])] for v, rs in found.items()}
+
+
+def aggregate(recs):
+    """One figure over the rounds of a tool (see the module's docstring)."""
+    first = recs[0]
+    agg = dict(first)
+
+    def med(key):
+        vals = [r[key] for r in recs if num(r.get(key))]
+        return statistics.median(vals) if len(vals) == len(recs) else None
+
+    agg["samples_per_s"] = med("samples_per_s")
+    mins = [r["samples_per_s_min"] for r in recs if num(r.get("samples_per_s_min"))]
+    maxs = [r["samples_per_s_max"] for r in recs if num(r.get("samples_per_s_max"))]
+    agg["samples_per_s_min"] = min(mins) if len(mins) == len(recs) else None
+    agg["samples_per_s_max"] = max(maxs) if len(maxs) == len(recs) else None
+    agg["steps_per_s"] = med("steps_per_s")
+    agg["epoch_s"] = med("epoch_s")
+    agg["stats_overhead"] = med("stats_overhead")
+    agg["round_medians"] = [r["samples_per_s"] for r in recs]
+    agg["rounds"] = len(recs)
+    return agg
+
+
+def rate(r):
+    if not r or not num(r.get("samples_per_s")):
+        return "no result"
+    s = f"{r['samples_per_s']:,.0f}"
+    if num(r.get("samples_per_s_min")) and num(r.get("samples_per_s_max")):
+        s += f" ({r['samples_per_s_min']:,.0f}–{r['samples_per_s_max']:,.0f})"
+    return s
+
+
+def ratio(a, b):
+    if a and b and num(a.get("samples_per_s")) and num(b.get("samples_per_s")) and b["samples_per_s"] > 0:
+        return f"{a['samples_per_s'] / b['samples_per_s']:.2f}×"
+    return "–"
+
+
+def stats_off(c):
+    """cutrain's samples/s with the step statistics off, from its median step time with them off."""
+    if c and num(c.get("steps_per_s")) and num(c.get("stats_overhead")) and num(c.get("batch_size")):
+        return c["steps_per_s"] * c["batch_size"] * (1.0 + c["stats_overhead"])
+    return None
+
+
+def read_lines(path):
+    try:
+        with open(path) as f:
+            return [line.rstrip("\n") for line in f if line.strip()]
+    except OSError:
+        return []
+
+
+def read_meta(run_dir):
+    meta = {}
+    for line in read_lines(os.path.join(run_dir, "meta.txt")):
+        key, sep, value = line.partition("\t")
+        if sep:
+            meta[key] = value
+    return meta
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Markdown report of a benchmarks/run-cpu run.")
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="write here (default: stdout)")
+    args = p.parse_args(argv)
+    d = args.run_dir
+    if not os.path.isdir(d):
+        print(f"make_table: error: {d}: not a directory", file=sys.stderr)
+        return 2
+    meta = read_meta(d)
+    models = meta.get("models", "").split() or sorted(
+        {n.split(".")[0] for n in os.listdir(d) if ".cutrain." in n and n.endswith(".json")})
+    if not models:
+        print(f"make_table: error: {d}: no results (no meta.txt models and no M.cutrain*.json)", file=sys.stderr)
+        return 1
+
+    rows, details, checks, warnings = [], [], [], []
+    for m in models:
+        figs, listed = {}, []
+        for tool in TOOLS:
+            variants = {v: aggregate(rs) for v, rs in sorted(runs_of(d, m, tool).items())}
+            best = max(variants.values(), key=lambda a: a["samples_per_s"] or 0.0) if variants else None
+            figs[tool] = best
+            for v, a in variants.items():
+                listed.append((tool, v, a, len(variants) > 1 and a is best))
+            if best is None:
+                warnings.append(f"{m}: {tool}: no result (its runs failed or were not made; see the log)")
+            elif any(a.get("model") != m for a in variants.values()):
+                warnings.append(f"{m}: {tool}: a JSON file names another model")
+        c, u, e = (figs[t] for t in TOOLS)
+        present = [r for r in figs.values() if r]
+        for key, what in (("batch_size", "batch sizes"), ("threads", "thread counts"), ("steps", "steps per repeat"),
+                          ("repeats", "repeats per round"), ("rounds", "numbers of rounds")):
+            vals = {str(r.get(key)) for r in present}
+            if len(vals) > 1:
+                warnings.append(f"{m}: the {what} differ between the tools: {', '.join(sorted(vals))}")
+        off = stats_off(c)
+        ref = present[0] if present else {}
+        rows.append("| " + " | ".join([
+            m,
+            str(ref.get("batch_size", "–")),
+            "/".join(sorted({str(r.get("threads")) for r in present})) or "–",
+            rate(c),
+            f"{off:,.0f}" if off is not None else "–",
+            rate(u),
+            rate(e),
+            ratio(c, u),
+            ratio(c, e),
+            f"{100 * c['stats_overhead']:.1f}%" if c and num(c.get("stats_overhead")) else "–",
+        ]) + " |")
+        for tool, variant, a, chosen in listed:
+            notes = []
+            if a.get("omp_wait_policy"):
+                notes.append(f"OMP_WAIT_POLICY {a['omp_wait_policy']}")
+            elif variant:
+                notes.append(f"variant {variant}")
+            if variant:
+                notes.append("the figure used" if chosen else "slower: not used")
+            if a.get("compile_note"):
+                notes.append(a["compile_note"])
+            details.append("| " + " | ".join([
+                m, tool,
+                ", ".join(f"{x:,.0f}" for x in a["round_medians"]),
+                f"{a['steps_per_s']:.1f}" if num(a.get("steps_per_s")) else "–",
+                f"{a['epoch_s']:.2f}" if num(a.get("epoch_s")) else "–",
+                f"{a['rounds']} × ({a.get('warmup', '?')} + {a.get('repeats', '?')} × {a.get('steps', '?')})",
+                str(a.get("device", "–")),
+                "; ".join(notes) or "–",
+            ]) + " |")
+        ev = [o for o in read_json_objects(os.path.join(d, f"{m}.init-eval.jsonl")) if o.get("type") == "summary"]
+        chk = [(t, figs[t].get("init_check")) for t in TOOLS[1:] if figs[t] and figs[t].get("init_check")]
+        if ev or chk:
+            parts, losses = [], []
+            if ev and num(ev[0].get("test_loss")):
+                parts.append(f"cutrain eval: test loss {ev[0]['test_loss']:.6f}, accuracy {ev[0].get('test_acc')}")
+                losses.append(ev[0]["test_loss"])
+            for t, ck in chk:
+                if num(ck.get("test_loss")):
+                    parts.append(f"{t}: test loss {ck['test_loss']:.6f}, accuracy {ck.get('test_acc')}")
+                    losses.append(ck["test_loss"])
+            same = len(losses) >= 2 and max(losses) - min(losses) <= 1e-4 * max(1.0, abs(losses[0]))
+            checks.append(f"- `{m}`: " + "; ".join(parts) +
+                          (": the same start." if same else ": NOT shown to be the same start."))
+            if not same:
+                warnings.append(f"{m}: the initial weights are not shown to give the same test loss in every tool")
+    warnings += [f"this command failed: `{line}`" for line in read_lines(os.path.join(d, "failed.txt"))]
+
+    out = []
+    w = out.append
+    w(f"# CPU throughput: cutrain vs PyTorch, {meta.get('date', 'date unknown')}")
+    w("")
+    w("Training samples per second on the CPU, higher is better: the median over the rounds (the tools "
+      "take turns) of each run's median repeat, and (min–max) the slowest and fastest single repeat. "
+      "Ratios are cutrain's figure over the peer's. Same model, batch size, optimizer (Adam, eps 1e-7; "
+      "one-cycle for cnn), thread count and initial weights in every column; `benchmarks/README.md` "
+      "says what each figure means and how it is measured.")
+    w("")
+    w("| model | batch | threads | cutrain samples/s | cutrain, stats off | PyTorch usual | PyTorch expert | "
+      "cutrain / usual | cutrain / expert | cutrain stats overhead |")
+    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    out.extend(rows)
+    w("")
+    w("`cutrain samples/s` is with the step statistics on (what `cutrain train` does); `cutrain, stats off` "
+      "is computed from the same JSON as steps_per_s × batch × (1 + stats_overhead), i.e. its median step "
+      "time with the statistics off. PyTorch computes no such statistics.")
+    w("")
+    w("| model | tool | samples/s per round | steps/s | epoch s (estimate) | rounds × (warm-up + repeats × steps) "
+      "| device | notes |")
+    w("| --- | --- | ---: | ---: | ---: | --- | --- | --- |")
+    out.extend(details)
+    if checks:
+        w("")
+        w("Initial weights (cutrain's `--save-init` file, which both peers load), scored on the test set "
+          "before training:")
+        w("")
+        out.extend(checks)
+    if warnings:
+        w("")
+        w("**Warnings**")
+        w("")
+        out.extend(f"- {x}" for x in warnings)
+    w("")
+    w("## Machine and software")
+    w("")
+    labels = [("machine", "CPU"), ("cores", "cores"), ("os", "OS"), ("kernel", "kernel"),
+              ("compiler", "compiler (cutrain)"), ("build_type", "cutrain build type"),
+              ("openblas", "OpenBLAS"), ("torch", "PyTorch (torch.__version__)"),
+              ("torch_pkg", "PyTorch (package)"), ("python", "Python for PyTorch"),
+              ("commit", "commit"), ("date", "date (UTC)"), ("load_before", "load average before the run"),
+              ("load_after", "load average after the run"), ("data", "data")]
+    for key, label in labels:
+        if key in meta:
+            w(f"- {label}: {meta[key]}")
+    cmds = read_lines(os.path.join(d, "commands.txt"))
+    if cmds:
+        w("")
+        w("## Commands")
+        w("")
+        w("In the order they ran (from the repository root):")
+        w("")
+        w("```sh")
+        out.extend(cmds)
+        w("```")
+    text = "\n".join(out) + "\n"
+    if args.out:
+        tmp = args.out + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, args.out)
+    else:
+        sys.stdout.write(text)
+    return 1 if any("no result" in x or "failed" in x for x in warnings) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
