@@ -26,8 +26,6 @@ typedef struct bench_flags {
     double lr, tta;
 } bench_flags;
 
-static const char *const optimizer_choices[] = {"sgd", "adam", "adamw", "rmsprop", NULL};
-
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -168,7 +166,7 @@ int ct_cmd_bench(int argc, char **argv) {
         {"--device", ARG_CHOICE, &f.device, 0, 0, 0, "auto|cpu|cuda", "where to run (default auto)", ct_device_choices},
         {"--threads", ARG_INT, &f.threads, 1, 1024, 0, "N", "CPU threads (default: all cores)"},
         {"--batch-size", ARG_INT, &f.batch_size, 1, 65536, 0, "N", "rows per step (default: the model's)"},
-        {"--optimizer", ARG_CHOICE, &f.optimizer, 0, 0, 0, "NAME", "sgd|adam|adamw|rmsprop", optimizer_choices},
+        {"--optimizer", ARG_CHOICE, &f.optimizer, 0, 0, 0, "NAME", "sgd|adam|adamw|rmsprop", ct_optimizer_choices},
         {"--lr", ARG_DOUBLE, &f.lr, 0, 10, 1, "X", "learning rate (default: the model's)"},
         {"--steps", ARG_INT, &f.steps, 1, 10000000, 0, "N", "timed steps per run (100)"},
         {"--warmup", ARG_INT, &f.warmup, 0, 10000000, 0, "N", "untimed steps first (10)"},
@@ -190,15 +188,9 @@ int ct_cmd_bench(int argc, char **argv) {
     if (rc) return ct_cli_report(&err);
 
     ct_model_spec spec;
-    if (ct_model_spec_resolve(f.model, &spec, &err)) return ct_cli_report(&err);
-    if (ct_args_seen(args, n, "--optimizer")) {
-        ct_schedule keep = spec.optim.schedule;
-        spec.optim = ct_optim_defaults((ct_optimizer_kind)ct_optim_parse_kind(f.optimizer));
-        spec.optim.schedule = keep;
-    }
-    if (ct_args_seen(args, n, "--lr")) spec.optim.lr = (float)f.lr;
-    if (ct_args_seen(args, n, "--batch-size")) spec.batch_size = f.batch_size;
-    if (ct_model_spec_validate(&spec, &err)) return ct_cli_report(&err);
+    if (ct_model_spec_resolve(f.model, &spec, &err) ||
+        ct_cli_apply_recipe(&spec, f.optimizer, f.lr, f.batch_size, &err) || ct_model_spec_validate(&spec, &err))
+        return ct_cli_report(&err);
 
     ct_dataset train, test;
     memset(&train, 0, sizeof train);

@@ -25,7 +25,6 @@ typedef struct train_flags {
     ct_health_config health;
 } train_flags;
 
-static const char *const optimizer_choices[] = {"sgd", "adam", "adamw", "rmsprop", NULL};
 static const char *const loss_choices[] = {"categorical_crossentropy", "sparse_categorical_crossentropy", "mse",
                                            NULL};
 static const char *const init_choices[] = {"glorot_uniform", "he_uniform", "he_normal", NULL};
@@ -39,16 +38,10 @@ static const char *const schedule_choices[] = {"constant", "step", "cosine", "on
 
 /* Applies command-line overrides to the model's own recipe. */
 static int apply_overrides(ct_model_spec *spec, const train_flags *f, const ct_arg *args, int n, ct_error *err) {
-    if (ct_args_seen(args, n, "--optimizer")) {
-        ct_schedule keep = spec->optim.schedule;
-        spec->optim = ct_optim_defaults((ct_optimizer_kind)ct_optim_parse_kind(f->optimizer));
-        spec->optim.schedule = keep;
-    }
-    if (ct_args_seen(args, n, "--lr")) spec->optim.lr = (float)f->lr;
+    if (ct_cli_apply_recipe(spec, f->optimizer, f->lr, f->batch_size, err)) return -1;
     if (ct_args_seen(args, n, "--clip-grad-norm")) spec->optim.clip_norm = (float)f->clip;
     if (ct_args_seen(args, n, "--loss")) spec->loss = (ct_loss_kind)ct_loss_parse(f->loss);
     if (ct_args_seen(args, n, "--init")) spec->init = (ct_init_kind)ct_init_parse(f->init);
-    if (ct_args_seen(args, n, "--batch-size")) spec->batch_size = f->batch_size;
     if (ct_args_seen(args, n, "--lr-schedule")) {
         for (int k = 0; schedule_choices[k]; ++k)
             if (strcmp(f->schedule, schedule_choices[k]) == 0) spec->optim.schedule = ct_schedule_defaults((ct_schedule_kind)k);
@@ -59,8 +52,6 @@ static int apply_overrides(ct_model_spec *spec, const train_flags *f, const ct_a
         if (f->lr_step_size == 0) return ct_fail(err, CT_EXIT_USAGE, "--lr-step-size: expected at least 1, got 0");
         spec->optim.schedule.step_size = f->lr_step_size;
     }
-    if (spec->optim.lr < 1e-30f)
-        return ct_fail(err, CT_EXIT_USAGE, "--lr: %g is below what float32 can hold as a learning rate", f->lr);
     return ct_model_spec_validate(spec, err);
 }
 
@@ -111,7 +102,7 @@ int ct_cmd_train(int argc, char **argv) {
         {"--batch-size", ARG_INT, &f.batch_size, 1, 65536, 0, "N", "rows per step (default: the model's)"},
         {"--lr", ARG_DOUBLE, &f.lr, 0, 10, 1, "X", "learning rate (default: the model's)"},
         {"--optimizer", ARG_CHOICE, &f.optimizer, 0, 0, 0, "NAME", "sgd|adam|adamw|rmsprop, Keras defaults",
-         optimizer_choices},
+         ct_optimizer_choices},
         {"--loss", ARG_CHOICE, &f.loss, 0, 0, 0, "NAME", "categorical_crossentropy|mse", loss_choices},
         {"--init", ARG_CHOICE, &f.init, 0, 0, 0, "NAME", "glorot_uniform|he_uniform|he_normal", init_choices},
         {"--clip-grad-norm", ARG_DOUBLE, &f.clip, 0, 1e12, 1, "X", "scale gradients to a global norm of at most X"},

@@ -8,6 +8,20 @@
 #include <unistd.h>
 
 const char *const ct_device_choices[] = {"auto", "cpu", "cuda", NULL};
+const char *const ct_optimizer_choices[] = {"sgd", "adam", "adamw", "rmsprop", NULL};
+
+int ct_cli_apply_recipe(ct_model_spec *spec, const char *optimizer, double lr, int batch_size, ct_error *err) {
+    if (optimizer) {
+        ct_schedule keep = spec->optim.schedule;
+        spec->optim = ct_optim_defaults((ct_optimizer_kind)ct_optim_parse_kind(optimizer));
+        spec->optim.schedule = keep;
+    }
+    if (lr > 0) spec->optim.lr = (float)lr;
+    if (batch_size > 0) spec->batch_size = batch_size;
+    if (spec->optim.lr < 1e-30f)
+        return ct_fail(err, CT_EXIT_USAGE, "--lr: %g is below what float32 can hold as a learning rate", lr);
+    return 0;
+}
 
 ct_backend *ct_cli_backend(const char *device, int threads, int quiet, ct_error *err) {
     if (strcmp(device, "cpu") == 0) return ct_backend_create(CT_DEVICE_CPU, threads, err);

@@ -5,6 +5,12 @@
 #include "cutrain/cutrain.h"
 
 extern const char *const ct_device_choices[];
+extern const char *const ct_optimizer_choices[];
+
+/* The recipe flags train and bench share, over the model's own recipe:
+ * optimizer (NULL: keep; else that optimizer with Keras's defaults, the
+ * model's schedule kept), lr (<= 0: keep), batch_size (<= 0: keep). */
+int ct_cli_apply_recipe(ct_model_spec *spec, const char *optimizer, double lr, int batch_size, ct_error *err);
 
 /* "auto": CUDA when a device works, else the CPU with one line saying why. */
 ct_backend *ct_cli_backend(const char *device, int threads, int quiet, ct_error *err);
