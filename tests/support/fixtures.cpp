@@ -109,6 +109,24 @@ void write_synthetic_mnist(const std::string &dir, int n_train, int n_test, int 
     write_idx_u8(dir + "/t10k-labels-idx1-ubyte", {(uint32_t)n_test}, lab);
 }
 
+ct_model_spec synthetic_spec(const char *name, ct_activation out_act, ct_loss_kind loss) {
+    ct_model_spec s{};
+    snprintf(s.name, sizeof s.name, "%s", name);
+    s.input_dim = 64;
+    s.n_layers = 2;
+    s.layers[0].kind = CT_LAYER_DENSE;
+    s.layers[0].units = 16;
+    s.layers[0].act = CT_ACT_RELU;
+    s.layers[1].kind = CT_LAYER_DENSE;
+    s.layers[1].units = 10;
+    s.layers[1].act = out_act;
+    s.loss = loss;
+    s.optim = ct_optim_defaults(CT_OPT_ADAM);
+    s.batch_size = 32;
+    ct_model_spec_name_layers(&s);
+    return s;
+}
+
 ct_dataset synthetic_dataset(int n, int side, int classes, uint32_t seed) {
     std::vector<uint8_t> img, lab;
     synth(n, side, classes, seed, img, lab);

@@ -40,6 +40,11 @@ bool file_exists(const std::string &path);
 void write_synthetic_mnist(const std::string &dir, int n_train, int n_test, int side = 8, int classes = 10,
                            uint32_t seed = 1);
 
+// The small model the synthetic data is trained with, built by hand (the
+// C API path, no model file): 64 -> dense 16 relu -> dense 10 out_act,
+// Adam with Keras's defaults, batch 32, layers named.
+ct_model_spec synthetic_spec(const char *name, ct_activation out_act, ct_loss_kind loss);
+
 // The same data in memory, for the C API.
 ct_dataset synthetic_dataset(int n, int side, int classes, uint32_t seed);
 

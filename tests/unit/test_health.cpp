@@ -627,21 +627,7 @@ TEST(Health, SeveralChecksCanSpeakAtTheSameStep) {
 // ---------------------------------------------------------------- model check
 
 ct_model_spec two_layer(ct_activation out_act, ct_loss_kind loss) {
-    ct_model_spec s{};
-    snprintf(s.name, sizeof s.name, "m");
-    s.input_dim = 64;
-    s.n_layers = 2;
-    s.layers[0].kind = CT_LAYER_DENSE;
-    s.layers[0].units = 16;
-    s.layers[0].act = CT_ACT_RELU;
-    s.layers[1].kind = CT_LAYER_DENSE;
-    s.layers[1].units = 10;
-    s.layers[1].act = out_act;
-    s.loss = loss;
-    s.optim = ct_optim_defaults(CT_OPT_ADAM);
-    s.batch_size = 32;
-    ct_model_spec_name_layers(&s);
-    return s;
+    return ct_test::synthetic_spec("m", out_act, loss);
 }
 
 TEST(Health, ModelCheckMseOnSoftmaxSuggestsCrossEntropy) {

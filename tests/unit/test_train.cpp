@@ -22,21 +22,9 @@ Trained train_synthetic(const TempDir &dir, const std::string &name, ct_train_op
     ct_error err;
     ct_error_clear(&err);
     ct_backend *be = ct_backend_cpu_create(1, &err);
-    ct_model_spec s{};
-    snprintf(s.name, sizeof s.name, "synthetic");
-    s.input_dim = 64;
-    s.n_layers = 2;
-    s.layers[0].kind = CT_LAYER_DENSE;
-    s.layers[0].units = 16;
-    s.layers[0].act = CT_ACT_RELU;
-    s.layers[1].kind = CT_LAYER_DENSE;
-    s.layers[1].units = 10;
-    s.layers[1].act = CT_ACT_SOFTMAX;
-    s.loss = CT_LOSS_XENT;
-    s.optim = optim ? *optim : ct_optim_defaults(CT_OPT_ADAM);
-    s.optim.lr = optim ? optim->lr : 0.01f;
-    s.batch_size = 32;
-    ct_model_spec_name_layers(&s);
+    ct_model_spec s = synthetic_spec("synthetic", CT_ACT_SOFTMAX, CT_LOSS_XENT);
+    if (optim) s.optim = *optim;
+    else s.optim.lr = 0.01f;
     ct_train_options opt = override_opt ? *override_opt : ct_train_defaults(&s);
     if (!override_opt) {
         opt.epochs = 3;
