@@ -254,6 +254,7 @@ static void release_impl(ct_cuda_impl *im) {
     if (im->cublas) (void)cublasDestroy(im->cublas);
     if (im->cublas_workspace) (void)cudaFree(im->cublas_workspace);
     if (im->partials) (void)cudaFree(im->partials);
+    if (im->done) (void)cudaFree(im->done);
     for (int i = 0; i < CT_MAX_FENCES; i++)
         if (im->fences[i]) (void)cudaEventDestroy(im->fences[i]);
     if (im->stream) (void)cudaStreamDestroy(im->stream);
@@ -372,6 +373,8 @@ ct_backend *ct_backend_cuda_create(ct_error *err) {
         CREATE_CUDA(cudaEventCreateWithFlags(&im->fences[i], cudaEventDisableTiming));
     CREATE_CUDA(cudaMalloc((void **)&im->partials,
                            (size_t)CT_CUDA_MAX_PARTIAL_BLOCKS * CT_CUDA_PARTIAL_STRIDE * sizeof(double)));
+    CREATE_CUDA(cudaMalloc((void **)&im->done, CT_CUDA_COUNTERS * sizeof(unsigned int)));
+    CREATE_CUDA(cudaMemsetAsync(im->done, 0, CT_CUDA_COUNTERS * sizeof(unsigned int), im->stream));
 
     im->cublas_workspace_bytes = CT_CUBLAS_WORKSPACE_BYTES;
     CREATE_CUDA(cudaMalloc(&im->cublas_workspace, im->cublas_workspace_bytes));

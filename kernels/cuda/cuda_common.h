@@ -77,7 +77,14 @@ typedef struct ct_cuda_impl {
     cudaEvent_t fences[CT_MAX_FENCES];
     /* scratch for reductions, allocated once at create */
     double *partials;              /* CT_CUDA_MAX_PARTIAL_BLOCKS * CT_CUDA_PARTIAL_STRIDE doubles */
+    /* Blocks done, one counter per reduction (CT_CUDA_COUNTER_*): the last
+     * block of a pass finishes it, and puts its counter back to zero. */
+    unsigned int *done;
 } ct_cuda_impl;
+
+#define CT_CUDA_COUNTER_STATS 0
+#define CT_CUDA_COUNTER_OPTIM 1
+#define CT_CUDA_COUNTERS 2
 
 /* Doubles per block in `partials` (room for per-layer sums and counts). */
 #define CT_CUDA_PARTIAL_STRIDE 8

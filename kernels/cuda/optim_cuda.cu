@@ -26,14 +26,16 @@
  * last-bit difference there can change gs, and then w differs in rounding.
  * Denormals must not be flushed (default -ftz=false; no --use_fast_math).
  *
- * Reduction order (depends on n only): optim_update_kernel runs a fixed grid
- * of nblocks = min(ceil(n/256), CT_CUDA_MAX_PARTIAL_BLOCKS) blocks of 256
+ * Reduction order (depends on n only): optim_kernel runs a fixed grid of
+ * nblocks = min(ceil(n/256), CT_CUDA_MAX_PARTIAL_BLOCKS) blocks of 256
  * threads; thread t of block k handles i = k*256 + t, then i += nblocks*256,
  * in that order, accumulating w_old^2 and (w_new - w_old)^2 in double; each
  * block combines its threads with a shared-memory tree (stride 128 .. 1) and
- * writes partials[k*STRIDE + 0..1]. optim_finalize_kernel (one block) adds
- * the block partials left to right in block order from 0.0 (thread 0), then
- * writes the record's fields and advances *t.
+ * writes partials[k*STRIDE + 0..1]. The last block to finish (a counter of
+ * finished blocks decides; whichever block it is computes the same thing)
+ * adds the partials: thread t takes blocks t, t+256, ... left to right from
+ * 0.0, then the same shared-memory tree; it writes the record's fields,
+ * advances *t and resets the counter.
  */
 #include <stdint.h>
 #include <string.h>
@@ -66,7 +68,7 @@ static __device__ __forceinline__ bool must_skip(const optim_plan &p, uint32_t f
 }
 
 /* The CPU's clip_scale, in double with correctly rounded sqrt and divide.
- * The update and the finalize kernels both call it on the same grad_sumsq
+ * Every block and the finishing step call it on the same grad_sumsq
  * and get the same value. */
 static __device__ __forceinline__ double clip_scale(float clip_norm, double grad_sumsq) {
     const double norm = __dsqrt_rn(grad_sumsq);
@@ -120,19 +122,65 @@ static __device__ __forceinline__ float update_one(const optim_plan &p, size_t i
     return w0;
 }
 
-/* The whole arena in one grid-stride pass. Nothing in the record or *t is
- * written here (the finalize kernel does it, in stream order after this one),
- * so every block reads the same flags, grad_sumsq and t. */
+/* The record's optimizer fields and t, once the block partials are in
+ * (the last block, all OPT_THREADS threads). */
+static __device__ void optim_finish(const optim_plan &p, const double *partials, uint64_t *t, const ct_step_ctx *ctx,
+                                    ct_step_record *ring, double *s_ps, double *s_us) {
+    const unsigned int tid = threadIdx.x;
+    double ps = 0.0, us = 0.0;
+    for (unsigned int j = tid; j < p.nblocks; j += OPT_THREADS) {
+        /* Written by other blocks of this grid: read past L1. */
+        ps = __dadd_rn(ps, __ldcg(partials + (size_t)j * CT_CUDA_PARTIAL_STRIDE + 0));
+        us = __dadd_rn(us, __ldcg(partials + (size_t)j * CT_CUDA_PARTIAL_STRIDE + 1));
+    }
+    __syncthreads(); /* s_ps, s_us are free again */
+    s_ps[tid] = ps;
+    s_us[tid] = us;
+    __syncthreads();
+    for (unsigned int stride = OPT_THREADS / 2; stride > 0; stride >>= 1) {
+        if (tid < stride) {
+            s_ps[tid] = __dadd_rn(s_ps[tid], s_ps[tid + stride]);
+            s_us[tid] = __dadd_rn(s_us[tid], s_us[tid + stride]);
+        }
+        __syncthreads();
+    }
+    if (tid != 0) return;
+    ps = s_ps[0];
+    us = s_us[0];
+
+    ct_step_record *rec = ring + ctx->slot;
+    uint32_t flags = rec->flags;
+    rec->param_sumsq = ps;
+    if (must_skip(p, flags)) {
+        /* w, state and t untouched; ||w|| still reported. */
+        rec->update_sumsq = 0.0;
+        rec->clip_scale = 1.0;
+        rec->flags = flags | CT_FLAG_SKIPPED_UPDATE;
+        return;
+    }
+    const double clip = clip_scale(p.clip_norm, rec->grad_sumsq);
+    if (clip < 1.0) flags |= CT_FLAG_CLIPPED;
+    rec->clip_scale = clip;
+    rec->update_sumsq = us;
+    if (p.vanishing > 0.0 && ps > 0.0 && __dsqrt_rn(__ddiv_rn(us, ps)) < p.vanishing) flags |= CT_FLAG_VANISHING_UPDATE;
+    rec->flags = flags;
+    *t += 1; /* exactly once per applied step */
+}
+
+/* The whole arena in one grid-stride pass (a grid of at least one block:
+ * with n == 0 a lone block only fills the record). Nothing in the record or
+ * *t is written until every block is done (the last one writes them), so
+ * every block reads the same flags, grad_sumsq and t. */
 static __global__ void __launch_bounds__(OPT_THREADS)
-    optim_update_kernel(optim_plan p, float *w, const float *grads, float *state, const uint64_t *t,
-                        const ct_step_ctx *ctx, const ct_step_record *ring, double *partials) {
+    optim_kernel(optim_plan p, float *w, const float *grads, float *state, uint64_t *t, const ct_step_ctx *ctx,
+                 ct_step_record *ring, double *partials, unsigned int *done) {
     __shared__ int s_skip;
+    __shared__ bool s_last;
     __shared__ float s_gs, s_alpha;
     __shared__ optim_plan s_p; /* p with this step's scheduled rate */
     __shared__ double s_ps[OPT_THREADS];
     __shared__ double s_us[OPT_THREADS];
     const unsigned int tid = threadIdx.x;
-
     /* Per-step scalars once per block (two double pow()s for Adam), shared
      * with the block's threads: one read of the record and of t per block,
      * and the same value everywhere since every block runs the same code on
@@ -150,7 +198,7 @@ static __global__ void __launch_bounds__(OPT_THREADS)
         float gs = 1.0f, alpha = 0.0f;
         if (!skip) {
             gs = __double2float_rn(clip_scale(p.clip_norm, rec->grad_sumsq));
-            /* t is this step's t: the finalize kernel stores it afterwards. */
+            /* t is this step's t: the last block stores t + 1 after every block has read it. */
             if (p.kind == CT_OPT_ADAM || p.kind == CT_OPT_ADAMW) alpha = adam_alpha(s_p, (unsigned long long)*t + 1ull);
         }
         s_skip = skip ? 1 : 0;
@@ -186,58 +234,21 @@ static __global__ void __launch_bounds__(OPT_THREADS)
         __syncthreads();
     }
     if (tid == 0) {
-        double *out = partials + (size_t)blockIdx.x * CT_CUDA_PARTIAL_STRIDE;
-        out[0] = s_ps[0];
-        out[1] = s_us[0];
+        if (blockIdx.x < p.nblocks) {
+            double *out = partials + (size_t)blockIdx.x * CT_CUDA_PARTIAL_STRIDE;
+            out[0] = s_ps[0];
+            out[1] = s_us[0];
+        }
+        __threadfence(); /* this block's partials are visible before it counts itself done */
+        s_last = atomicAdd(done, 1u) == gridDim.x - 1;
     }
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    optim_finish(p, partials, t, ctx, ring, s_ps, s_us);
+    if (tid == 0) *done = 0u; /* ready for the next step (or graph replay) */
 }
 
-/* One block: thread 0 adds the partials in block order (the others stage
- * them into shared memory a tile at a time), then writes the record and t. */
-static __global__ void __launch_bounds__(OPT_THREADS)
-    optim_finalize_kernel(optim_plan p, const double *partials, uint64_t *t, const ct_step_ctx *ctx,
-                          ct_step_record *ring) {
-    __shared__ double t_ps[OPT_THREADS];
-    __shared__ double t_us[OPT_THREADS];
-    const unsigned int tid = threadIdx.x;
-
-    double ps = 0.0, us = 0.0; /* thread 0's */
-    for (unsigned int base = 0; base < p.nblocks; base += OPT_THREADS) { /* uniform bound: barriers are safe */
-        const unsigned int j = base + tid;
-        if (j < p.nblocks) {
-            t_ps[tid] = partials[(size_t)j * CT_CUDA_PARTIAL_STRIDE + 0];
-            t_us[tid] = partials[(size_t)j * CT_CUDA_PARTIAL_STRIDE + 1];
-        }
-        __syncthreads();
-        if (tid == 0) {
-            const unsigned int cnt = p.nblocks - base < OPT_THREADS ? p.nblocks - base : OPT_THREADS;
-            for (unsigned int k = 0; k < cnt; ++k) {
-                ps = __dadd_rn(ps, t_ps[k]);
-                us = __dadd_rn(us, t_us[k]);
-            }
-        }
-        __syncthreads();
-    }
-    if (tid != 0) return;
-
-    ct_step_record *rec = ring + ctx->slot;
-    uint32_t flags = rec->flags;
-    rec->param_sumsq = ps;
-    if (must_skip(p, flags)) {
-        /* w, state and t untouched; ||w|| still reported. */
-        rec->update_sumsq = 0.0;
-        rec->clip_scale = 1.0;
-        rec->flags = flags | CT_FLAG_SKIPPED_UPDATE;
-        return;
-    }
-    const double clip = clip_scale(p.clip_norm, rec->grad_sumsq);
-    if (clip < 1.0) flags |= CT_FLAG_CLIPPED;
-    rec->clip_scale = clip;
-    rec->update_sumsq = us;
-    if (p.vanishing > 0.0 && ps > 0.0 && __dsqrt_rn(__ddiv_rn(us, ps)) < p.vanishing) flags |= CT_FLAG_VANISHING_UPDATE;
-    rec->flags = flags;
-    *t += 1; /* exactly once per applied step */
-}
 
 static __global__ void step_advance_kernel(ct_step_ctx *ctx) {
     ctx->step += 1;
@@ -277,13 +288,11 @@ extern "C" void cuda_optimizer_step(ct_backend *b, const ct_optim_config *cfg, c
     const size_t want = buf->n / OPT_THREADS + (buf->n % OPT_THREADS != 0);
     p.nblocks = (unsigned int)(want < CT_CUDA_MAX_PARTIAL_BLOCKS ? want : CT_CUDA_MAX_PARTIAL_BLOCKS);
 
-    if (p.nblocks > 0) { /* n == 0: nothing to update; finalize still fills the record */
-        optim_update_kernel<<<p.nblocks, OPT_THREADS, 0, impl->stream>>>(p, buf->params, buf->grads, buf->state,
-                                                                         buf->t, ctx, ring, impl->partials);
-        CT_LAUNCH_CHECK("optim_update_kernel");
-    }
-    optim_finalize_kernel<<<1, OPT_THREADS, 0, impl->stream>>>(p, impl->partials, buf->t, ctx, ring);
-    CT_LAUNCH_CHECK("optim_finalize_kernel");
+    /* n == 0: nothing to update; one block still fills the record. */
+    const unsigned int grid = p.nblocks > 0 ? p.nblocks : 1u;
+    optim_kernel<<<grid, OPT_THREADS, 0, impl->stream>>>(p, buf->params, buf->grads, buf->state, buf->t, ctx, ring,
+                                                         impl->partials, impl->done + CT_CUDA_COUNTER_OPTIM);
+    CT_LAUNCH_CHECK("optim_kernel");
 }
 
 extern "C" void cuda_step_advance(ct_backend *b, ct_step_ctx *ctx) {

@@ -14,20 +14,23 @@
  *    [p_l, p_{l+1}) for l < L = min(n_layers, CT_MAX_PARAM_LAYERS), tail
  *    [p_L, n), with the CPU's clamped offsets. Layers past the record's
  *    capacity are folded into the tail: the same elements, so the same totals.
- *  - Stage 1 (stats_grads_kernel, STATS_THREADS threads per block): each
+ *  - Stage 1 (stats_kernel, STATS_THREADS threads per block): each
  *    segment is cut into chunks of `chunk` elements, one block per chunk,
  *    blocks numbered in arena order. Thread t of a block accumulates elements
  *    lo+t, lo+t+256, ... in that order; the block combines its threads with a
  *    shared-memory tree (stride 128, 64, ..., 1: s[t] = s[t] + s[t+stride])
  *    and writes sumsq, max, non-finite and zero counts to its partials row.
- *  - Stage 2 (stats_record_kernel, one block): thread 0 adds each segment's
- *    block partials left to right in block order starting from 0.0, then the
- *    segment figures left to right in segment order into the totals (as the
- *    CPU's add_partial). row_loss and row_correct are added left to right in
- *    row order from 0.0 - exactly the CPU's loop, so loss_sum and correct are
- *    bit-identical to the CPU's. The other threads only stage tiles of the
- *    inputs into shared memory so that the serial loops do not wait on
- *    global-memory latency element by element.
+ *  - Stage 2, in the same kernel: the last block to finish (a counter of
+ *    finished blocks, reset by that block, decides which; whichever it is,
+ *    it computes the same thing) reduces the partials. Warp w takes the
+ *    segments s = w, w+8, ...: lane j adds the segment's block partials j,
+ *    j+32, ... left to right from 0.0, then the lanes combine in a fixed
+ *    shuffle tree (offsets 16, 8, 4, 2, 1). Thread 0 then adds the segment
+ *    figures left to right in segment order into the totals (as the CPU's
+ *    add_partial), and row_loss and row_correct left to right in row order
+ *    from 0.0 - exactly the CPU's loop, so loss_sum and correct are
+ *    bit-identical to the CPU's. One launch per step, and no thread walks
+ *    all the partials on its own.
  * Squares of floats are exact in double, so grad_sumsq differs from the CPU's
  * only through the association of the additions; counts, max and the flags
  * derived from them are exact.
@@ -49,7 +52,6 @@
 /* Blocks left for the chunks once every segment has had its rounding-up
  * block: sum_s ceil(len_s / chunk) < n / chunk + nseg <= this + nseg. */
 #define STATS_CHUNK_BLOCKS (CT_CUDA_MAX_PARTIAL_BLOCKS - STATS_MAX_SEGMENTS)
-#define STAGE2_TILE 256
 
 /* The block -> range mapping, computed on the host from the offsets and
  * passed by value. Segment s is [seg_lo(s), seg_hi(s)); its blocks are
@@ -90,92 +92,48 @@ static __device__ __forceinline__ unsigned long long slot_to_count(double d) {
     return (unsigned long long)__double_as_longlong(d);
 }
 
-/* Stage 1: one block per chunk of one segment. */
-static __global__ void __launch_bounds__(STATS_THREADS)
-    stats_grads_kernel(const float *g, stats_plan p, double *partials) {
-    __shared__ double s_sq[STATS_THREADS];
-    __shared__ double s_max[STATS_THREADS];
-    __shared__ unsigned long long s_nf[STATS_THREADS];
-    __shared__ unsigned long long s_zero[STATS_THREADS];
-    const unsigned int tid = threadIdx.x;
-    const unsigned int blk = blockIdx.x;
+/* Stage 2, run by the last block of stage 1 (all STATS_THREADS threads). */
+static __device__ void stats_finish(const stats_plan &p, const double *partials, const float *row_loss,
+                                    const float *row_correct, uint32_t rows, uint32_t rec_layers, double exploding,
+                                    const ct_step_ctx *ctx, ct_step_record *ring) {
+    __shared__ double seg_sq[STATS_MAX_SEGMENTS], seg_max[STATS_MAX_SEGMENTS];
+    __shared__ unsigned long long seg_nf[STATS_MAX_SEGMENTS], seg_zero[STATS_MAX_SEGMENTS];
+    __shared__ float t_loss[STATS_THREADS];
+    __shared__ float t_correct[STATS_THREADS];
+    const unsigned int tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5;
 
-    /* blk < nblocks == first_block[nseg], so this stops at s <= nseg-1; a
-     * segment without blocks (empty) is stepped over. */
-    unsigned int s = 0;
-    while (blk >= p.first_block[s + 1]) ++s;
-    const unsigned long long end = seg_hi(p, s);
-    const unsigned long long lo = seg_lo(p, s) + (unsigned long long)(blk - p.first_block[s]) * p.chunk;
-    const unsigned long long hi = lo + p.chunk < end ? lo + p.chunk : end;
-
-    double sq = 0.0, mx = 0.0;
-    unsigned long long nf = 0, zeros = 0;
-    for (unsigned long long i = lo + tid; i < hi; i += STATS_THREADS) {
-        const float x = g[i];
-        if (!finite_f(x)) {
-            ++nf; /* counted, but kept out of the sums (CPU rule) */
-            continue;
+    for (unsigned int s = warp; s < p.nseg; s += STATS_THREADS / 32) {
+        double sq = 0.0, mx = 0.0;
+        unsigned long long nf = 0, zeros = 0;
+        for (unsigned int j = p.first_block[s] + lane; j < p.first_block[s + 1]; j += 32) {
+            /* Written by other blocks of this grid: read past L1. */
+            const double *in = partials + (size_t)j * CT_CUDA_PARTIAL_STRIDE;
+            sq = __dadd_rn(sq, __ldcg(in + 0));
+            const double m = __ldcg(in + 1);
+            if (m > mx) mx = m;
+            nf += slot_to_count(__ldcg(in + 2));
+            zeros += slot_to_count(__ldcg(in + 3));
         }
-        if ((__float_as_uint(x) & 0x7fffffffu) == 0u) ++zeros; /* +0.0 and -0.0 */
-        const double d = (double)x;
-        /* d*d is exact (24-bit mantissa squared); _rn keeps the add separate
-         * from the multiply, as on the CPU, so only the order of the sums differs. */
-        sq = __dadd_rn(sq, __dmul_rn(d, d));
-        const double ad = fabs(d);
-        if (ad > mx) mx = ad;
-    }
-    s_sq[tid] = sq;
-    s_max[tid] = mx;
-    s_nf[tid] = nf;
-    s_zero[tid] = zeros;
-    __syncthreads();
-    for (unsigned int stride = STATS_THREADS / 2; stride > 0; stride >>= 1) {
-        if (tid < stride) {
-            s_sq[tid] = __dadd_rn(s_sq[tid], s_sq[tid + stride]);
-            if (s_max[tid + stride] > s_max[tid]) s_max[tid] = s_max[tid + stride];
-            s_nf[tid] += s_nf[tid + stride];
-            s_zero[tid] += s_zero[tid + stride];
+        for (int off = 16; off > 0; off >>= 1) {
+            sq = __dadd_rn(sq, __shfl_down_sync(0xffffffffu, sq, off));
+            const double m = __shfl_down_sync(0xffffffffu, mx, off);
+            if (m > mx) mx = m;
+            nf += __shfl_down_sync(0xffffffffu, nf, off);
+            zeros += __shfl_down_sync(0xffffffffu, zeros, off);
         }
-        __syncthreads();
+        if (lane == 0) {
+            seg_sq[s] = sq;
+            seg_max[s] = mx;
+            seg_nf[s] = nf;
+            seg_zero[s] = zeros;
+        }
     }
-    if (tid == 0) {
-        double *out = partials + (size_t)blk * CT_CUDA_PARTIAL_STRIDE;
-        out[0] = s_sq[0];
-        out[1] = s_max[0];
-        out[2] = count_to_slot(s_nf[0]);
-        out[3] = count_to_slot(s_zero[0]);
-    }
-}
 
-/* Stage 2: one block of STAGE2_TILE threads; thread 0 does every addition,
- * in the fixed order described at the top, and writes the whole record. */
-static __global__ void __launch_bounds__(STAGE2_TILE)
-    stats_record_kernel(stats_plan p, const double *partials, const float *row_loss, const float *row_correct,
-                        uint32_t rows, uint32_t rec_layers, double exploding, const ct_step_ctx *ctx,
-                        ct_step_record *ring) {
-    __shared__ double t_sq[STAGE2_TILE];
-    __shared__ double t_max[STAGE2_TILE];
-    __shared__ unsigned long long t_nf[STAGE2_TILE];
-    __shared__ unsigned long long t_zero[STAGE2_TILE];
-    __shared__ float t_loss[STAGE2_TILE];
-    __shared__ float t_correct[STAGE2_TILE];
-    const unsigned int tid = threadIdx.x;
-
-    /* Thread 0's running figures (the other threads leave them untouched). */
-    double loss = 0.0, correct = 0.0;
+    /* Rows, left to right (the CPU's loop), a staged tile at a time. `rows`
+     * is uniform, so every thread reaches every barrier. */
+    double loss = 0.0, correct = 0.0; /* thread 0's */
     bool bad_row = false;
-    double seg_sq[STATS_MAX_SEGMENTS], seg_max[STATS_MAX_SEGMENTS];
-    unsigned long long seg_nf[STATS_MAX_SEGMENTS], seg_zero[STATS_MAX_SEGMENTS];
-    for (unsigned int s = 0; s < STATS_MAX_SEGMENTS; ++s) {
-        seg_sq[s] = 0.0;
-        seg_max[s] = 0.0;
-        seg_nf[s] = 0;
-        seg_zero[s] = 0;
-    }
-
-    /* Rows, left to right (the CPU's loop). `rows` is uniform, so every
-     * thread reaches every barrier. */
-    for (uint32_t base = 0; base < rows; base += STAGE2_TILE) {
+    for (uint32_t base = 0; base < rows; base += STATS_THREADS) {
         const uint32_t r = base + tid;
         if (r < rows) {
             t_loss[tid] = row_loss[r];
@@ -183,7 +141,7 @@ static __global__ void __launch_bounds__(STAGE2_TILE)
         }
         __syncthreads();
         if (tid == 0) {
-            const uint32_t cnt = rows - base < STAGE2_TILE ? rows - base : STAGE2_TILE;
+            const uint32_t cnt = rows - base < STATS_THREADS ? rows - base : STATS_THREADS;
             for (uint32_t k = 0; k < cnt; ++k) {
                 const float l = t_loss[k];
                 if (!finite_f(l)) bad_row = true;
@@ -193,31 +151,7 @@ static __global__ void __launch_bounds__(STAGE2_TILE)
         }
         __syncthreads(); /* the tile is consumed before the next one lands */
     }
-
-    /* Block partials, in block order; blocks are laid out segment by segment. */
-    unsigned int seg = 0;
-    for (unsigned int base = 0; base < p.nblocks; base += STAGE2_TILE) {
-        const unsigned int j = base + tid;
-        if (j < p.nblocks) {
-            const double *in = partials + (size_t)j * CT_CUDA_PARTIAL_STRIDE;
-            t_sq[tid] = in[0];
-            t_max[tid] = in[1];
-            t_nf[tid] = slot_to_count(in[2]);
-            t_zero[tid] = slot_to_count(in[3]);
-        }
-        __syncthreads();
-        if (tid == 0) {
-            const unsigned int cnt = p.nblocks - base < STAGE2_TILE ? p.nblocks - base : STAGE2_TILE;
-            for (unsigned int k = 0; k < cnt; ++k) {
-                while (base + k >= p.first_block[seg + 1]) ++seg;
-                seg_sq[seg] = __dadd_rn(seg_sq[seg], t_sq[k]);
-                if (t_max[k] > seg_max[seg]) seg_max[seg] = t_max[k];
-                seg_nf[seg] += t_nf[k];
-                seg_zero[seg] += t_zero[k];
-            }
-        }
-        __syncthreads();
-    }
+    __syncthreads(); /* the segment figures are in (also when rows == 0) */
     if (tid != 0) return;
 
     ct_step_record rec;
@@ -256,6 +190,78 @@ static __global__ void __launch_bounds__(STAGE2_TILE)
     if (exploding > 0.0 && __dsqrt_rn(rec.grad_sumsq) > exploding) rec.flags |= CT_FLAG_EXPLODING_GRAD;
 
     ring[ctx->slot] = rec;
+}
+
+/* Stage 1: one block per chunk of one segment (a grid of at least one block:
+ * with n == 0 a lone block only runs stage 2); the last block runs stage 2. */
+static __global__ void __launch_bounds__(STATS_THREADS)
+    stats_kernel(const float *g, stats_plan p, double *partials, unsigned int *done, const float *row_loss,
+                 const float *row_correct, uint32_t rows, uint32_t rec_layers, double exploding,
+                 const ct_step_ctx *ctx, ct_step_record *ring) {
+    __shared__ double s_sq[STATS_THREADS];
+    __shared__ double s_max[STATS_THREADS];
+    __shared__ unsigned long long s_nf[STATS_THREADS];
+    __shared__ unsigned long long s_zero[STATS_THREADS];
+    __shared__ bool s_last;
+    const unsigned int tid = threadIdx.x;
+    const unsigned int blk = blockIdx.x;
+
+    if (blk < p.nblocks) {
+        /* blk < nblocks == first_block[nseg], so this stops at s <= nseg-1; a
+         * segment without blocks (empty) is stepped over. */
+        unsigned int s = 0;
+        while (blk >= p.first_block[s + 1]) ++s;
+        const unsigned long long end = seg_hi(p, s);
+        const unsigned long long lo = seg_lo(p, s) + (unsigned long long)(blk - p.first_block[s]) * p.chunk;
+        const unsigned long long hi = lo + p.chunk < end ? lo + p.chunk : end;
+
+        double sq = 0.0, mx = 0.0;
+        unsigned long long nf = 0, zeros = 0;
+        for (unsigned long long i = lo + tid; i < hi; i += STATS_THREADS) {
+            const float x = g[i];
+            if (!finite_f(x)) {
+                ++nf; /* counted, but kept out of the sums (CPU rule) */
+                continue;
+            }
+            if ((__float_as_uint(x) & 0x7fffffffu) == 0u) ++zeros; /* +0.0 and -0.0 */
+            const double d = (double)x;
+            /* d*d is exact (24-bit mantissa squared); _rn keeps the add separate
+             * from the multiply, as on the CPU, so only the order of the sums differs. */
+            sq = __dadd_rn(sq, __dmul_rn(d, d));
+            const double ad = fabs(d);
+            if (ad > mx) mx = ad;
+        }
+        s_sq[tid] = sq;
+        s_max[tid] = mx;
+        s_nf[tid] = nf;
+        s_zero[tid] = zeros;
+        __syncthreads();
+        for (unsigned int stride = STATS_THREADS / 2; stride > 0; stride >>= 1) {
+            if (tid < stride) {
+                s_sq[tid] = __dadd_rn(s_sq[tid], s_sq[tid + stride]);
+                if (s_max[tid + stride] > s_max[tid]) s_max[tid] = s_max[tid + stride];
+                s_nf[tid] += s_nf[tid + stride];
+                s_zero[tid] += s_zero[tid + stride];
+            }
+            __syncthreads();
+        }
+        if (tid == 0) {
+            double *out = partials + (size_t)blk * CT_CUDA_PARTIAL_STRIDE;
+            out[0] = s_sq[0];
+            out[1] = s_max[0];
+            out[2] = count_to_slot(s_nf[0]);
+            out[3] = count_to_slot(s_zero[0]);
+        }
+    }
+    if (tid == 0) {
+        __threadfence(); /* this block's partials are visible before it counts itself done */
+        s_last = atomicAdd(done, 1u) == gridDim.x - 1;
+    }
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    stats_finish(p, partials, row_loss, row_correct, rows, rec_layers, exploding, ctx, ring);
+    if (tid == 0) *done = 0u; /* ready for the next pass (or graph replay) */
 }
 
 static unsigned long long clamp_offset(unsigned long long off, unsigned long long lo, unsigned long long n) {
@@ -302,11 +308,11 @@ extern "C" void cuda_step_stats(ct_backend *b, const ct_stats_args *a, const ct_
     p.nblocks = (unsigned int)total;
 
     const uint32_t rec_layers = a->n_layers < CT_MAX_PARAM_LAYERS ? a->n_layers : CT_MAX_PARAM_LAYERS;
-    if (p.nblocks > 0) { /* n == 0: no blocks, stage 2 still writes the record */
-        stats_grads_kernel<<<p.nblocks, STATS_THREADS, 0, impl->stream>>>(a->grads, p, impl->partials);
-        CT_LAUNCH_CHECK("stats_grads_kernel");
-    }
-    stats_record_kernel<<<1, STAGE2_TILE, 0, impl->stream>>>(p, impl->partials, a->row_loss, a->row_correct, a->rows,
-                                                               rec_layers, a->th.exploding_grad_norm, ctx, ring);
-    CT_LAUNCH_CHECK("stats_record_kernel");
+    /* n == 0: no chunks, one block that only writes the record. */
+    const unsigned int grid = p.nblocks > 0 ? p.nblocks : 1u;
+    stats_kernel<<<grid, STATS_THREADS, 0, impl->stream>>>(a->grads, p, impl->partials,
+                                                           impl->done + CT_CUDA_COUNTER_STATS, a->row_loss,
+                                                           a->row_correct, a->rows, rec_layers,
+                                                           a->th.exploding_grad_norm, ctx, ring);
+    CT_LAUNCH_CHECK("stats_kernel");
 }
