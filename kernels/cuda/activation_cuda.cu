@@ -19,7 +19,7 @@
  *  - dbias: one thread per column, summing its column in double in row
  *    order - exactly the CPU's order, so dbias matches it bit for bit
  *    whenever dz does. Adjacent threads read adjacent columns of a row, so
- *    each row is read coalesced.
+ *    each row is read coalesced; 32 rows are loaded before they are added.
  *
  * Rounding: the derivative products use __fmul_rn so nvcc cannot fuse them
  * into an FMA; each is then rounded exactly as the CPU rounds it.
@@ -159,14 +159,29 @@ static __global__ void softmax_back_kernel(int rows, int cols, const float *y, f
 }
 
 /* dbias[c] = sum_r dz[r,c], one thread per column, in double and in row
- * order: the CPU's order exactly. rows is a batch (thousands at most). */
-static __global__ void column_sums_kernel(int rows, int cols, const float *dz, float *dbias) {
+ * order: the CPU's order exactly. rows is a batch (thousands at most).
+ * The additions are serial, the loads need not be: a thread loads
+ * COLSUM_BATCH rows into registers, all in flight at once, before adding
+ * them in order - a batch of 128 rows waits on memory 4 times, not 128
+ * (nvcc never reassociates the double adds, so the order stays). */
+#define COLSUM_THREADS 64
+#define COLSUM_BATCH 32
+static __global__ void __launch_bounds__(COLSUM_THREADS)
+    column_sums_kernel(int rows, int cols, const float *dz, float *dbias) {
     const size_t c = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= (size_t)cols) return;
     const float *p = dz + c;
+    const size_t ld = (size_t)cols;
     double acc = 0.0;
-#pragma unroll 4
-    for (int r = 0; r < rows; r++) acc += (double)p[(size_t)r * (size_t)cols];
+    int r = 0;
+    for (; r + COLSUM_BATCH <= rows; r += COLSUM_BATCH) {
+        float v[COLSUM_BATCH];
+#pragma unroll
+        for (int k = 0; k < COLSUM_BATCH; ++k) v[k] = p[(size_t)(r + k) * ld];
+#pragma unroll
+        for (int k = 0; k < COLSUM_BATCH; ++k) acc += (double)v[k];
+    }
+    for (; r < rows; ++r) acc += (double)p[(size_t)r * ld];
     dbias[c] = (float)acc;
 }
 
@@ -187,8 +202,8 @@ void cuda_bias_act_backward(ct_backend *b, ct_activation act, int rows, int cols
     /* Queued after dz is final (same stream). With rows == 0 every column
      * sum is 0, as on the CPU: an empty batch gives a zero dbias. */
     if (dbias) {
-        const unsigned blocks = (unsigned)(((size_t)cols + CT_ACT_THREADS - 1) / CT_ACT_THREADS);
-        column_sums_kernel<<<blocks, CT_ACT_THREADS, 0, s>>>(rows, cols, dy, dbias);
+        const unsigned blocks = (unsigned)(((size_t)cols + COLSUM_THREADS - 1) / COLSUM_THREADS);
+        column_sums_kernel<<<blocks, COLSUM_THREADS, 0, s>>>(rows, cols, dy, dbias);
         CT_LAUNCH_CHECK("column_sums_kernel");
     }
 }
