@@ -35,7 +35,21 @@ typedef struct ct_train_options {
     int drain_every;             /* records per ring drain; >= 1               */
     const volatile sig_atomic_t *interrupt; /* non-NULL and set: stop at the next step */
     const char *device_name;     /* for the summary                            */
+    unsigned phases;             /* CT_PHASE_* bits queued each step; 0 = all. Fewer than all is for
+                                    timing the parts of a step (cutrain bench --phases): the records
+                                    then mean nothing, so nothing is logged or checked            */
 } ct_train_options;
+
+/* The parts of a training step, in the order they are queued. */
+enum {
+    CT_PHASE_GATHER = 1u << 0,   /* the batch, read from the device dataset  */
+    CT_PHASE_FORWARD = 1u << 1,
+    CT_PHASE_LOSS = 1u << 2,     /* loss value and its gradient              */
+    CT_PHASE_BACKWARD = 1u << 3,
+    CT_PHASE_STATS = 1u << 4,    /* the step-statistics reduction             */
+    CT_PHASE_UPDATE = 1u << 5,   /* the optimizer                             */
+    CT_PHASE_ALL = (1u << 6) - 1u
+};
 
 /* Sensible defaults: 1 epoch, the model's batch size, stop on NaN,
  * ct_health_defaults(). */

@@ -21,7 +21,7 @@
 
 typedef struct bench_flags {
     const char *model, *data, *device, *optimizer, *json, *save_init;
-    int threads, batch_size, steps, warmup, repeats, epochs, seeds, max_epochs, quiet;
+    int threads, batch_size, steps, warmup, repeats, epochs, seeds, max_epochs, quiet, phases;
     uint64_t seed;
     double lr, tta;
 } bench_flags;
@@ -43,9 +43,12 @@ typedef struct bench_ctx {
     ct_train_options base;
 } bench_ctx;
 
-/* Training seconds of one run of `steps` steps (or `epochs` whole epochs). */
-static int timed_run(bench_ctx *c, uint64_t steps, int epochs, int grad_stats, double *seconds, ct_error *err) {
+/* Training seconds of one run of `steps` steps (or `epochs` whole epochs),
+ * queueing the CT_PHASE_* parts in `phases` of each step (0: all). */
+static int timed_run_phases(bench_ctx *c, uint64_t steps, int epochs, int grad_stats, unsigned phases,
+                            double *seconds, ct_error *err) {
     ct_train_options o = c->base;
+    o.phases = phases;
     o.max_steps = steps;
     o.epochs = epochs;
     o.grad_stats = grad_stats;
@@ -55,6 +58,52 @@ static int timed_run(bench_ctx *c, uint64_t steps, int epochs, int grad_stats, d
     if (rc < 0) return -1;
     if (rc != CT_EXIT_OK) return ct_fail(err, CT_EXIT_FAILURE, "bench: the timed run ended with status %s", sum.status);
     *seconds = sum.train_seconds;
+    return 0;
+}
+
+static int timed_run(bench_ctx *c, uint64_t steps, int epochs, int grad_stats, double *seconds, ct_error *err) {
+    return timed_run_phases(c, steps, epochs, grad_stats, 0, seconds, err);
+}
+
+/* Where a step's time goes: runs that queue the first k parts of a step for
+ * k = 1..6 (CT_PHASE_* order), each --repeats times; a part's cost is the
+ * difference of the medians with and without it. The parts overlap nothing
+ * on one stream, so the differences add up to the whole step. */
+static const struct {
+    const char *name;
+    unsigned bit;
+} k_phases[] = {{"gather", CT_PHASE_GATHER},     {"forward", CT_PHASE_FORWARD},
+                {"loss", CT_PHASE_LOSS},         {"backward", CT_PHASE_BACKWARD},
+                {"statistics", CT_PHASE_STATS},  {"update", CT_PHASE_UPDATE}};
+#define N_PHASES (int)(sizeof k_phases / sizeof k_phases[0])
+
+static int phase_times(bench_ctx *c, const bench_flags *f, const ct_model_spec *spec, FILE *j, ct_error *err) {
+    double cum[N_PHASES];
+    unsigned mask = 0;
+    for (int k = 0; k < N_PHASES; ++k) {
+        mask |= k_phases[k].bit;
+        double t[64];
+        for (int r = 0; r < f->repeats; ++r)
+            if (timed_run_phases(c, (uint64_t)f->steps, 1000, 1, mask, &t[r], err)) return -1;
+        cum[k] = 1e6 * median(t, f->repeats) / f->steps;
+    }
+    if (!f->quiet) {
+        printf("phases of a %s step (microseconds, median of %d runs of %d steps; each figure is the time a part "
+               "adds):\n ",
+               spec->name, f->repeats, f->steps);
+        for (int k = 0; k < N_PHASES; ++k) printf(" %s %.1f", k_phases[k].name, cum[k] - (k ? cum[k - 1] : 0.0));
+        printf("; whole step %.1f\n", cum[N_PHASES - 1]);
+    }
+    if (j)
+        for (int k = 0; k < N_PHASES; ++k) {
+            fprintf(j, "{\"tool\":\"cutrain\",\"kind\":\"phase\",\"model\":");
+            ct_json_string(j, spec->name);
+            fprintf(j, ",\"batch_size\":%d,\"phase\":\"%s\",\"us_per_step\":", spec->batch_size, k_phases[k].name);
+            ct_json_number(j, cum[k] - (k ? cum[k - 1] : 0.0));
+            fputs(",\"cumulative_us_per_step\":", j);
+            ct_json_number(j, cum[k]);
+            fputs("}\n", j);
+        }
     return 0;
 }
 
@@ -178,6 +227,7 @@ int ct_cmd_bench(int argc, char **argv) {
         {"--max-epochs", ARG_INT, &f.max_epochs, 1, 1000, 0, "N", "epochs at most per seed (10)"},
         {"--json", ARG_STRING, &f.json, 0, 0, 0, "FILE", "write the figures as JSON lines"},
         {"--save-init", ARG_STRING, &f.save_init, 0, 0, 0, "FILE", "write the initial weights (safetensors)"},
+        {"--phases", ARG_FLAG, &f.phases, 0, 0, 0, NULL, "also time the parts of a step (gather ... update)"},
         {"--quiet", ARG_FLAG, &f.quiet, 0, 0, 0, NULL, "print nothing but errors"},
     };
     int n = (int)(sizeof args / sizeof args[0]);
@@ -236,6 +286,7 @@ int ct_cmd_bench(int argc, char **argv) {
                isfinite(fg.epoch_s_measured) ? "" : " (estimated from steps/s)", 100.0 * fg.overhead);
     }
     if (j) json_figures(j, &f, &spec, be, &fg);
+    if (f.phases && phase_times(&c, &f, &spec, j, &err)) code = ct_cli_report(&err);
 out:
     if (j && fclose(j) != 0 && code == CT_EXIT_OK) {
         ct_fail(&err, CT_EXIT_FAILURE, "%s: writing the JSON output failed", f.json);

@@ -59,6 +59,8 @@ typedef struct run {
     double train_seconds;      /* summed over epochs, evaluation excluded */
     int reached_target;        /* opt->target_acc reached                */
     int exit_code;
+    unsigned phases;           /* CT_PHASE_* queued per step             */
+    int timing_only;           /* not every phase: records are not read  */
     /* this epoch so far */
     double ep_loss, ep_correct;
     uint64_t ep_samples, ep_steps, ep_empty, ep_skipped;
@@ -68,6 +70,10 @@ typedef struct run {
  * device ran after it (queued before the host could know) are not logged or
  * counted, and their weights are never saved. */
 static void process(run *r, const ct_step_record *recs, uint32_t n) {
+    if (r->timing_only) { /* records of a partial step: counted, not read */
+        r->ep_steps += n;
+        return;
+    }
     for (uint32_t i = 0; i < n && !r->health.stop; ++i) {
         const ct_step_record *rec = &recs[i];
         ct_log_step(r->log, rec);
@@ -134,13 +140,14 @@ static void queue_step(run *r, int rows, int inject) {
     ct_backend *be = m->be;
     const ct_backend_ops *o = be->ops;
     uint64_t seed = r->opt->seed;
+    const unsigned ph = r->phases;
     if (rows > 0) {
-        if (!r->src)
+        if (!r->src && (ph & CT_PHASE_GATHER))
             o->gather_batch(be, &r->train.ds, r->train.order, (size_t)r->opt->batch_size, m->ctx, rows, m->x,
                             m->labels);
-        ct_model_forward(m, rows, 1, seed, m->ctx);
-        ct_model_loss(m, rows, 1);
-        ct_model_backward(m, rows, seed, m->ctx);
+        if (ph & CT_PHASE_FORWARD) ct_model_forward(m, rows, 1, seed, m->ctx);
+        if (ph & CT_PHASE_LOSS) ct_model_loss(m, rows, 1);
+        if (ph & CT_PHASE_BACKWARD) ct_model_backward(m, rows, seed, m->ctx);
     } else {
         o->zero(be, m->grads, m->n_params * sizeof(float));
     }
@@ -155,9 +162,9 @@ static void queue_step(run *r, int rows, int inject) {
         .rows = (uint32_t)rows,
         .th = r->th,
     };
-    o->step_stats(be, &a, m->ctx, r->ring);
+    if (ph & CT_PHASE_STATS) o->step_stats(be, &a, m->ctx, r->ring);
     ct_optim_buffers buf = {m->params, m->grads, m->opt_state, m->opt_t, m->n_params};
-    o->optimizer_step(be, &r->optim, &buf, &r->th, m->ctx, r->ring);
+    if (ph & CT_PHASE_UPDATE) o->optimizer_step(be, &r->optim, &buf, &r->th, m->ctx, r->ring);
     o->step_advance(be, m->ctx);
 }
 
@@ -345,6 +352,8 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
     r.graph_tried = src != NULL; /* a source's upload cannot be part of a replayed graph */
     r.half = (uint32_t)opt->drain_every;
     r.in_flight = -1;
+    r.phases = opt->phases ? opt->phases & CT_PHASE_ALL : CT_PHASE_ALL;
+    r.timing_only = r.phases != CT_PHASE_ALL;
     r.optim = m->spec.optim;
     /* stop and skip both keep the last good weights; only warn lets NaN in. */
     r.optim.skip_nonfinite = opt->health.on_nan != CT_ON_NAN_WARN;
