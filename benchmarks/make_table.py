@@ -173,6 +173,8 @@ def main(argv=None):
         present = [r for r in figs.values() if r]
         for key, what in (("batch_size", "batch sizes"), ("threads", "thread counts"), ("steps", "steps per repeat"),
                           ("repeats", "repeats per round"), ("rounds", "numbers of rounds")):
+            if key == "threads" and meta.get("device_kind") == "GPU":
+                continue  # host threads: cutrain's GPU step uses one, torch keeps its own pool
             vals = {str(r.get(key)) for r in present}
             if len(vals) > 1:
                 warnings.append(f"{m}: the {what} differ between the tools: {', '.join(sorted(vals))}")
@@ -229,9 +231,10 @@ def main(argv=None):
 
     out = []
     w = out.append
-    w(f"# CPU throughput: cutrain vs PyTorch, {meta.get('date', 'date unknown')}")
+    where = meta.get("device_kind", "CPU")  # run-gpu writes "GPU"
+    w(f"# {where} throughput: cutrain vs PyTorch, {meta.get('date', 'date unknown')}")
     w("")
-    w("Training samples per second on the CPU, higher is better: the median over the rounds (the tools "
+    w(f"Training samples per second on the {where}, higher is better: the median over the rounds (the tools "
       "take turns) of each run's median repeat, and (min–max) the slowest and fastest single repeat. "
       "Ratios are cutrain's figure over the peer's. Same model, batch size, optimizer (Adam, eps 1e-7; "
       "one-cycle for cnn), thread count and initial weights in every column; `benchmarks/README.md` "
@@ -264,7 +267,7 @@ def main(argv=None):
     w("")
     w("## Machine and software")
     w("")
-    labels = [("machine", "CPU"), ("cores", "cores"), ("os", "OS"), ("kernel", "kernel"),
+    labels = [("gpu", "GPU"), ("driver", "driver"), ("cuda", "CUDA compiler"), ("machine", "CPU"), ("cores", "cores"), ("os", "OS"), ("kernel", "kernel"),
               ("compiler", "compiler (cutrain)"), ("build_type", "cutrain build type"),
               ("openblas", "OpenBLAS"), ("torch", "PyTorch (torch.__version__)"),
               ("torch_pkg", "PyTorch (package)"), ("python", "Python for PyTorch"),
