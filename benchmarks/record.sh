@@ -1,5 +1,6 @@
 # Sourced by benchmarks/run-cpu and benchmarks/run-gpu, after they set $run (the raw-results
-# folder), $log (its run.log) and $prog (their name for messages).
+# folder), $log (its run.log) and $prog (their name for messages), under set -o pipefail:
+# record() sees a failure through the pipe into tee only with it.
 
 failures=0
 
