@@ -55,6 +55,11 @@ typedef struct ct_dataset {
  * rank 1 unsigned bytes, images rank >= 2, and the counts match. */
 int ct_dataset_load(const char *images_path, const char *labels_path, ct_dataset *out,
                     ct_error *err);
+
+/* CRC-32 of the pixels and labels: a checkpoint remembers which data it was
+ * trained on. */
+uint32_t ct_dataset_crc32(const ct_dataset *ds);
+
 /* Every label < classes; else names the labels file, the index and value. */
 int ct_dataset_check_labels(const ct_dataset *ds, int classes, ct_error *err);
 void ct_dataset_free(ct_dataset *ds);

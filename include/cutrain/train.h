@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdint.h>
 
+#include "cutrain/checkpoint.h"
 #include "cutrain/data.h"
 #include "cutrain/health.h"
 #include "cutrain/log.h"
@@ -38,6 +39,10 @@ typedef struct ct_train_options {
     unsigned phases;             /* CT_PHASE_* bits queued each step; 0 = all. Fewer than all is for
                                     timing the parts of a step (cutrain bench --phases): the records
                                     then mean nothing, so nothing is logged or checked            */
+    const char *save_path;       /* a training checkpoint here when the run ends (not after a health
+                                    stop: those weights are not worth keeping), and ...              */
+    uint64_t save_every;         /* ... every this many steps (0: at the end only)                   */
+    const ct_train_state *resume; /* go on from here (ct_train_load_checkpoint filled the model)     */
 } ct_train_options;
 
 /* The parts of a training step, in the order they are queued. */
@@ -75,6 +80,13 @@ void ct_evaluate(ct_model *m, const ct_device_data *d, double *loss, double *acc
  * CT_EXIT_INTERRUPTED) and fills the summary; -1 with err set on failure. */
 int ct_train(ct_model *m, const ct_dataset *train, const ct_dataset *test, const ct_train_options *opt,
              ct_logger *log, ct_run_summary *summary, ct_error *err);
+
+/* Loads a checkpoint of cutrain train --save into the model and `st`, for a
+ * run with `opt` on `train` (NULL for a custom source): refuses one written
+ * for another model, optimizer, batch size or training set. The caller sets
+ * opt->resume = st; opt->seed must be the checkpoint's (st->seed). */
+int ct_train_load_checkpoint(ct_model *m, const ct_dataset *train, const ct_train_options *opt, const char *path,
+                             ct_train_state *st, ct_error *err);
 
 /* A custom data source: a callback that fills one batch in host memory.
  * next_batch writes up to max_rows rows of x ([max_rows, input_dim] floats)

@@ -16,6 +16,8 @@ static void on_signal(int sig) { g_interrupt = sig; }
 
 typedef struct train_flags {
     const char *model, *data, *device, *optimizer, *loss, *init, *on_nan, *jsonl, *csv, *save, *inject_layer;
+    const char *resume;
+    uint64_t save_every;
     const char *schedule;
     double lr_pct, lr_gamma;
     uint64_t lr_step_size;
@@ -91,6 +93,19 @@ static int resolve_inject_layer(const ct_model *m, const char *name, ct_train_op
     return ct_fail(err, CT_EXIT_USAGE, "--inject-layer: the model has no dense layer named '%s'", name);
 }
 
+/* The checkpoint sets the seed (weights, order and dropout all derive from
+ * it); a --seed that says otherwise is a mistake worth stopping for. */
+static int resume_from(ct_model *m, const ct_dataset *train, const train_flags *f, const ct_arg *args, int n,
+                       ct_train_options *opt, ct_train_state *st, ct_error *err) {
+    if (ct_train_load_checkpoint(m, train, opt, f->resume, st, err)) return -1;
+    if (ct_args_seen(args, n, "--seed") && f->seed != st->seed)
+        return ct_fail(err, CT_EXIT_USAGE, "--seed %llu: %s was written by a run with seed %llu",
+                       (unsigned long long)f->seed, f->resume, (unsigned long long)st->seed);
+    opt->seed = st->seed;
+    opt->resume = st;
+    return 0;
+}
+
 int ct_cmd_train(int argc, char **argv) {
     train_flags f = {.model = "mlp", .data = "data/mnist", .device = "auto", .on_nan = "stop", .epochs = 1,
                      .drain_every = 32, .health = ct_health_defaults()};
@@ -121,7 +136,11 @@ int ct_cmd_train(int argc, char **argv) {
          "on a NaN/Inf loss or gradient: stop (default), skip the update, or warn", on_nan_choices},
         {"--log-jsonl", ARG_STRING, &f.jsonl, 0, 0, 0, "FILE", "write every step, epoch and diagnosis as JSONL"},
         {"--log-csv", ARG_STRING, &f.csv, 0, 0, 0, "FILE", "write one CSV row per epoch"},
-        {"--save", ARG_STRING, &f.save, 0, 0, 0, "FILE", "save the trained weights (safetensors)"},
+        {"--save", ARG_STRING, &f.save, 0, 0, 0, "FILE",
+         "write a training checkpoint (safetensors: weights, optimizer state, position) when the run ends"},
+        {"--save-every", ARG_U64, &f.save_every, 0, 0, 0, "N", "... and every N steps (needs --save)"},
+        {"--resume", ARG_STRING, &f.resume, 0, 0, 0, "FILE",
+         "go on from a checkpoint of --save, with the same model, data and flags"},
         {"--drain-every", ARG_INT, &f.drain_every, 1, 4096, 0, "N", "steps between reads of the record ring (32)"},
         {"--inject-nan", ARG_U64, &f.inject_nan, 0, 0, 0, "STEP", "fault injection: poison one gradient value at STEP"},
         {"--inject-layer", ARG_STRING, &f.inject_layer, 0, 0, 0, "NAME", "... in this dense layer (default: the output)"},
@@ -161,6 +180,13 @@ int ct_cmd_train(int argc, char **argv) {
     opt.inject_nan_step = f.inject_nan;
     opt.drain_every = f.drain_every;
     opt.interrupt = &g_interrupt;
+    opt.save_path = f.save;
+    opt.save_every = f.save_every;
+    if (f.save_every && !f.save) {
+        ct_fail(&err, CT_EXIT_USAGE, "--save-every %llu: needs --save FILE to say where",
+                (unsigned long long)f.save_every);
+        return ct_cli_report(&err);
+    }
 
     ct_dataset train, test;
     memset(&train, 0, sizeof train);
@@ -169,6 +195,7 @@ int ct_cmd_train(int argc, char **argv) {
     ct_logger *log = NULL;
     ct_model model;
     memset(&model, 0, sizeof model);
+    ct_train_state resume;
     int code = CT_EXIT_FAILURE;
     if (ct_cli_load_split(f.data, "train", &spec, &train, &err) ||
         ct_cli_load_split(f.data, "test", &spec, &test, &err) || check_batches(&train, &opt, &err) ||
@@ -179,7 +206,8 @@ int ct_cmd_train(int argc, char **argv) {
     /* Evaluation reuses the training buffers in chunks of at least 1000 rows. */
     int max_rows = spec.batch_size > 1000 ? spec.batch_size : 1000;
     if (ct_model_build(&model, &spec, be, max_rows, f.seed, &err) ||
-        (f.inject_layer && resolve_inject_layer(&model, f.inject_layer, &opt, &err))) {
+        (f.inject_layer && resolve_inject_layer(&model, f.inject_layer, &opt, &err)) ||
+        (f.resume && resume_from(&model, &train, &f, args, n, &opt, &resume, &err))) {
         code = ct_cli_report(&err);
         goto out;
     }
@@ -196,7 +224,10 @@ int ct_cmd_train(int argc, char **argv) {
         char desc[512];
         ct_model_spec_describe(&spec, desc, sizeof desc);
         printf("cutrain %s: %s on %s; %zu train / %zu test items; %zu parameters; seed %llu\n", CUTRAIN_VERSION,
-               desc, be->description, train.count, test.count, model.n_params, (unsigned long long)f.seed);
+               desc, be->description, train.count, test.count, model.n_params, (unsigned long long)opt.seed);
+        if (opt.resume)
+            printf("resuming from %s: %llu steps done, epoch %u\n", f.resume,
+                   (unsigned long long)resume.step, resume.epoch);
         fflush(stdout); /* before any diagnosis on stderr */
     }
     signal(SIGINT, on_signal);
@@ -206,8 +237,6 @@ int ct_cmd_train(int argc, char **argv) {
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     if (code < 0) {
-        code = ct_cli_report(&err);
-    } else if (f.save && code != CT_EXIT_HEALTH_STOP && ct_model_save_weights(&model, f.save, &err)) {
         code = ct_cli_report(&err);
     }
     ct_error cerr;

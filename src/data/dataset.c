@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 static int copy_path(char *dst, size_t cap, const char *path, ct_error *err) {
     size_t len = strlen(path);
@@ -102,6 +103,20 @@ int ct_dataset_check_labels(const ct_dataset *ds, int classes, ct_error *err) {
                            "%s: label %d at index %zu is outside the model's %d classes",
                            ds->labels_path, ds->labels[i], i, classes);
     return 0;
+}
+
+uint32_t ct_dataset_crc32(const ct_dataset *ds) {
+    size_t bytes = ds->count * ds->sample_elems * (ds->elem_type == CT_ELEM_F32 ? sizeof(float) : 1);
+    uLong crc = crc32(0L, Z_NULL, 0);
+    /* zlib takes uInt lengths: feed large sets in pieces. */
+    const unsigned char *p = ds->images;
+    for (size_t off = 0; off < bytes;) {
+        uInt n = bytes - off > (1u << 30) ? (1u << 30) : (uInt)(bytes - off);
+        crc = crc32(crc, p + off, n);
+        off += n;
+    }
+    if (ds->count) crc = crc32(crc, ds->labels, (uInt)ds->count);
+    return (uint32_t)crc;
 }
 
 void ct_dataset_free(ct_dataset *ds) {

@@ -7,6 +7,7 @@
 
 #include "cutrain/checkpoint.h"
 #include "cutrain/model.h"
+#include "src/model/param_tensors.h"
 
 /* The weight's shape; its rank is the return value. */
 static int weight_shape(const ct_layer *l, uint64_t shape[4]) {
@@ -21,19 +22,13 @@ static int weight_shape(const ct_layer *l, uint64_t shape[4]) {
     return 2;
 }
 
-int ct_model_save_weights(ct_model *m, const char *path, ct_error *err) {
-    float *host = malloc((m->n_params ? m->n_params : 1) * sizeof(float));
-    ct_st_tensor *t = calloc((size_t)(2 * m->n_param_layers + 1), sizeof *t);
-    if (!host || !t) {
-        free(host);
-        free(t);
-        return ct_fail(err, CT_EXIT_FAILURE, "%s: out of memory saving %zu parameters", path, m->n_params);
-    }
-    ct_model_get_params(m, host);
+int ct_model_param_tensors(const ct_model *m, const float *host, ct_st_tensor *t) {
     int n = 0;
     for (int p = 0; p < m->n_param_layers; ++p) {
         const ct_layer *l = &m->layers[m->param_layer[p]];
         ct_st_tensor *w = &t[n++], *b = &t[n++];
+        memset(w, 0, sizeof *w);
+        memset(b, 0, sizeof *b);
         snprintf(w->name, sizeof w->name, "%s.weight", l->spec.name);
         w->rank = weight_shape(l, w->shape);
         w->count = 1;
@@ -45,6 +40,19 @@ int ct_model_save_weights(ct_model *m, const char *path, ct_error *err) {
         b->count = b->shape[0];
         b->data = host + l->b_off;
     }
+    return n;
+}
+
+int ct_model_save_weights(ct_model *m, const char *path, ct_error *err) {
+    float *host = malloc((m->n_params ? m->n_params : 1) * sizeof(float));
+    ct_st_tensor *t = calloc((size_t)(2 * m->n_param_layers + 1), sizeof *t);
+    if (!host || !t) {
+        free(host);
+        free(t);
+        return ct_fail(err, CT_EXIT_FAILURE, "%s: out of memory saving %zu parameters", path, m->n_params);
+    }
+    ct_model_get_params(m, host);
+    int n = ct_model_param_tensors(m, host, t);
     ct_st_meta meta[2];
     memset(meta, 0, sizeof meta);
     snprintf(meta[0].key, sizeof meta[0].key, "format");

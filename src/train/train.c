@@ -9,6 +9,7 @@
 
 #include "cutrain/train.h"
 #include "src/io/clock.h"
+#include "src/train/train_internal.h"
 
 ct_train_options ct_train_defaults(const ct_model_spec *spec) {
     ct_train_options o;
@@ -51,10 +52,16 @@ typedef struct run {
     uint32_t half;             /* drain_every                            */
     uint32_t slot;             /* next slot, mirrors ctx->slot           */
     int in_flight;             /* half whose copy is queued, -1 for none */
+    uint32_t read_in_half;     /* records of the filling half already read (flush) */
+    uint32_t read_in_flight;   /* ... and of the half in flight           */
     void *graph;               /* one captured full-batch step, or NULL  */
     int graph_tried;
     uint64_t full_steps;       /* full-batch steps queued so far         */
     uint64_t step;
+    uint32_t epoch;            /* where the next step is: epoch ...      */
+    uint64_t epoch_step;       /* ... and batch index within it          */
+    uint64_t train_count;      /* the training set's size and CRC, for    */
+    uint32_t train_crc;        /* checkpoints                             */
     uint64_t stop_step;        /* the step a health policy stopped at    */
     double train_seconds;      /* summed over epochs, evaluation excluded */
     int reached_target;        /* opt->target_acc reached                */
@@ -95,7 +102,7 @@ static void process_in_flight(run *r) {
     if (r->in_flight < 0) return;
     ct_backend *be = r->m->be;
     be->ops->fence_wait(be, r->in_flight);
-    process(r, r->host_ring + (size_t)r->in_flight * r->half, r->half);
+    process(r, r->host_ring + (size_t)r->in_flight * r->half + r->read_in_flight, r->half - r->read_in_flight);
     r->in_flight = -1;
 }
 
@@ -111,16 +118,20 @@ static void after_step(run *r) {
     be->ops->fence(be, full);
     process_in_flight(r);
     r->in_flight = full;
+    r->read_in_flight = r->read_in_half;
+    r->read_in_half = 0;
 }
 
-/* At epoch end: everything queued is read, in step order. */
+/* Everything queued is read, in step order: at epoch end, and before a
+ * checkpoint (which then waits for the device, as saving must anyway). */
 static void drain_all(run *r) {
     process_in_flight(r);
-    uint32_t first = r->slot >= r->half ? r->half : 0, n = r->slot - first;
+    uint32_t first = (r->slot >= r->half ? r->half : 0) + r->read_in_half, n = r->slot - first;
     if (n == 0) return;
     ct_backend *be = r->m->be;
     be->ops->download(be, r->host_ring + first, r->ring + first, n * sizeof(ct_step_record));
     process(r, r->host_ring + first, n);
+    r->read_in_half += n;
 }
 
 /* Fault injection (--inject-nan): one NaN written over the first weight
@@ -252,19 +263,53 @@ static void check_empty_epoch(run *r, uint32_t epoch) {
     r->stop_step = r->step;
 }
 
-static void start_epoch(run *r, uint32_t epoch) {
+/* Starts (or, after a resume, goes on with) an epoch at batch `first`; the
+ * epoch's running sums are zero at its start and restored on a resume. */
+static void start_epoch(run *r, uint32_t epoch, uint64_t first) {
     ct_backend *be = r->m->be;
     size_t n = r->train.ds.count;
     if (!r->src) {
         ct_shuffle_indices(r->train.host_order, n, r->opt->seed, epoch);
         be->ops->upload(be, r->train.order, r->train.host_order, n * sizeof(int32_t));
     }
-    ct_step_ctx ctx = {r->step + 1, epoch, 0, 0, 2 * r->half};
+    ct_step_ctx ctx = {r->step + 1, epoch, (uint32_t)first, 0, 2 * r->half};
     be->ops->upload(be, r->m->ctx, &ctx, sizeof ctx);
     r->slot = 0;
     r->in_flight = -1;
-    r->ep_loss = r->ep_correct = 0;
-    r->ep_samples = r->ep_steps = r->ep_empty = r->ep_skipped = 0;
+    r->read_in_half = r->read_in_flight = 0;
+    r->epoch = epoch;
+    r->epoch_step = first;
+    if (first == 0) {
+        r->ep_loss = r->ep_correct = 0;
+        r->ep_samples = r->ep_steps = r->ep_empty = r->ep_skipped = 0;
+    }
+}
+
+/* Where the run is, after every queued step's record has been read. */
+static void capture_state(const run *r, ct_train_state *st) {
+    memset(st, 0, sizeof *st);
+    st->seed = r->opt->seed;
+    st->step = r->step;
+    st->epoch = r->epoch;
+    st->epoch_steps = r->epoch_step;
+    st->schedule_steps = r->optim.schedule.total_steps;
+    st->batch_size = r->opt->batch_size;
+    st->drop_last = r->opt->drop_last;
+    st->train_count = r->train_count;
+    st->train_crc = r->train_crc;
+    st->ep_loss = r->ep_loss;
+    st->ep_correct = r->ep_correct;
+    st->ep_samples = r->ep_samples;
+    st->ep_empty = r->ep_empty;
+    st->ep_skipped = r->ep_skipped;
+    st->train_seconds = r->train_seconds;
+    st->health = r->health;
+}
+
+static int save_checkpoint(run *r, ct_error *err) {
+    ct_train_state st;
+    capture_state(r, &st);
+    return ct_checkpoint_save(r->m, &st, r->opt->save_path, err);
 }
 
 static void finish_epoch(run *r, uint32_t epoch, double train_s, const ct_device_data *test, ct_run_summary *sum) {
@@ -301,20 +346,30 @@ static int train_epoch(run *r, uint32_t epoch, const ct_device_data *test, ct_ru
     const ct_train_options *opt = r->opt;
     size_t n = r->train.ds.count;
     uint64_t steps = r->src ? r->src->batches_per_epoch : ct_steps_per_epoch(n, opt->batch_size, opt->drop_last);
-    start_epoch(r, epoch);
+    uint64_t first = r->epoch == epoch ? r->epoch_step : 0; /* a resumed epoch goes on where it was */
+    start_epoch(r, epoch, first);
     double t0 = ct_now(), last_shown = t0;
-    for (uint64_t k = 0; k < steps; ++k) {
+    for (uint64_t k = first; k < steps; ++k) {
         if (interrupted(r)) {
             r->exit_code = CT_EXIT_INTERRUPTED;
             break;
         }
         if (opt->max_steps && r->step >= opt->max_steps) break;
-        size_t first = k * (size_t)opt->batch_size;
-        int rows = (int)(n - first < (size_t)opt->batch_size ? n - first : (size_t)opt->batch_size);
+        size_t row0 = k * (size_t)opt->batch_size;
+        int rows = (int)(n - row0 < (size_t)opt->batch_size ? n - row0 : (size_t)opt->batch_size);
         if (r->src && (rows = fill_from_source(r, epoch, k, err)) < 0) return -1;
         ++r->step;
         train_step(r, rows);
+        r->epoch_step = k + 1;
         if (r->exit_code != CT_EXIT_OK) break;
+        if (opt->save_every && opt->save_path && r->step % opt->save_every == 0) {
+            drain_all(r);
+            if (r->health.stop) {
+                if (r->exit_code == CT_EXIT_OK) r->exit_code = CT_EXIT_HEALTH_STOP;
+                break;
+            }
+            if (save_checkpoint(r, err)) return -1;
+        }
         if (r->slot % r->half == 0 && ct_now() - last_shown > 0.25) {
             show_progress(r, epoch, k + 1, steps, t0);
             last_shown = ct_now();
@@ -325,6 +380,12 @@ static int train_epoch(run *r, uint32_t epoch, const ct_device_data *test, ct_ru
     double train_s = ct_now() - t0;
     check_empty_epoch(r, epoch);
     finish_epoch(r, epoch, train_s, test, sum);
+    if (r->epoch_step == steps) { /* done: the run's position is the next epoch's start */
+        r->epoch = epoch + 1;
+        r->epoch_step = 0;
+        r->ep_loss = r->ep_correct = 0;
+        r->ep_samples = r->ep_steps = r->ep_empty = r->ep_skipped = 0;
+    }
     return r->exit_code != CT_EXIT_OK || (opt->max_steps && r->step >= opt->max_steps) || r->reached_target;
 }
 
@@ -366,10 +427,27 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
     }
     r.th.vanishing_update_ratio = opt->health.vanishing_ratio;
     r.th.exploding_grad_norm = opt->exploding_grad_norm;
-    char names[CT_MAX_PARAM_LAYERS][32];
-    for (int i = 0; i < m->n_param_layers; ++i) memcpy(names[i], m->layers[m->param_layer[i]].spec.name, 32);
-    ct_health_init(&r.health, &opt->health, m->spec.optim.lr, ct_optim_kind_name(m->spec.optim.kind), m->classes,
-                   m->n_param_layers, (const char(*)[32])names);
+    ct_train_health_init(m, opt, &r.health);
+    r.epoch = 1;
+    if (train) {
+        r.train_count = train->count;
+        r.train_crc = ct_dataset_crc32(train);
+    }
+    if (opt->resume) {
+        const ct_train_state *st = opt->resume;
+        r.step = st->step;
+        r.epoch = st->epoch;
+        r.epoch_step = st->epoch_steps;
+        r.optim.schedule.total_steps = st->schedule_steps;
+        r.ep_loss = st->ep_loss;
+        r.ep_correct = st->ep_correct;
+        r.ep_samples = st->ep_samples;
+        r.ep_steps = st->epoch_steps;
+        r.ep_empty = st->ep_empty;
+        r.ep_skipped = st->ep_skipped;
+        r.train_seconds = st->train_seconds;
+        r.health = st->health;
+    }
 
     ct_device_data dtest;
     memset(&dtest, 0, sizeof dtest);
@@ -387,7 +465,10 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
     memset(sum, 0, sizeof *sum);
     sum->test_loss = sum->test_acc = NAN;
     double t0 = ct_now();
-    for (int epoch = 1; epoch <= opt->epochs; ++epoch) {
+    for (int epoch = (int)r.epoch; epoch <= opt->epochs; ++epoch) {
+        /* A run resumed at its step limit has nothing left to do, unless
+         * it stopped mid-epoch: then that epoch is still finished and logged. */
+        if (opt->max_steps && r.step >= opt->max_steps && r.epoch_step == 0) break;
         int end = train_epoch(&r, (uint32_t)epoch, &dtest, sum, err);
         if (end < 0) goto out;
         if (end) break;
@@ -403,6 +484,9 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
     sum->params = m->n_params;
     sum->model = m->spec.name;
     sum->device = opt->device_name ? opt->device_name : be->description;
+    /* The final checkpoint comes before the summary: a summary says the run
+     * is over, so it must not be written for a run whose save failed. */
+    if (opt->save_path && r.exit_code != CT_EXIT_HEALTH_STOP && save_checkpoint(&r, err)) goto out;
     ct_log_summary(log, sum);
     rc = r.exit_code;
 out:
@@ -414,6 +498,13 @@ out:
     if (r.stage_x) be->ops->host_free(be, r.stage_x);
     if (r.stage_y) be->ops->host_free(be, r.stage_y);
     return rc;
+}
+
+void ct_train_health_init(const ct_model *m, const ct_train_options *opt, ct_health *h) {
+    char names[CT_MAX_PARAM_LAYERS][32];
+    for (int i = 0; i < m->n_param_layers; ++i) memcpy(names[i], m->layers[m->param_layer[i]].spec.name, 32);
+    ct_health_init(h, &opt->health, m->spec.optim.lr, ct_optim_kind_name(m->spec.optim.kind), m->classes,
+                   m->n_param_layers, (const char(*)[32])names);
 }
 
 int ct_train(ct_model *m, const ct_dataset *train, const ct_dataset *test, const ct_train_options *opt,

@@ -1,0 +1,14 @@
+/* The parameter arena as named tensors, the way PyTorch's state_dict holds
+ * them: "<layer>.weight" [out, in] (dense) or [out, in, kh, kw] (conv2d) and
+ * "<layer>.bias" [out]. Shared by the weights file and the checkpoint. */
+#ifndef CUTRAIN_SRC_MODEL_PARAM_TENSORS_H
+#define CUTRAIN_SRC_MODEL_PARAM_TENSORS_H
+
+#include "cutrain/checkpoint.h"
+#include "cutrain/model.h"
+
+/* Fills 2 * m->n_param_layers tensors viewing `host` (a copy of the arena,
+ * or any array laid out like it); returns how many. */
+int ct_model_param_tensors(const ct_model *m, const float *host, ct_st_tensor *t);
+
+#endif

@@ -1,0 +1,33 @@
+/* Loading a checkpoint for a run: the model's tensors come back through
+ * ct_checkpoint_load; here the run's own settings are checked against the
+ * ones the checkpoint was written with, so that a resume either reproduces
+ * the interrupted run or is refused with the reason. */
+#include <inttypes.h>
+#include <string.h>
+
+#include "src/train/train_internal.h"
+
+int ct_train_load_checkpoint(ct_model *m, const ct_dataset *train, const ct_train_options *opt, const char *path,
+                             ct_train_state *st, ct_error *err) {
+    memset(st, 0, sizeof *st);
+    ct_train_health_init(m, opt, &st->health);
+    if (ct_checkpoint_load(m, st, path, err)) return -1;
+    if (st->batch_size != opt->batch_size)
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: written with batch size %d, this run has %d", path,
+                       st->batch_size, opt->batch_size);
+    if (st->drop_last != (opt->drop_last != 0))
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: written %s --drop-last, this run is %s it", path,
+                       st->drop_last ? "with" : "without", opt->drop_last ? "with" : "without");
+    if (train && (st->train_count != train->count || st->train_crc != ct_dataset_crc32(train)))
+        return ct_fail(err, CT_EXIT_BAD_INPUT,
+                       "%s: written for a training set of %" PRIu64 " items (CRC-32 %08x); %s has %zu items "
+                       "(CRC-32 %08x)",
+                       path, st->train_count, st->train_crc, train->images_path, train->count,
+                       ct_dataset_crc32(train));
+    if (train && st->epoch_steps > ct_steps_per_epoch(train->count, opt->batch_size, opt->drop_last))
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: checkpoint state says %" PRIu64 " steps into an epoch of %" PRIu64,
+                       path, st->epoch_steps, ct_steps_per_epoch(train->count, opt->batch_size, opt->drop_last));
+    if (st->epoch == 0)
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: checkpoint state names epoch 0; epochs count from 1", path);
+    return 0;
+}

@@ -1,0 +1,326 @@
+// Training checkpoints end to end: what the file holds, that a resumed run
+// writes the records an uninterrupted run writes, that a checkpoint for
+// another model, recipe or data is refused, and that kill -9, a full disk
+// and SIGINT leave a loadable checkpoint behind.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <map>
+
+#include "support/fixtures.h"
+
+using namespace ct_test;
+
+namespace {
+
+// Dropout and a one-cycle schedule with a fixed length: the two things whose
+// state lives outside the weights (the RNG counter and the schedule's step).
+const char *kModel =
+    "input 64\ndense 24 relu\ndropout 0.25\ndense 10 softmax\noptimizer adam lr=0.01\n"
+    "schedule onecycle total_steps=21\nbatch_size 32\n";
+// Constant rate, for the runs that are stopped at a time the test does not
+// choose (a resumed run's schedule length is the interrupted run's).
+const char *kConstModel = "input 64\ndense 16 relu\ndense 10 softmax\noptimizer adam lr=0.01\nbatch_size 32\n";
+
+// A JSONL record without its timing fields, which no two runs share.
+std::string untimed(const std::string &line) {
+    std::string out;
+    size_t i = 0;
+    while (i < line.size()) {
+        size_t q = line.find('"', i);
+        if (q == std::string::npos) break;
+        size_t e = line.find('"', q + 1);
+        std::string key = line.substr(q + 1, e - q - 1);
+        bool timing = key == "seconds" || key == "eval_seconds" || key == "samples_per_s" || key == "train_seconds";
+        size_t end = e + 1;
+        if (timing && end < line.size() && line[end] == ':') {
+            end = line.find_first_of(",}", end);
+            out += line.substr(i, q - i);
+            i = line[end] == ',' ? end + 1 : end;
+            continue;
+        }
+        out += line.substr(i, end - i);
+        i = end;
+    }
+    return out + line.substr(i);
+}
+
+std::vector<std::string> untimed_of_type(const std::string &path, const std::string &type) {
+    std::vector<std::string> v = jsonl_of_type(path, type);
+    for (auto &l : v) l = untimed(l);
+    return v;
+}
+
+struct Tensors {
+    std::map<std::string, std::vector<float>> values;
+    std::map<std::string, std::vector<uint64_t>> shapes;
+    std::map<std::string, std::string> meta;
+};
+
+Tensors read_checkpoint(const std::string &path) {
+    ct_st_file f;
+    ct_error err;
+    ct_error_clear(&err);
+    Tensors t;
+    if (ct_safetensors_read(path.c_str(), &f, &err) != 0) {
+        ADD_FAILURE() << err.msg;
+        return t;
+    }
+    for (int i = 0; i < f.n_tensors; ++i) {
+        const ct_st_tensor &x = f.tensors[i];
+        t.values[x.name].assign(x.data, x.data + x.count);
+        t.shapes[x.name].assign(x.shape, x.shape + x.rank);
+    }
+    for (int i = 0; i < f.n_meta; ++i) t.meta[f.meta[i].key] = f.meta[i].value;
+    ct_safetensors_free(&f);
+    return t;
+}
+
+pid_t spawn(const std::vector<std::string> &args, rlim_t fsize = RLIM_INFINITY) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(126);
+        if (fsize != RLIM_INFINITY) {
+            struct rlimit rl = {fsize, fsize};
+            setrlimit(RLIMIT_FSIZE, &rl);
+            signal(SIGXFSZ, SIG_IGN);  // a write past the limit then fails with EFBIG, as on a full disk
+        }
+        std::vector<char *> argv;
+        argv.push_back(const_cast<char *>(CT_CUTRAIN_EXE));
+        for (const auto &a : args) argv.push_back(const_cast<char *>(a.c_str()));
+        argv.push_back(nullptr);
+        execv(CT_CUTRAIN_EXE, argv.data());
+        _exit(127);
+    }
+    return pid;
+}
+
+int wait_status(pid_t pid) {
+    int status = 0;
+    EXPECT_EQ(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
+std::vector<std::string> split(const std::string &s) {
+    std::vector<std::string> v;
+    size_t i = 0;
+    while (i < s.size()) {
+        size_t j = s.find(' ', i);
+        if (j == std::string::npos) j = s.size();
+        if (j > i) v.push_back(s.substr(i, j - i));
+        i = j + 1;
+    }
+    return v;
+}
+
+class Checkpoint : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        write_synthetic_mnist(dir.path(), 200, 50);
+        write_text(model(), kModel);
+        write_text(const_model(), kConstModel);
+    }
+    std::string model() const { return dir.file("model.txt"); }
+    std::string const_model() const { return dir.file("const.txt"); }
+    std::string base(const std::string &m = "") const {
+        return "train --quiet --device cpu --threads 1 --seed 3 --model " + (m.empty() ? model() : m) + " --data " +
+               dir.path();
+    }
+    TempDir dir;
+};
+
+TEST_F(Checkpoint, HoldsStateDictNamesOptimizerStateAndThePosition) {
+    std::string ck = dir.file("ck.safetensors");
+    ASSERT_EQ(run_cutrain(base() + " --epochs 3 --max-steps 10 --save " + ck).exit_code, 0);
+    Tensors t = read_checkpoint(ck);
+    EXPECT_EQ(t.meta["format"], "cutrain-checkpoint");
+    EXPECT_EQ(t.meta["step"], "10");
+    EXPECT_EQ(t.meta["epoch"], "2");  // 7 steps per epoch: 3 steps into the second
+    EXPECT_EQ(t.meta["seed"], "3");
+    EXPECT_EQ(t.meta["optim.t"], "10");
+    EXPECT_NE(t.meta["model"].find("dense 24 relu"), std::string::npos) << t.meta["model"];
+    EXPECT_EQ(t.shapes["dense1.weight"], (std::vector<uint64_t>{24, 64}));  // [out, in] as PyTorch's Linear
+    EXPECT_EQ(t.shapes["dense1.bias"], (std::vector<uint64_t>{24}));
+    EXPECT_EQ(t.shapes["dense2.weight"], (std::vector<uint64_t>{10, 24}));
+    for (const char *p : {"dense1.weight", "dense1.bias", "dense2.weight", "dense2.bias"})
+        for (const char *slot : {".exp_avg", ".exp_avg_sq"}) {
+            std::string name = std::string("optim.") + p + slot;
+            ASSERT_EQ(t.shapes.count(name), 1u) << name;
+            EXPECT_EQ(t.shapes[name], t.shapes[p]) << name;
+        }
+    EXPECT_EQ(t.values.size(), 12u);
+    // Adam's second moment is a mean of squares: positive after 10 steps.
+    for (float v : t.values["optim.dense2.bias.exp_avg_sq"]) EXPECT_GT(v, 0.0f);
+    EXPECT_FALSE(t.meta["cutrain.state.0"].empty());
+}
+
+// The run is cut at step 10 (mid-epoch) and resumed; with dropout and a
+// one-cycle schedule every later step record is the one the uninterrupted
+// run wrote, bit for bit, and so are the epoch records and the final
+// weights and optimizer state.
+TEST_F(Checkpoint, ResumedRunWritesTheRecordsOfAnUninterruptedRun) {
+    std::string full = dir.file("full.jsonl"), p1 = dir.file("p1.jsonl"), p2 = dir.file("p2.jsonl");
+    std::string ckf = dir.file("full.st"), ck1 = dir.file("p1.st"), ck2 = dir.file("p2.st");
+    ASSERT_EQ(run_cutrain(base() + " --epochs 3 --log-jsonl " + full + " --save " + ckf).exit_code, 0);
+    ASSERT_EQ(run_cutrain(base() + " --epochs 3 --max-steps 10 --log-jsonl " + p1 + " --save " + ck1).exit_code, 0);
+    RunResult r = run_cutrain(base() + " --epochs 3 --resume " + ck1 + " --log-jsonl " + p2 + " --save " + ck2);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+
+    auto sf = read_lines(full);
+    auto s1 = jsonl_of_type(p1, "step"), s2 = jsonl_of_type(p2, "step"), all = jsonl_of_type(full, "step");
+    ASSERT_EQ(all.size(), 21u);
+    ASSERT_EQ(s1.size(), 10u);
+    ASSERT_EQ(s2.size(), 11u);
+    for (size_t i = 0; i < 10; ++i) EXPECT_EQ(s1[i], all[i]);
+    for (size_t i = 0; i < 11; ++i) EXPECT_EQ(s2[i], all[10 + i]);
+    auto ef = untimed_of_type(full, "epoch"), e2 = untimed_of_type(p2, "epoch");
+    ASSERT_EQ(ef.size(), 3u);
+    ASSERT_EQ(e2.size(), 2u);  // the resumed second epoch, whole, and the third
+    EXPECT_EQ(e2[0], ef[1]);
+    EXPECT_EQ(e2[1], ef[2]);
+    EXPECT_EQ(untimed_of_type(p2, "summary"), untimed_of_type(full, "summary"));
+
+    Tensors a = read_checkpoint(ckf), b = read_checkpoint(ck2);
+    EXPECT_EQ(a.values, b.values);
+    EXPECT_EQ(a.meta["step"], "21");
+    EXPECT_EQ(b.meta["step"], "21");
+}
+
+TEST_F(Checkpoint, AMismatchedCheckpointIsRefusedBeforeAnyOutput) {
+    std::string ck = dir.file("ck.st"), log = dir.file("log.jsonl");
+    ASSERT_EQ(run_cutrain(base() + " --epochs 3 --max-steps 10 --save " + ck).exit_code, 0);
+    std::string other = dir.file("other");
+    ASSERT_EQ(mkdir(other.c_str(), 0755), 0);
+    write_synthetic_mnist(other, 200, 50, 8, 10, 2);  // same shapes, other pixels
+    struct Case {
+        std::string args;
+        int code;
+        std::string says;
+    } cases[] = {
+        {base(const_model()) + " --resume " + ck, CT_EXIT_BAD_INPUT, "model"},
+        {base() + " --lr 0.02 --resume " + ck, CT_EXIT_BAD_INPUT, "lr=0.01"},
+        {base() + " --batch-size 16 --resume " + ck, CT_EXIT_BAD_INPUT, "batch 32"},
+        {base() + " --drop-last --resume " + ck, CT_EXIT_BAD_INPUT, "drop-last"},
+        {"train --quiet --device cpu --threads 1 --model " + model() + " --data " + other + " --resume " + ck,
+         CT_EXIT_BAD_INPUT, "training set of 200 items"},
+        {"train --quiet --device cpu --threads 1 --seed 4 --model " + model() + " --data " + dir.path() +
+             " --resume " + ck,
+         CT_EXIT_USAGE, "seed 3"},
+        {base() + " --resume " + dir.file("missing.st"), CT_EXIT_BAD_INPUT, "missing.st"},
+        {base() + " --save-every 5", CT_EXIT_USAGE, "--save-every"},
+    };
+    for (const auto &c : cases) {
+        RunResult r = run_cutrain(c.args + " --log-jsonl " + log);
+        EXPECT_EQ(r.exit_code, c.code) << c.args << "\n" << r.out;
+        EXPECT_NE(r.out.find(c.says), std::string::npos) << c.args << "\n" << r.out;
+        EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+        EXPECT_FALSE(file_exists(log)) << c.args;
+    }
+}
+
+TEST_F(Checkpoint, AWeightsFileOrATruncatedCheckpointIsRefused) {
+    std::string ck = dir.file("ck.st"), w = dir.file("init.st"), cut = dir.file("cut.st");
+    ASSERT_EQ(run_cutrain(base() + " --max-steps 4 --save " + ck).exit_code, 0);
+    ASSERT_EQ(run_cutrain("bench --quiet --device cpu --steps 1 --warmup 0 --repeats 1 --model " + model() +
+                          " --data " + dir.path() + " --save-init " + w)
+                  .exit_code,
+              0);
+    RunResult r = run_cutrain(base() + " --resume " + w);
+    EXPECT_EQ(r.exit_code, CT_EXIT_BAD_INPUT) << r.out;
+    EXPECT_NE(r.out.find("not a cutrain training checkpoint"), std::string::npos) << r.out;
+
+    std::vector<uint8_t> bytes = read_file(ck);
+    for (size_t keep : {size_t(4), size_t(100), bytes.size() / 2, bytes.size() - 1}) {
+        write_file(cut, std::vector<uint8_t>(bytes.begin(), bytes.begin() + (long)keep));
+        r = run_cutrain(base() + " --resume " + cut);
+        EXPECT_EQ(r.exit_code, CT_EXIT_BAD_INPUT) << keep << ": " << r.out;
+        EXPECT_NE(r.out.find(cut), std::string::npos) << r.out;
+    }
+}
+
+// A checkpoint that cannot be written (here: past RLIMIT_FSIZE, which fails
+// the write with EFBIG as a full disk fails it with ENOSPC) stops the run
+// with an error, and the previous checkpoint is left as it was.
+TEST_F(Checkpoint, AFailedWriteLeavesThePreviousCheckpointIntact) {
+    std::string ck = dir.file("ck.st");
+    ASSERT_EQ(run_cutrain(base() + " --max-steps 4 --save " + ck).exit_code, 0);
+    std::vector<uint8_t> before = read_file(ck);
+    pid_t pid = spawn(split(base() + " --epochs 3 --resume " + ck + " --save " + ck + " --save-every 2"),
+                      before.size() / 2);
+    int status = wait_status(pid);
+    ASSERT_TRUE(WIFEXITED(status)) << "signal " << WTERMSIG(status);
+    EXPECT_EQ(WEXITSTATUS(status), CT_EXIT_FAILURE);
+    EXPECT_EQ(read_file(ck), before);
+    std::string tmp = ck + ".tmp." + std::to_string(pid);
+    EXPECT_FALSE(file_exists(tmp));
+}
+
+// kill -9 at arbitrary moments of a run that checkpoints every step: the
+// checkpoint left behind always loads, and a run resumed from the last one
+// goes on exactly as a run that was never killed.
+TEST_F(Checkpoint, KillNineLeavesALoadableCheckpointAndTheResumeMatches) {
+    std::string ck = dir.file("ck.st");
+    std::string args = base(const_model()) + " --epochs 100000 --save " + ck + " --save-every 1";
+    uint64_t step = 0;
+    for (int round = 0; round < 4; ++round) {
+        pid_t pid = spawn(split(args));
+        for (int i = 0; i < 500 && !file_exists(ck); ++i) usleep(2000);
+        usleep(1000u * (unsigned)(round * 7));
+        kill(pid, SIGKILL);
+        int status = wait_status(pid);
+        ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "the run ended on its own";
+        Tensors t = read_checkpoint(ck);
+        ASSERT_EQ(t.meta["format"], "cutrain-checkpoint");
+        step = std::strtoull(t.meta["step"].c_str(), nullptr, 10);
+        EXPECT_GE(step, 1u);
+        ::unlink(ck.c_str());
+        // A stale temporary file of the killed writer may remain; it is never the checkpoint.
+    }
+    // Once more, then resume the last checkpoint for 25 steps and compare.
+    pid_t pid = spawn(split(args));
+    for (int i = 0; i < 500 && !file_exists(ck); ++i) usleep(2000);
+    usleep(5000);
+    kill(pid, SIGKILL);
+    wait_status(pid);
+    step = std::strtoull(read_checkpoint(ck).meta["step"].c_str(), nullptr, 10);
+    ASSERT_GE(step, 1u);
+    std::string until = std::to_string(step + 25), a = dir.file("resumed.jsonl"), b = dir.file("straight.jsonl");
+    RunResult r = run_cutrain(base(const_model()) + " --epochs 100000 --resume " + ck + " --max-steps " + until +
+                              " --log-jsonl " + a);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    ASSERT_EQ(run_cutrain(base(const_model()) + " --epochs 100000 --max-steps " + until + " --log-jsonl " + b).exit_code,
+              0);
+    auto sa = jsonl_of_type(a, "step"), sb = jsonl_of_type(b, "step");
+    ASSERT_EQ(sa.size(), 25u);
+    ASSERT_EQ(sb.size(), step + 25);
+    for (size_t i = 0; i < 25; ++i) EXPECT_EQ(sa[i], sb[step + i]);
+}
+
+// SIGINT stops at a step boundary, writes the last records and a checkpoint
+// of exactly that step, exits 5, and the checkpoint resumes.
+TEST_F(Checkpoint, InterruptWritesACheckpointOfTheLastStep) {
+    std::string ck = dir.file("ck.st"), log = dir.file("int.jsonl");
+    pid_t pid = spawn(split(base(const_model()) + " --epochs 100000 --save " + ck + " --log-jsonl " + log));
+    for (int i = 0; i < 500 && jsonl_of_type(log, "epoch").empty(); ++i) usleep(10000);
+    kill(pid, SIGINT);
+    int status = wait_status(pid);
+    ASSERT_TRUE(WIFEXITED(status)) << "signal " << WTERMSIG(status);
+    EXPECT_EQ(WEXITSTATUS(status), CT_EXIT_INTERRUPTED);
+    auto sum = jsonl_of_type(log, "summary");
+    ASSERT_EQ(sum.size(), 1u);
+    double steps = json_number(sum[0], "steps");
+    EXPECT_EQ(jsonl_of_type(log, "step").size(), (size_t)steps);
+    Tensors t = read_checkpoint(ck);
+    EXPECT_EQ(t.meta["step"], std::to_string((uint64_t)steps));
+    RunResult r = run_cutrain(base(const_model()) + " --epochs 100000 --resume " + ck + " --max-steps " +
+                              std::to_string((uint64_t)steps + 3));
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+}
+
+}  // namespace
