@@ -494,3 +494,32 @@ TEST_F(GpuApi, ZeroedLayerGradientIsFlaggedWithItsLayerBit) {
 }
 
 }  // namespace
+
+namespace {
+
+// Checkpoints on the GPU: a run cut at step 14 (mid-epoch, inside the ring
+// and after the graph was captured) and resumed with --save-every between
+// graph replays writes the uninterrupted run's step records, bit for bit
+// (the CPU twin is tests/unit/test_checkpoint.cpp).
+TEST_F(GpuCommand, ResumedRunWritesTheRecordsOfAnUninterruptedRun) {
+    std::string data = synthetic(700, 100);
+    std::string m = dir.file("m.txt");
+    write_text(m, "input 784\ndense 64 relu\ndropout 0.25\ndense 10 softmax\noptimizer adam lr=0.003\n"
+                  "schedule onecycle total_steps=66\nbatch_size 32\n");
+    std::string base = "train --quiet --device cuda --seed 2 --epochs 3 --drain-every 4 --model " + m + " --data " + data;
+    std::string full = dir.file("full.jsonl"), p1 = dir.file("p1.jsonl"), p2 = dir.file("p2.jsonl");
+    std::string ck = dir.file("ck.st"), ck2 = dir.file("ck2.st"), ckf = dir.file("ckf.st");
+    ASSERT_EQ(run_cutrain(base + " --log-jsonl " + full + " --save " + ckf).exit_code, 0);
+    ASSERT_EQ(run_cutrain(base + " --max-steps 14 --log-jsonl " + p1 + " --save " + ck).exit_code, 0);
+    RunResult r = run_cutrain(base + " --resume " + ck + " --save-every 5 --save " + ck2 + " --log-jsonl " + p2);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    auto all = jsonl_of_type(full, "step"), a = jsonl_of_type(p1, "step"), b = jsonl_of_type(p2, "step");
+    ASSERT_EQ(all.size(), 66u);  // ceil(700 / 32) = 22 per epoch
+    ASSERT_EQ(a.size(), 14u);
+    ASSERT_EQ(b.size(), 52u);
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i], all[i]);
+    for (size_t i = 0; i < b.size(); ++i) EXPECT_EQ(b[i], all[14 + i]);
+    EXPECT_EQ(read_file(ckf).size(), read_file(ck2).size());
+}
+
+}  // namespace
