@@ -1,4 +1,5 @@
-// What the PyTorch interop relies on: `cutrain train --init-weights`.
+// What the PyTorch interop (benchmarks/peers/torch_parity.py, docs/interop.md) relies on:
+// the batch order the script recomputes in Python, and `cutrain train --init-weights`.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -7,11 +8,39 @@
 #include <vector>
 
 #include "cutrain/checkpoint.h"
+#include "cutrain/data.h"
 #include "support/fixtures.h"
 
 using namespace ct_test;
 
 namespace {
+
+// torch_parity.py's SHUFFLE_PINS holds these same numbers and checks its own Fisher-Yates against
+// them, so a change to ct_shuffle_indices (or to the script) breaks one side or the other.
+struct Pin {
+    size_t n;
+    uint64_t seed;
+    uint32_t epoch;
+    int32_t first[8];
+    uint64_t weighted_sum;  // sum over i of i * order[i]
+};
+
+TEST(ShufflePins, MatchTheParityScript) {
+    const Pin pins[] = {
+        {60000, 1, 1, {5648, 43251, 28291, 46450, 28522, 46911, 24696, 21841}, 54114803380481ull},
+        {1000, 0x123456789abcdefull, 9, {669, 64, 482, 483, 498, 812, 795, 752}, 248607711ull},
+        {60000, 0xffffffffffffffffull, 4000000000u, {35420, 4896, 17391, 16223, 2517, 55645, 55452, 1554},
+         53940449845779ull},
+    };
+    for (const Pin &p : pins) {
+        std::vector<int32_t> order(p.n);
+        ct_shuffle_indices(order.data(), p.n, p.seed, p.epoch);
+        for (int i = 0; i < 8; ++i) EXPECT_EQ(order[i], p.first[i]) << "n " << p.n << " position " << i;
+        uint64_t sum = 0;
+        for (size_t i = 0; i < p.n; ++i) sum += (uint64_t)i * (uint64_t)order[i];
+        EXPECT_EQ(sum, p.weighted_sum) << "n " << p.n;
+    }
+}
 
 const char *kModel = "input 64\ndense 16 relu\ndense 10 softmax\noptimizer adam lr=0.01\nbatch_size 32\n";
 
