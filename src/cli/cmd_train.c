@@ -19,6 +19,7 @@ typedef struct train_flags {
     const char *resume;
     uint64_t save_every;
     const char *schedule;
+    const char *init_weights; /* --init-weights: start from these instead of --init's draw */
     double lr_pct, lr_gamma;
     uint64_t lr_step_size;
     int epochs, batch_size, threads, drop_last, quiet, drain_every;
@@ -44,6 +45,11 @@ static int apply_overrides(ct_model_spec *spec, const train_flags *f, const ct_a
     if (ct_args_seen(args, n, "--clip-grad-norm")) spec->optim.clip_norm = (float)f->clip;
     if (ct_args_seen(args, n, "--loss")) spec->loss = (ct_loss_kind)ct_loss_parse(f->loss);
     if (ct_args_seen(args, n, "--init")) spec->init = (ct_init_kind)ct_init_parse(f->init);
+    if (f->init_weights && ct_args_seen(args, n, "--init"))
+        return ct_fail(err, CT_EXIT_USAGE, "--init-weights: the weights come from %s; drop --init", f->init_weights);
+    if (f->resume && (f->init_weights || ct_args_seen(args, n, "--init")))
+        return ct_fail(err, CT_EXIT_USAGE, "--resume: the weights come from the checkpoint %s; drop %s", f->resume,
+                       f->init_weights ? "--init-weights" : "--init");
     if (ct_args_seen(args, n, "--lr-schedule")) {
         for (int k = 0; schedule_choices[k]; ++k)
             if (strcmp(f->schedule, schedule_choices[k]) == 0) spec->optim.schedule = ct_schedule_defaults((ct_schedule_kind)k);
@@ -120,6 +126,8 @@ int ct_cmd_train(int argc, char **argv) {
          ct_optimizer_choices},
         {"--loss", ARG_CHOICE, &f.loss, 0, 0, 0, "NAME", "categorical_crossentropy|mse", loss_choices},
         {"--init", ARG_CHOICE, &f.init, 0, 0, 0, "NAME", "glorot_uniform|he_uniform|he_normal", init_choices},
+        {"--init-weights", ARG_STRING, &f.init_weights, 0, 0, 0, "FILE",
+         "start from these weights (safetensors, the names and shapes --save writes)"},
         {"--clip-grad-norm", ARG_DOUBLE, &f.clip, 0, 1e12, 1, "X", "scale gradients to a global norm of at most X"},
         {"--lr-schedule", ARG_CHOICE, &f.schedule, 0, 0, 0, "NAME", "constant|step|cosine|onecycle over the run",
          schedule_choices},
@@ -206,6 +214,7 @@ int ct_cmd_train(int argc, char **argv) {
     /* Evaluation reuses the training buffers in chunks of at least 1000 rows. */
     int max_rows = spec.batch_size > 1000 ? spec.batch_size : 1000;
     if (ct_model_build(&model, &spec, be, max_rows, f.seed, &err) ||
+        (f.init_weights && ct_model_load_weights(&model, f.init_weights, &err)) ||
         (f.inject_layer && resolve_inject_layer(&model, f.inject_layer, &opt, &err)) ||
         (f.resume && resume_from(&model, &train, &f, args, n, &opt, &resume, &err))) {
         code = ct_cli_report(&err);
