@@ -33,6 +33,7 @@ typedef struct ct_train_options {
     int evaluate;                /* 1: evaluate on the test set after each epoch                    */
     double target_acc;           /* > 0: end after the first epoch whose test accuracy reaches it  */
     int inject_nan_layer;        /* ... in this parametric layer (-1: the output layer)                */
+    int inject_kind;             /* ... what is planted: CT_INJECT_*                                 */
     int drain_every;             /* records per ring drain; >= 1               */
     const volatile sig_atomic_t *interrupt; /* non-NULL and set: stop at the next step */
     const char *device_name;     /* for the summary                            */
@@ -44,6 +45,11 @@ typedef struct ct_train_options {
     uint64_t save_every;         /* ... every this many steps (0: at the end only)                   */
     const ct_train_state *resume; /* go on from here (ct_train_load_checkpoint filled the model)     */
 } ct_train_options;
+
+/* What fault injection plants in the chosen layer's gradient at the chosen
+ * step: one NaN, +Inf or -Inf (its first weight gradient), or zeros over the
+ * whole layer (a dead layer for one step). */
+enum { CT_INJECT_NAN = 0, CT_INJECT_POS_INF, CT_INJECT_NEG_INF, CT_INJECT_ZERO };
 
 /* The parts of a training step, in the order they are queued. */
 enum {

@@ -16,7 +16,7 @@ static void on_signal(int sig) { g_interrupt = sig; }
 
 typedef struct train_flags {
     const char *model, *data, *device, *optimizer, *loss, *init, *on_nan, *jsonl, *csv, *save, *inject_layer;
-    const char *resume;
+    const char *resume, *inject_kind;
     uint64_t save_every;
     const char *schedule;
     const char *init_weights; /* --init-weights: start from these instead of --init's draw */
@@ -32,6 +32,7 @@ static const char *const loss_choices[] = {"categorical_crossentropy", "sparse_c
                                            NULL};
 static const char *const init_choices[] = {"glorot_uniform", "he_uniform", "he_normal", NULL};
 static const char *const on_nan_choices[] = {"stop", "skip", "warn", NULL};
+static const char *const inject_choices[] = {"nan", "inf", "-inf", "zero", NULL}; /* CT_INJECT_* order */
 static const char *const schedule_choices[] = {"constant", "step", "cosine", "onecycle", NULL};
 
 #define USAGE                                                                                                     \
@@ -96,7 +97,7 @@ static int resolve_inject_layer(const ct_model *m, const char *name, ct_train_op
             opt->inject_nan_layer = i;
             return 0;
         }
-    return ct_fail(err, CT_EXIT_USAGE, "--inject-layer: the model has no dense layer named '%s'", name);
+    return ct_fail(err, CT_EXIT_USAGE, "--inject-layer: the model has no layer with parameters named '%s'", name);
 }
 
 /* The checkpoint sets the seed (weights, order and dropout all derive from
@@ -151,7 +152,9 @@ int ct_cmd_train(int argc, char **argv) {
          "go on from a checkpoint of --save, with the same model, data and flags"},
         {"--drain-every", ARG_INT, &f.drain_every, 1, 4096, 0, "N", "steps between reads of the record ring (32)"},
         {"--inject-nan", ARG_U64, &f.inject_nan, 0, 0, 0, "STEP", "fault injection: poison one gradient value at STEP"},
-        {"--inject-layer", ARG_STRING, &f.inject_layer, 0, 0, 0, "NAME", "... in this dense layer (default: the output)"},
+        {"--inject-layer", ARG_STRING, &f.inject_layer, 0, 0, 0, "NAME", "... in this layer (default: the output)"},
+        {"--inject-kind", ARG_CHOICE, &f.inject_kind, 0, 0, 0, "nan|inf|-inf|zero",
+         "... what is planted (nan; zero: the layer's whole gradient)", inject_choices},
         {"--health-vanishing-ratio", ARG_DOUBLE, &hc->vanishing_ratio, 0, 1, 0, "X",
          "an update with ||dw||/||w|| below X is vanishing (1e-7)"},
         {"--health-vanishing-window", ARG_INT, &hc->vanishing_window, 0, 1000000, 0, "N",
@@ -186,6 +189,8 @@ int ct_cmd_train(int argc, char **argv) {
     opt.health = f.health;
     opt.health.on_nan = (ct_nan_policy)ct_nan_policy_parse(f.on_nan);
     opt.inject_nan_step = f.inject_nan;
+    for (int k = 0; f.inject_kind && inject_choices[k]; ++k)
+        if (strcmp(f.inject_kind, inject_choices[k]) == 0) opt.inject_kind = k;
     opt.drain_every = f.drain_every;
     opt.interrupt = &g_interrupt;
     opt.save_path = f.save;

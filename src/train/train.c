@@ -134,15 +134,23 @@ static void drain_all(run *r) {
     r->read_in_half += n;
 }
 
-/* Fault injection (--inject-nan): one NaN written over the first weight
- * gradient of the chosen layer, between backward and the statistics, so the
- * whole detection path runs as it would for a real divergence. The upload
- * waits for the device, once, at that step only. */
+/* Fault injection (--inject-nan, --inject-kind): a NaN or an infinity
+ * written over the first weight gradient of the chosen layer, or zeros over
+ * its whole gradient, between backward and the statistics, so the whole
+ * detection path runs as it would for a real divergence or a dead layer.
+ * The upload waits for the device, once, at that step only. */
 static void inject_nan(run *r) {
     ct_model *m = r->m;
     int layer = r->opt->inject_nan_layer >= 0 ? r->opt->inject_nan_layer : m->n_param_layers - 1;
-    const float nan = NAN;
-    m->be->ops->upload(m->be, m->grads + m->param_begin[layer], &nan, sizeof nan);
+    size_t begin = m->param_begin[layer], end = m->param_begin[layer + 1];
+    if (r->opt->inject_kind == CT_INJECT_ZERO) {
+        m->be->ops->zero(m->be, m->grads + begin, (end - begin) * sizeof(float));
+        return;
+    }
+    const float v = r->opt->inject_kind == CT_INJECT_POS_INF   ? INFINITY
+                    : r->opt->inject_kind == CT_INJECT_NEG_INF ? -INFINITY
+                                                               : NAN;
+    m->be->ops->upload(m->be, m->grads + begin, &v, sizeof v);
 }
 
 /* The ops of one step, as queued (or captured). */
