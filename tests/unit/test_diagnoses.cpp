@@ -424,7 +424,7 @@ TEST_F(Diagnoses, InjectLayerNamesThatLayer) {
 
     r = run_cutrain(base() + " --inject-nan 3 --inject-layer dense9");
     EXPECT_EQ(r.exit_code, CT_EXIT_USAGE) << r.out;
-    EXPECT_TRUE(has(r.out, "--inject-layer: the model has no dense layer named 'dense9'")) << r.out;
+    EXPECT_TRUE(has(r.out, "--inject-layer: the model has no layer with parameters named 'dense9'")) << r.out;
 }
 
 TEST_F(Diagnoses, OnNanSkipFinishesWithFiniteWeightsAndNormalAccuracy) {
