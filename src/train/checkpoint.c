@@ -224,7 +224,8 @@ int ct_checkpoint_load(ct_model *m, ct_train_state *st, const char *path, ct_err
         len += n;
     }
     if (!state) {
-        need_meta(&f, path, "cutrain.state.0", &optim, err);
+        const char *none;
+        need_meta(&f, path, "cutrain.state.0", &none, err);
         goto out;
     }
     if (ct_train_state_parse(state, st, path, err) || host_copy_alloc(m, &h, path, err) ||
