@@ -83,8 +83,8 @@ static int report_value(pair *p, const char *path, uint32_t rt, uint32_t gt, con
     const double d = fabs(p->r->tok[rt].number - p->g->tok[gt].number);
     const double allowed = tol->atol + tol->rtol * fabs(p->g->tok[gt].number);
     put(p->out, p->out_len,
-             "%s: %s = %s, but %s line %u has %s (|difference| %.3g > tolerance %.3g = atol %g + rtol %g x |golden|)",
-             w, path, a, p->gf->name, p->gl->lineno, b, d, allowed, tol->atol, tol->rtol);
+        "%s: %s = %s, but %s line %u has %s (|difference| %.3g > tolerance %.3g = atol %g + rtol %g x |golden|)",
+        w, path, a, p->gf->name, p->gl->lineno, b, d, allowed, tol->atol, tol->rtol);
     return 1;
 }
 
@@ -166,7 +166,7 @@ static int compare_members(pair *p, uint32_t robj, uint32_t gobj, const char *pr
             where(p, w, sizeof w);
             raw(p->g, k + 1, v, sizeof v);
             put(p->out, p->out_len, "%s: no field '%s', but %s line %u has %s = %s", w, path, p->gf->name,
-                     p->gl->lineno, path, v);
+                p->gl->lineno, path, v);
             return 1;
         }
         if (compare_value(p, (uint32_t)rv, k + 1, path, top)) return 1;
@@ -181,7 +181,7 @@ static int compare_members(pair *p, uint32_t robj, uint32_t gobj, const char *pr
         where(p, w, sizeof w);
         raw(p->r, k + 1, v, sizeof v);
         put(p->out, p->out_len, "%s: field '%s' = %s is not in %s line %u", w, path, v, p->gf->name,
-                 p->gl->lineno);
+            p->gl->lineno);
         return 1;
     }
     return 0;

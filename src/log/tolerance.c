@@ -75,10 +75,11 @@ ct_tolerance ct_tol_for(const ct_compare_options *o, const char *path) {
     for (int i = 0; i < o->n_over; i++)
         if (strcmp(o->over[i].field, path) == 0) return o->over[i].tol;
     const char *dot = strchr(path, '.');
-    if (dot)
+    if (dot) {
+        const size_t top = (size_t)(dot - path);
         for (int i = 0; i < o->n_over; i++)
-            if (strlen(o->over[i].field) == (size_t)(dot - path) && strncmp(o->over[i].field, path, (size_t)(dot - path)) == 0)
-                return o->over[i].tol;
+            if (strlen(o->over[i].field) == top && strncmp(o->over[i].field, path, top) == 0) return o->over[i].tol;
+    }
     return o->dflt;
 }
 

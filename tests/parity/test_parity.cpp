@@ -1615,7 +1615,8 @@ TEST_F(Parity, AdamTinyDenormalAndHugeGradients) {
             EXPECT_EQ(c.clip_scale, g.clip_scale);
             std::vector<double> tw, ts;
             optimizer_bounds(in, c.clip_scale, tw, ts);
-            EXPECT_TRUE(agree<float>("w", rc.w, rg.w, [&](size_t i) { return ulp_of(rc.w[i]) + kOptimTermRel * tw[i]; }));
+            EXPECT_TRUE(
+                agree<float>("w", rc.w, rg.w, [&](size_t i) { return ulp_of(rc.w[i]) + kOptimTermRel * tw[i]; }));
             EXPECT_TRUE(agree<float>("state", rc.state, rg.state,
                                      [&](size_t i) { return ulp_of(rc.state[i]) + kOptimTermRel * ts[i]; }));
             for (float x : rg.w) EXPECT_TRUE(std::isfinite(x));

@@ -117,7 +117,8 @@ std::string step(int n, const std::string &loss, const std::string &extra = "") 
 }
 
 const std::string kEpoch =
-    R"({"type":"epoch","epoch":1,"steps":2,"samples":64,"train_loss":1,"test_acc":0.5,"seconds":0.25,"eval_seconds":0.5,"samples_per_s":256})";
+    R"({"type":"epoch","epoch":1,"steps":2,"samples":64,"train_loss":1,"test_acc":0.5,"seconds":0.25,)"
+    R"("eval_seconds":0.5,"samples_per_s":256})";
 const std::string kDiag =
     R"({"type":"diagnosis","code":"DEAD_RELU","severity":"warning","step":2,"epoch":1,"layer":"dense1","message":"a")";
 
