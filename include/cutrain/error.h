@@ -19,6 +19,7 @@ enum {
     CT_EXIT_BAD_INPUT = 3,   /* bad input file: data, model file, log path           */
     CT_EXIT_HEALTH_STOP = 4, /* a health policy stopped training                     */
     CT_EXIT_INTERRUPTED = 5, /* SIGINT/SIGTERM: stopped at a step boundary           */
+    CT_EXIT_MISMATCH = 6,    /* cutrain check: the run differs from the golden       */
 };
 
 typedef struct ct_error {

@@ -15,9 +15,10 @@ static void usage(FILE *f) {
           "Commands:\n"
           "  train   train a model (see cutrain train --help)\n"
           "  eval    evaluate saved weights on a test set (see cutrain eval --help)\n"
-          "  bench   time training steps and time to accuracy (see cutrain bench --help)\n\n"
+          "  bench   time training steps and time to accuracy (see cutrain bench --help)\n"
+          "  check   compare a run's JSONL log with a golden one (see cutrain check --help)\n\n"
           "Exit status: 0 done, 1 runtime failure, 2 bad command line, 3 bad input file,\n"
-          "             4 stopped by a health policy, 5 interrupted.\n",
+          "             4 stopped by a health policy, 5 interrupted, 6 check: the logs differ.\n",
           f);
 }
 
@@ -30,6 +31,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "train") == 0) return ct_cmd_train(argc - 2, argv + 2);
     if (strcmp(cmd, "eval") == 0) return ct_cmd_eval(argc - 2, argv + 2);
     if (strcmp(cmd, "bench") == 0) return ct_cmd_bench(argc - 2, argv + 2);
+    if (strcmp(cmd, "check") == 0) return ct_cmd_check(argc - 2, argv + 2);
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
         return CT_EXIT_OK;
@@ -38,6 +40,6 @@ int main(int argc, char **argv) {
         printf("cutrain %s\n", CUTRAIN_VERSION);
         return CT_EXIT_OK;
     }
-    fprintf(stderr, "cutrain: error: unknown command '%s' (expected train, eval or bench; see cutrain --help)\n", cmd);
+    fprintf(stderr, "cutrain: error: unknown command '%s' (expected train, eval, bench or check; see cutrain --help)\n", cmd);
     return CT_EXIT_USAGE;
 }

@@ -19,7 +19,10 @@
 // 512 -> 512, 512 -> 10; seed: 32x784 -> 10, 10 -> 10; evaluation chunks of
 // 1000 rows). Planted: NaN, +Inf, -Inf, logits of +-1e4, equal logits,
 // out-of-range labels, labels == classes-1, a batch of one, out-of-range
-// gather indices.
+// gather indices; and the edge-of-float cases of tests/unit/test_stability.cpp
+// (tests/support/extreme.h): logits of +-1e30 and large logits a unit apart,
+// Adam with tiny, denormal and huge gradients (with and without clipping),
+// MSE with predictions up to 3e18 and past the float range of the loss.
 //
 // Without a usable GPU (ct_cuda_available() == 0, which includes a build
 // without the CUDA backend) every test reports SKIPPED.
@@ -89,6 +92,7 @@
 #include <vector>
 
 #include "cutrain/cutrain.h"
+#include "support/extreme.h"
 
 namespace {
 
@@ -1269,6 +1273,61 @@ TEST_P(StatsParity, RecordInTheCtxSlotOthersUntouched) {
 
 INSTANTIATE_TEST_SUITE_P(Cases, StatsParity, ::testing::ValuesIn(stats_cases()), stats_name);
 
+// ---- edge-of-float cases (the CPU's in tests/unit/test_stability.cpp) -------------
+TEST_F(Parity, XentExtremeLogitsAsABatchAndAsBatchesOfOne) {
+    std::vector<float> z;
+    std::vector<int32_t> labels;
+    ct_test::extreme_logit_rows(z, labels);
+    const int C = ct_test::kExtremeClasses, rows = (int)labels.size();
+    for (int one = 0; one < 2; ++one)
+        for (int r = 0; r < (one ? rows : 1); ++r) {
+            SCOPED_TRACE(one ? "batch of one, row " + std::to_string(r) : std::string("whole batch"));
+            const int n_rows = one ? 1 : rows;
+            const std::vector<float> zr = one ? std::vector<float>(z.begin() + (ptrdiff_t)r * C,
+                                                                    z.begin() + (ptrdiff_t)(r + 1) * C)
+                                              : z;
+            const std::vector<int32_t> lr = one ? std::vector<int32_t>{labels[(size_t)r]} : labels;
+            const float scale = 1.0f / (float)n_rows;
+            auto [rc, rg] = both([&](Mem &m) {
+                float *g = m.filled<float>(zr.size(), kPoison);
+                float *loss = m.filled<float>((size_t)n_rows, kPoison), *cor = m.filled<float>((size_t)n_rows, kPoison);
+                m.ops()->softmax_xent(m.be(), n_rows, C, m.put(zr), m.put(lr), scale, g, loss, cor);
+                return LossOut{m.get(g, zr.size()), m.get(loss, (size_t)n_rows), m.get(cor, (size_t)n_rows)};
+            });
+            for (float x : rg.loss) EXPECT_TRUE(std::isfinite(x));
+            for (float x : rg.grad) EXPECT_TRUE(std::isfinite(x));
+            EXPECT_TRUE(agree<float>("row_loss", rc.loss, rg.loss,
+                                     [&](size_t i) { return kXentRel * (std::fabs(rc.loss[i]) + 1.0); }));
+            EXPECT_TRUE(agree_exact("row_correct", rc.correct, rg.correct));
+            EXPECT_TRUE(agree<float>("dlogits", rc.grad, rg.grad, [&](size_t i) {
+                return kXentRel * std::fabs(rc.grad[i]) + kLossGradAbs * scale;
+            }));
+        }
+}
+
+TEST_F(Parity, MseLargePredictions) {
+    const int C = 10, rows = 4;
+    std::vector<float> p((size_t)rows * C, 0.0f);
+    p[9] = 3e18f;   // row 0, label 9
+    p[10] = -1e18f; // row 1, label 3
+    p[13] = 1.0f + std::ldexp(1.0f, -23);
+    for (int c = 0; c < C; ++c) p[(size_t)2 * C + c] = -3e18f;  // row 2, label 0
+    p[(size_t)3 * C + 4] = 1e20f;  // row 3: a loss past FLT_MAX, +inf on both
+    const std::vector<int32_t> labels = {9, 3, 0, 0};
+    const float scale = 1.0f / rows;
+    auto [rc, rg] = both([&](Mem &m) {
+        float *g = m.filled<float>(p.size(), kPoison);
+        float *loss = m.filled<float>((size_t)rows, kPoison), *cor = m.filled<float>((size_t)rows, kPoison);
+        m.ops()->mse_onehot(m.be(), rows, C, m.put(p), m.put(labels), scale, g, loss, cor);
+        return LossOut{m.get(g, p.size()), m.get(loss, (size_t)rows), m.get(cor, (size_t)rows)};
+    });
+    EXPECT_TRUE(agree<float>("row_loss", rc.loss, rg.loss, [&](size_t i) { return kXentRel * std::fabs(rc.loss[i]); }));
+    EXPECT_TRUE(agree_exact("row_correct", rc.correct, rg.correct));
+    EXPECT_TRUE(agree<float>("dpred", rc.grad, rg.grad,
+                             [&](size_t i) { return kXentRel * std::fabs(rc.grad[i]) + kLossGradAbs * scale; }));
+    EXPECT_EQ(kind_of(rg.loss[3]), Kind::PosInf);
+}
+
 // ---- optimizer -----------------------------------------------------------------
 enum class Opt { Sgd, SgdMomentum, SgdNesterov, Adam, AdamW, Rmsprop, RmspropMomentum };
 const Opt kOpts[] = {Opt::Sgd,   Opt::SgdMomentum, Opt::SgdNesterov,    Opt::Adam,
@@ -1516,6 +1575,53 @@ TEST_P(OptimizerParity, OneStepAtEverySize) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Kinds, OptimizerParity, ::testing::ValuesIn(opt_cases()), opt_case_name);
+
+// The edge-of-float optimizer cases (the CPU's in tests/unit/test_stability.cpp).
+// Tiny and denormal gradients (no flushing to zero on the GPU: -ftz=false),
+// huge ones within float, huge ones past it (v saturates to +inf and the
+// weight does not move, as on the CPU) and the same clipped into range.
+TEST_F(Parity, AdamTinyDenormalAndHugeGradients) {
+    const std::pair<const char *, std::vector<float>> sets[] = {
+        {"tiny", ct_test::tiny_gradients()},
+        {"huge within float", ct_test::huge_gradients_within_float()},
+        {"huge past float", ct_test::huge_gradients_past_float()},
+    };
+    for (const auto &set : sets)
+        for (int clip = 0; clip < 2; ++clip) {
+            SCOPED_TRACE(std::string(set.first) + (clip ? ", clipped to norm 1" : ""));
+            const size_t n = set.second.size();
+            OptInputs in;
+            in.cfg = make_config(Opt::Adam);
+            in.cfg.clip_norm = clip ? 1.0f : 0.0f;
+            in.g = set.second;
+            in.w.assign(n, 0.0f);
+            for (size_t i = 0; i < n; i += 2) in.w[i] = 0.5f;  // zeros show the tiny steps
+            in.state.assign(2 * n, 0.0f);
+            in.t = 0;
+            in.ctx = {1, 1, 0, 0, 1};
+            in.th = {0.0, 0.0};
+            in.ring = sentinel_ring(1);
+            ct_step_record &r = in.ring[0];
+            std::memset(&r, 0, sizeof r);
+            r.step = 1;
+            r.epoch = 1;
+            r.batch_size = 32;
+            r.n_layers = 1;
+            r.clip_scale = 1.0;
+            finish_record(in);
+            auto [rc, rg] = both([&](Mem &m) { return run_optimizer(m, in); });
+            const ct_step_record &c = rc.ring[0], &g = rg.ring[0];
+            EXPECT_EQ(c.flags, g.flags) << "cpu " << flag_names(c.flags) << " gpu " << flag_names(g.flags);
+            EXPECT_EQ(c.clip_scale, g.clip_scale);
+            std::vector<double> tw, ts;
+            optimizer_bounds(in, c.clip_scale, tw, ts);
+            EXPECT_TRUE(
+                agree<float>("w", rc.w, rg.w, [&](size_t i) { return ulp_of(rc.w[i]) + kOptimTermRel * tw[i]; }));
+            EXPECT_TRUE(agree<float>("state", rc.state, rg.state,
+                                     [&](size_t i) { return ulp_of(rc.state[i]) + kOptimTermRel * ts[i]; }));
+            for (float x : rg.w) EXPECT_TRUE(std::isfinite(x));
+        }
+}
 
 struct SkipCase {
     Opt opt;
