@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -316,31 +317,46 @@ static int directive(parser *p, char **tok, int n) {
                     "optimizer, schedule, init or batch_size)", d);
 }
 
+#define MAX_LINE 1022
+
+/* One line without its newline. */
+static int parse_line(parser *p, char *line) {
+    char *hash = strchr(line, '#');
+    if (hash) *hash = '\0';
+    char *tok[MAX_TOKENS];
+    int n = split(line, tok);
+    if (n < 0) return PFAIL(p, "too many words on one line (at most %d)", MAX_TOKENS);
+    return n == 0 ? 0 : directive(p, tok, n);
+}
+
+/* getline, not fgets: it returns how many bytes it read, so a NUL byte
+ * (which would silently end the line for every string function after it)
+ * is seen and refused. */
 static int parse_stream(parser *p, FILE *f) {
-    char line[1024];
-    while (fgets(line, sizeof line, f)) {
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int rc = 0;
+    while (rc == 0 && (len = getline(&line, &cap, f)) >= 0) {
         ++p->line;
-        size_t len = strlen(line);
-        if (len == sizeof line - 1 && line[len - 1] != '\n' && !feof(f))
-            return PFAIL(p, "line longer than %zu characters", sizeof line - 2);
-        if (memchr(line, '\0', len) != NULL && strlen(line) != len) return PFAIL(p, "binary data in a text model file");
-        char *hash = strchr(line, '#');
-        if (hash) *hash = '\0';
-        line[strcspn(line, "\n")] = '\0';
-        char *tok[MAX_TOKENS];
-        int n = split(line, tok);
-        if (n < 0) return PFAIL(p, "too many words on one line (at most %d)", MAX_TOKENS);
-        if (n == 0) continue;
-        if (directive(p, tok, n)) return -1;
+        if (len > 0 && line[len - 1] == '\n') line[--len] = '\0';
+        if (memchr(line, '\0', (size_t)len) != NULL)
+            rc = PFAIL(p, "binary data (a NUL byte) in a text model file");
+        else if (len > MAX_LINE)
+            rc = PFAIL(p, "line longer than %d characters", MAX_LINE);
+        else
+            rc = parse_line(p, line);
     }
-    if (ferror(f)) return ct_fail(p->err, CT_EXIT_BAD_INPUT, "%s: read error: %s", p->path, strerror(errno));
-    return 0;
+    if (rc == 0 && ferror(f))
+        rc = ct_fail(p->err, CT_EXIT_BAD_INPUT, "%s: read error: %s", p->path, strerror(errno));
+    free(line);
+    return rc;
 }
 
 int ct_model_spec_parse_file(const char *path, ct_model_spec *out, ct_error *err) {
     struct stat st;
     if (stat(path, &st) != 0)
-        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: no such model preset or file (presets: seed, mlp)", path);
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: no such model preset or file (presets: seed, mlp, cnn)", path);
     if (!S_ISREG(st.st_mode)) return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: is not a regular model file", path);
     if (st.st_size > MAX_FILE_BYTES)
         return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %lld bytes is too large for a model file (at most %d)", path,

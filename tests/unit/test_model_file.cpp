@@ -136,6 +136,20 @@ TEST(ModelFile, BinaryGarbageIsRejected) {
     EXPECT_NE(std::string(err.msg).find(dir.file("junk")), std::string::npos);
 }
 
+// A NUL byte hides the rest of its line from C string functions: a line
+// that reads as valid up to the NUL must still be refused, not truncated.
+TEST(ModelFile, NulByteInAValidLookingLineIsRejected) {
+    TempDir dir;
+    std::string text = std::string("input 784\ndense 10 softmax") + '\0' + "extra words\n";
+    write_text(dir.file("nul.txt"), text);
+    ct_model_spec spec;
+    ct_error err;
+    ct_error_clear(&err);
+    EXPECT_EQ(ct_model_spec_parse_file(dir.file("nul.txt").c_str(), &spec, &err), -1);
+    EXPECT_EQ(err.code, CT_EXIT_BAD_INPUT);
+    EXPECT_NE(std::string(err.msg).find(dir.file("nul.txt") + ":2: binary data"), std::string::npos) << err.msg;
+}
+
 TEST(Presets, MatchDesign) {
     ct_model_spec s;
     ASSERT_EQ(ct_model_spec_preset("seed", &s), 0);
