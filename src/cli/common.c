@@ -66,8 +66,11 @@ int ct_cli_check_writable(const char *path, const char *flag, ct_error *err) {
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %s names a directory; expected a file path", path, flag);
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %s: directory '%s' does not exist", path, flag, dir);
+    if (stat(dir, &st) != 0)
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %s: directory '%s' %s", path, flag, dir,
+                       errno == ENOENT ? "does not exist" : strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %s: '%s' is not a directory", path, flag, dir);
     if (access(dir, W_OK) != 0)
         return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %s: directory '%s' is not writable: %s", path, flag, dir,
                        strerror(errno));
