@@ -97,6 +97,7 @@ TEST_F(Cli, NonsenseFlagsAreRejectedBeforeAnyWork) {
         {"--on-nan ignore", "--on-nan: expected one of stop|skip|warn"},
         {"--seed -1", "--seed: expected a whole number"},
         {"--clip-grad-norm -3", "--clip-grad-norm"},
+        {"--health-chance-tolerance 2", "--health-chance-tolerance: expected a number from 0 to 1, got '2'"},
         {"--frobnicate 3", "unknown flag '--frobnicate'"},
         {"--epochs", "--epochs: missing value"},
         {"--epochs 1 --epochs 2", "--epochs: given more than once"},

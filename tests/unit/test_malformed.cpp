@@ -308,7 +308,7 @@ std::vector<Case> file_cases() {
         {"images_is_a_directory", "train", dir_instead(&E::images), {}, 3, "{data}: no MNIST train images"},
         {"images_unreadable", "train", chmod_000(&E::images), {}, 3, "{data}/train-images-idx3-ubyte: cannot open",
          "{data}/train-images-idx3-ubyte", R_OK},
-        {"model_missing", "train", nothing(), {{"--model", "{out}/none.txt"}}, 3, "{out}/none.txt: no such model preset or file"},
+        {"model_missing", "train", nothing(), {{"--model", "{out}/none.txt"}}, 3, "{out}/none.txt: no such model preset or file (presets: seed, mlp, cnn)"},
         {"model_is_a_directory", "train", nothing(), {{"--model", "{data}"}}, 3, "{data}: is not a regular model file"},
         {"model_unreadable", "train", [](Env &e) { chmod(e.model.c_str(), 0); }, {}, 3, "{model}: cannot open", "{model}",
          R_OK},
