@@ -54,6 +54,22 @@ static int split(char *line, char **tok) {
     return n;
 }
 
+/* name=NAME names the saved tensors ("NAME.weight") and the JSONL's per-layer
+ * norms, so it must be plain text that fits: never truncated, never bytes a
+ * safetensors header or a JSON key cannot hold. */
+static int parse_name(parser *p, const char *v, char *out, size_t cap) {
+    size_t n = strlen(v);
+    int ok = n >= 1 && n < cap;
+    for (size_t i = 0; ok && i < n; ++i) {
+        char c = v[i];
+        ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+             c == '.';
+    }
+    if (!ok) return PFAIL(p, "name: expected 1 to %zu letters, digits, '_', '-' or '.', got '%s'", cap - 1, v);
+    memcpy(out, v, n + 1);
+    return 0;
+}
+
 static int parse_units(parser *p, const char *s, const char *what, int *out) {
     long v;
     if (ct_parse_long(s, 1, 1 << 20, &v) != 0)
@@ -74,7 +90,7 @@ static int directive_dense(parser *p, char **tok, int n) {
         const char *v = tok[i];
         if (strncasecmp(v, "activation=", 11) == 0) v += 11;
         if (strncasecmp(v, "name=", 5) == 0) {
-            snprintf(l.name, sizeof l.name, "%s", v + 5);
+            if (parse_name(p, v + 5, l.name, sizeof l.name)) return -1;
             continue;
         }
         int act = ct_activation_parse(v);
@@ -100,7 +116,7 @@ static int directive_dropout(parser *p, char **tok, int n) {
     l.rate = (float)rate;
     if (n == 3) {
         if (strncasecmp(tok[2], "name=", 5) != 0) return PFAIL(p, "dropout: unexpected '%s'", tok[2]);
-        snprintf(l.name, sizeof l.name, "%s", tok[2] + 5);
+        if (parse_name(p, tok[2] + 5, l.name, sizeof l.name)) return -1;
     }
     s->layers[s->n_layers++] = l;
     return 0;
@@ -174,7 +190,7 @@ static int directive_conv(parser *p, char **tok, int n) {
         long x;
         if (strncasecmp(v, "activation=", 11) == 0) v += 11;
         if (strncasecmp(v, "name=", 5) == 0) {
-            snprintf(l.name, sizeof l.name, "%s", v + 5);
+            if (parse_name(p, v + 5, l.name, sizeof l.name)) return -1;
         } else if (strncasecmp(v, "stride=", 7) == 0 || strncasecmp(v, "strides=", 8) == 0) {
             if (ct_parse_long(strchr(v, '=') + 1, 1, 64, &x)) return PFAIL(p, "conv2d: stride: expected 1 to 64, got '%s'", v);
             l.stride = (int)x;
@@ -208,7 +224,7 @@ static int directive_simple(parser *p, char **tok, int n, ct_layer_kind kind) {
     }
     for (int i = first; i < n; ++i) {
         if (strncasecmp(tok[i], "name=", 5) != 0) return PFAIL(p, "%s: unexpected '%s'", tok[0], tok[i]);
-        snprintf(l.name, sizeof l.name, "%s", tok[i] + 5);
+        if (parse_name(p, tok[i] + 5, l.name, sizeof l.name)) return -1;
     }
     s->layers[s->n_layers++] = l;
     return 0;
