@@ -92,12 +92,14 @@ int ct_cli_input_files(const char *model, const ct_dataset *train, const ct_data
 }
 
 /* What makes two paths the same file, as text: the file's device and inode
- * when it exists, else its directory's and its name; "" when neither can be
- * told (the writability checks report such a path). */
+ * when it exists, else its directory's and its name; "" when it is not a
+ * regular file or cannot be told (the writability checks report those). */
 static void file_key(const char *path, char *key, size_t len) {
     struct stat st;
     if (stat(path, &st) == 0) {
-        snprintf(key, len, "file %ju:%ju", (uintmax_t)st.st_dev, (uintmax_t)st.st_ino);
+        /* /dev/null for two logs is fine: only regular files can be clobbered. */
+        if (S_ISREG(st.st_mode)) snprintf(key, len, "file %ju:%ju", (uintmax_t)st.st_dev, (uintmax_t)st.st_ino);
+        else key[0] = '\0';
         return;
     }
     char dir_copy[1024], base_copy[1024];

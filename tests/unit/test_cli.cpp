@@ -168,6 +168,12 @@ TEST_F(Cli, UnwritableLogPathFailsBeforeTrainingAndLeavesNothing) {
     EXPECT_FALSE(file_exists(dir.file("ok.jsonl")));
 }
 
+// Two outputs may share /dev/null: only regular files count as the same file.
+TEST_F(Cli, LogsMayBothGoToDevNull) {
+    RunResult r = run_cutrain(base() + " --max-steps 2 --log-jsonl /dev/null --log-csv /dev/null");
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+}
+
 TEST_F(Cli, MissingDataDirectory) {
     RunResult r = run_cutrain("train --quiet --device cpu --model " + model() + " --data " + dir.file("nowhere"));
     EXPECT_EQ(r.exit_code, CT_EXIT_BAD_INPUT) << r.out;
