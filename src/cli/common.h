@@ -39,7 +39,7 @@ int ct_cli_input_files(const char *model, const ct_dataset *train, const ct_data
  * logs would interleave in one file, weights renamed over a log would lose
  * it, and a log over the data or the model would destroy them. Otherwise a
  * usage error naming both flags. Files are compared by device and inode
- * when they exist, else by their directory's real path and their name. */
+ * when they exist, else by their directory's and their name. */
 int ct_cli_check_distinct(const ct_cli_file *files, int n, ct_error *err);
 
 #endif
