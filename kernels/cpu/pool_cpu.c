@@ -42,6 +42,9 @@ void cpu_maxpool_forward(ct_backend *b, int n, int c, int h, int w, int size, co
     (void)b;
     if (n <= 0 || c <= 0 || size <= 0) return;
     const int oh = h / size, ow = w / size;
+    /* No window fits: y is empty and may be NULL, and even NULL + 0 is
+     * undefined in C (UBSan stops on it). */
+    if (oh <= 0 || ow <= 0) return;
     const size_t planes = (size_t)n * (size_t)c;
     for (size_t pl = 0; pl < planes; pl++) {
         const float *xp = x + pl * (size_t)h * (size_t)w;
@@ -110,11 +113,11 @@ void cpu_maxpool_backward(ct_backend *b, int n, int c, int h, int w, int size, c
     (void)b;
     if (n <= 0 || c <= 0 || h <= 0 || w <= 0) return;
     const size_t planes = (size_t)n * (size_t)c, hw = (size_t)h * (size_t)w;
-    if (size <= 0) {
+    const size_t ohw = size > 0 ? (size_t)(h / size) * (size_t)(w / size) : 0;
+    if (ohw == 0) { /* no window fits (y and dy may be NULL): every element is cut off */
         memset(dx, 0, planes * hw * sizeof *dx);
         return;
     }
-    const size_t ohw = (size_t)(h / size) * (size_t)(w / size);
     for (size_t pl = 0; pl < planes; pl++)
         unpool_plane(h, w, size, x + pl * hw, y + pl * ohw, dy + pl * ohw, dx + pl * hw);
 }

@@ -33,8 +33,10 @@ static int bad_value(const ct_arg *a, const char *v, ct_error *err) {
         snprintf(want, sizeof want, "a whole number from 0 to 18446744073709551615");
         break;
     case ARG_DOUBLE:
-        snprintf(want, sizeof want, "a number %s %g and at most %g", a->min_exclusive ? "greater than" : "from",
-                 a->min, a->max);
+        if (a->min_exclusive)
+            snprintf(want, sizeof want, "a number greater than %g and at most %g", a->min, a->max);
+        else
+            snprintf(want, sizeof want, "a number from %g to %g", a->min, a->max);
         break;
     case ARG_CHOICE: {
         char c[120];

@@ -253,9 +253,11 @@ int ct_cmd_bench(int argc, char **argv) {
     int code = CT_EXIT_OK;
     int max_rows = spec.batch_size > 1000 ? spec.batch_size : 1000;
     ct_log_options lo = {NULL, NULL, 1, 0, 0, NULL};
+    ct_cli_file files[8] = {{"--json", f.json, 1}, {"--save-init", f.save_init, 1}};
     if (ct_cli_load_split(f.data, "train", &spec, &train, &err) || ct_cli_load_split(f.data, "test", &spec, &test, &err) ||
         (f.json && ct_cli_check_writable(f.json, "--json", &err)) ||
         (f.save_init && ct_cli_check_writable(f.save_init, "--save-init", &err)) ||
+        ct_cli_check_distinct(files, 2 + ct_cli_input_files(f.model, &train, &test, files + 2), &err) ||
         !(be = ct_cli_backend(f.device, f.threads, f.quiet, &err)) ||
         ct_model_build(&model, &spec, be, max_rows, f.seed, &err) ||
         (f.save_init && ct_model_save_weights(&model, f.save_init, &err)) || !(log = ct_logger_open(&lo, &err))) {

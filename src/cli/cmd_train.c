@@ -73,11 +73,13 @@ static int check_batches(const ct_dataset *train, const ct_train_options *o, ct_
     return 0;
 }
 
-static int prepare_outputs(const train_flags *f, ct_error *err) {
+static int prepare_outputs(const train_flags *f, const ct_dataset *train, const ct_dataset *test, ct_error *err) {
     if (f->jsonl && ct_cli_check_writable(f->jsonl, "--log-jsonl", err)) return -1;
     if (f->csv && ct_cli_check_writable(f->csv, "--log-csv", err)) return -1;
     if (f->save && ct_cli_check_writable(f->save, "--save", err)) return -1;
-    return 0;
+    ct_cli_file files[8] = {{"--log-jsonl", f->jsonl, 1}, {"--log-csv", f->csv, 1}, {"--save", f->save, 1}};
+    int n = 3 + ct_cli_input_files(f->model, train, test, files + 3);
+    return ct_cli_check_distinct(files, n, err);
 }
 
 /* Warnings known before the first step: the model's loss against its output,
@@ -212,7 +214,7 @@ int ct_cmd_train(int argc, char **argv) {
     int code = CT_EXIT_FAILURE;
     if (ct_cli_load_split(f.data, "train", &spec, &train, &err) ||
         ct_cli_load_split(f.data, "test", &spec, &test, &err) || check_batches(&train, &opt, &err) ||
-        prepare_outputs(&f, &err) || !(be = ct_cli_backend(f.device, f.threads, f.quiet, &err))) {
+        prepare_outputs(&f, &train, &test, &err) || !(be = ct_cli_backend(f.device, f.threads, f.quiet, &err))) {
         code = ct_cli_report(&err);
         goto out;
     }

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <libgen.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -66,10 +67,67 @@ int ct_cli_check_writable(const char *path, const char *flag, ct_error *err) {
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %s names a directory; expected a file path", path, flag);
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %s: directory '%s' does not exist", path, flag, dir);
+    if (stat(dir, &st) != 0)
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %s: directory '%s' %s", path, flag, dir,
+                       errno == ENOENT ? "does not exist" : strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %s: '%s' is not a directory", path, flag, dir);
     if (access(dir, W_OK) != 0)
         return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %s: directory '%s' is not writable: %s", path, flag, dir,
                        strerror(errno));
+    return 0;
+}
+
+int ct_cli_input_files(const char *model, const ct_dataset *train, const ct_dataset *test, ct_cli_file *files) {
+    int n = 0;
+    ct_model_spec preset;
+    if (model && ct_model_spec_preset(model, &preset) != 0) files[n++] = (ct_cli_file){"--model", model, 0};
+    const ct_dataset *sets[2] = {train, test};
+    for (int i = 0; i < 2; ++i)
+        if (sets[i] && sets[i]->images_path[0]) {
+            files[n++] = (ct_cli_file){"--data", sets[i]->images_path, 0};
+            files[n++] = (ct_cli_file){"--data", sets[i]->labels_path, 0};
+        }
+    return n;
+}
+
+/* What makes two paths the same file, as text: the file's device and inode
+ * when it exists, else its directory's and its name; "" when it is not a
+ * regular file or cannot be told (the writability checks report those). */
+static void file_key(const char *path, char *key, size_t len) {
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        /* /dev/null for two logs is fine: only regular files can be clobbered. */
+        if (S_ISREG(st.st_mode)) snprintf(key, len, "file %ju:%ju", (uintmax_t)st.st_dev, (uintmax_t)st.st_ino);
+        else key[0] = '\0';
+        return;
+    }
+    char dir_copy[1024], base_copy[1024];
+    snprintf(dir_copy, sizeof dir_copy, "%s", path);
+    snprintf(base_copy, sizeof base_copy, "%s", path);
+    if (stat(dirname(dir_copy), &st) != 0) {
+        key[0] = '\0';
+        return;
+    }
+    snprintf(key, len, "dir %ju:%ju/%s", (uintmax_t)st.st_dev, (uintmax_t)st.st_ino, basename(base_copy));
+}
+
+int ct_cli_check_distinct(const ct_cli_file *files, int n, ct_error *err) {
+    char a[1100], b[1100];
+    for (int i = 0; i < n; ++i) {
+        if (!files[i].path || !files[i].output) continue;
+        file_key(files[i].path, a, sizeof a);
+        if (!a[0]) continue;
+        for (int j = 0; j < n; ++j) {
+            if (j == i || !files[j].path || (files[j].output && j < i)) continue;
+            file_key(files[j].path, b, sizeof b);
+            if (strcmp(a, b) != 0) continue;
+            if (files[j].output)
+                return ct_fail(err, CT_EXIT_USAGE, "%s %s: the same file as %s %s; give each output its own file",
+                               files[i].flag, files[i].path, files[j].flag, files[j].path);
+            return ct_fail(err, CT_EXIT_USAGE, "%s %s: the same file as the input %s of %s; it would be overwritten",
+                           files[i].flag, files[i].path, files[j].path, files[j].flag);
+        }
+    }
     return 0;
 }

@@ -23,4 +23,23 @@ int ct_cli_load_split(const char *dir, const char *split, const ct_model_spec *s
  * writable); checked before training so a run does not fail at the end. */
 int ct_cli_check_writable(const char *path, const char *flag, ct_error *err);
 
+/* One file a command reads (output 0) or writes (output 1), with the flag
+ * that named it; NULL paths are skipped. */
+typedef struct ct_cli_file {
+    const char *flag, *path;
+    int output;
+} ct_cli_file;
+
+/* The inputs every command has: the model file (none for a preset) and the
+ * data files of the loaded splits (either may be NULL). Returns how many
+ * entries it wrote to files (at most 5). */
+int ct_cli_input_files(const char *model, const ct_dataset *train, const ct_dataset *test, ct_cli_file *files);
+
+/* 0 when no output is the same file as another output or an input: two
+ * logs would interleave in one file, weights renamed over a log would lose
+ * it, and a log over the data or the model would destroy them. Otherwise a
+ * usage error naming both flags. Files are compared by device and inode
+ * when they exist, else by their directory's and their name. */
+int ct_cli_check_distinct(const ct_cli_file *files, int n, ct_error *err);
+
 #endif

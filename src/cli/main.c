@@ -5,11 +5,6 @@
 #include "cutrain/cutrain.h"
 #include "src/cli/commands.h"
 
-int ct_cli_report(const ct_error *err) {
-    fprintf(stderr, "cutrain: error: %s\n", err->msg[0] ? err->msg : "unknown error");
-    return err->code ? err->code : CT_EXIT_FAILURE;
-}
-
 static void usage(FILE *f) {
     fputs("usage: cutrain <command> [options]\n\n"
           "Commands:\n"

@@ -11,9 +11,14 @@ int ct_fail(ct_error *err, int code, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(err->msg, sizeof err->msg, fmt, ap);
     va_end(ap);
-    /* One line, always: a path or a parser's text must not break it. */
-    for (char *p = err->msg; *p; ++p)
-        if (*p == '\n' || *p == '\r') *p = ' ';
+    /* One line of text, always: a path, a flag value or a file's bytes
+     * quoted in the message must not break the line, nor send the terminal
+     * control sequences (ESC, backspace). Bytes from 0x80 stay: UTF-8 paths. */
+    for (char *p = err->msg; *p; ++p) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '\n' || c == '\r' || c == '\t') *p = ' ';
+        else if (c < 0x20 || c == 0x7f) *p = '?';
+    }
     return -1;
 }
 

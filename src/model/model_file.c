@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -53,6 +54,22 @@ static int split(char *line, char **tok) {
     return n;
 }
 
+/* name=NAME names the saved tensors ("NAME.weight") and the JSONL's per-layer
+ * norms, so it must be plain text that fits: never truncated, never bytes a
+ * safetensors header or a JSON key cannot hold. */
+static int parse_name(parser *p, const char *v, char *out, size_t cap) {
+    size_t n = strlen(v);
+    int ok = n >= 1 && n < cap;
+    for (size_t i = 0; ok && i < n; ++i) {
+        char c = v[i];
+        ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+             c == '.';
+    }
+    if (!ok) return PFAIL(p, "name: expected 1 to %zu letters, digits, '_', '-' or '.', got '%s'", cap - 1, v);
+    memcpy(out, v, n + 1);
+    return 0;
+}
+
 static int parse_units(parser *p, const char *s, const char *what, int *out) {
     long v;
     if (ct_parse_long(s, 1, 1 << 20, &v) != 0)
@@ -73,7 +90,7 @@ static int directive_dense(parser *p, char **tok, int n) {
         const char *v = tok[i];
         if (strncasecmp(v, "activation=", 11) == 0) v += 11;
         if (strncasecmp(v, "name=", 5) == 0) {
-            snprintf(l.name, sizeof l.name, "%s", v + 5);
+            if (parse_name(p, v + 5, l.name, sizeof l.name)) return -1;
             continue;
         }
         int act = ct_activation_parse(v);
@@ -99,7 +116,7 @@ static int directive_dropout(parser *p, char **tok, int n) {
     l.rate = (float)rate;
     if (n == 3) {
         if (strncasecmp(tok[2], "name=", 5) != 0) return PFAIL(p, "dropout: unexpected '%s'", tok[2]);
-        snprintf(l.name, sizeof l.name, "%s", tok[2] + 5);
+        if (parse_name(p, tok[2] + 5, l.name, sizeof l.name)) return -1;
     }
     s->layers[s->n_layers++] = l;
     return 0;
@@ -173,7 +190,7 @@ static int directive_conv(parser *p, char **tok, int n) {
         long x;
         if (strncasecmp(v, "activation=", 11) == 0) v += 11;
         if (strncasecmp(v, "name=", 5) == 0) {
-            snprintf(l.name, sizeof l.name, "%s", v + 5);
+            if (parse_name(p, v + 5, l.name, sizeof l.name)) return -1;
         } else if (strncasecmp(v, "stride=", 7) == 0 || strncasecmp(v, "strides=", 8) == 0) {
             if (ct_parse_long(strchr(v, '=') + 1, 1, 64, &x)) return PFAIL(p, "conv2d: stride: expected 1 to 64, got '%s'", v);
             l.stride = (int)x;
@@ -207,7 +224,7 @@ static int directive_simple(parser *p, char **tok, int n, ct_layer_kind kind) {
     }
     for (int i = first; i < n; ++i) {
         if (strncasecmp(tok[i], "name=", 5) != 0) return PFAIL(p, "%s: unexpected '%s'", tok[0], tok[i]);
-        snprintf(l.name, sizeof l.name, "%s", tok[i] + 5);
+        if (parse_name(p, tok[i] + 5, l.name, sizeof l.name)) return -1;
     }
     s->layers[s->n_layers++] = l;
     return 0;
@@ -316,31 +333,46 @@ static int directive(parser *p, char **tok, int n) {
                     "optimizer, schedule, init or batch_size)", d);
 }
 
+#define MAX_LINE 1022
+
+/* One line without its newline. */
+static int parse_line(parser *p, char *line) {
+    char *hash = strchr(line, '#');
+    if (hash) *hash = '\0';
+    char *tok[MAX_TOKENS];
+    int n = split(line, tok);
+    if (n < 0) return PFAIL(p, "too many words on one line (at most %d)", MAX_TOKENS);
+    return n == 0 ? 0 : directive(p, tok, n);
+}
+
+/* getline, not fgets: it returns how many bytes it read, so a NUL byte
+ * (which would silently end the line for every string function after it)
+ * is seen and refused. */
 static int parse_stream(parser *p, FILE *f) {
-    char line[1024];
-    while (fgets(line, sizeof line, f)) {
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int rc = 0;
+    while (rc == 0 && (len = getline(&line, &cap, f)) >= 0) {
         ++p->line;
-        size_t len = strlen(line);
-        if (len == sizeof line - 1 && line[len - 1] != '\n' && !feof(f))
-            return PFAIL(p, "line longer than %zu characters", sizeof line - 2);
-        if (memchr(line, '\0', len) != NULL && strlen(line) != len) return PFAIL(p, "binary data in a text model file");
-        char *hash = strchr(line, '#');
-        if (hash) *hash = '\0';
-        line[strcspn(line, "\n")] = '\0';
-        char *tok[MAX_TOKENS];
-        int n = split(line, tok);
-        if (n < 0) return PFAIL(p, "too many words on one line (at most %d)", MAX_TOKENS);
-        if (n == 0) continue;
-        if (directive(p, tok, n)) return -1;
+        if (len > 0 && line[len - 1] == '\n') line[--len] = '\0';
+        if (memchr(line, '\0', (size_t)len) != NULL)
+            rc = PFAIL(p, "binary data (a NUL byte) in a text model file");
+        else if (len > MAX_LINE)
+            rc = PFAIL(p, "line longer than %d characters", MAX_LINE);
+        else
+            rc = parse_line(p, line);
     }
-    if (ferror(f)) return ct_fail(p->err, CT_EXIT_BAD_INPUT, "%s: read error: %s", p->path, strerror(errno));
-    return 0;
+    if (rc == 0 && ferror(f))
+        rc = ct_fail(p->err, CT_EXIT_BAD_INPUT, "%s: read error: %s", p->path, strerror(errno));
+    free(line);
+    return rc;
 }
 
 int ct_model_spec_parse_file(const char *path, ct_model_spec *out, ct_error *err) {
     struct stat st;
     if (stat(path, &st) != 0)
-        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: no such model preset or file (presets: seed, mlp)", path);
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: no such model preset or file (presets: seed, mlp, cnn)", path);
     if (!S_ISREG(st.st_mode)) return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: is not a regular model file", path);
     if (st.st_size > MAX_FILE_BYTES)
         return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %lld bytes is too large for a model file (at most %d)", path,

@@ -158,6 +158,18 @@ int ct_model_spec_validate(const ct_model_spec *s, ct_error *err) {
     if (s->n_layers <= 0 || s->n_layers > CT_MAX_LAYERS)
         return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: a model needs 1 to %d layers (got %d)", who,
                        CT_MAX_LAYERS, s->n_layers);
+    /* Names key the saved tensors and the per-layer gradient norms: two
+     * alike would only fail at --save, after the whole run. */
+    for (int i = 0; i < s->n_layers; ++i) {
+        if (!s->layers[i].name[0])
+            return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: layer %d has no name (ct_model_spec_name_layers names them all)",
+                           who, i + 1);
+        for (int j = i + 1; j < s->n_layers; ++j)
+            if (strcmp(s->layers[i].name, s->layers[j].name) == 0)
+                return ct_fail(err, CT_EXIT_BAD_INPUT,
+                               "%s: layers %d and %d are both named '%s'; layer names must be unique", who, i + 1,
+                               j + 1, s->layers[i].name);
+    }
     const ct_layer_spec *out = &s->layers[s->n_layers - 1];
     if (out->kind != CT_LAYER_DENSE)
         return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: the last layer must be dense (it is %s)", who, out->name);

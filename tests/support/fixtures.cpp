@@ -138,8 +138,9 @@ ct_dataset synthetic_dataset(int n, int side, int classes, uint32_t seed) {
     ds.image_dims[0] = ds.image_dims[1] = (uint32_t)side;
     ds.images = malloc(img.size() ? img.size() : 1);
     ds.labels = (uint8_t *)malloc(lab.size() ? lab.size() : 1);
-    memcpy(ds.images, img.data(), img.size());
-    memcpy(ds.labels, lab.data(), lab.size());
+    // An empty vector's data() may be NULL, which memcpy must not get even for 0 bytes.
+    if (!img.empty()) memcpy(ds.images, img.data(), img.size());
+    if (!lab.empty()) memcpy(ds.labels, lab.data(), lab.size());
     ds.max_label = classes - 1;
     snprintf(ds.images_path, sizeof ds.images_path, "synthetic-images");
     snprintf(ds.labels_path, sizeof ds.labels_path, "synthetic-labels");

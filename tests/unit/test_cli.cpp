@@ -97,6 +97,7 @@ TEST_F(Cli, NonsenseFlagsAreRejectedBeforeAnyWork) {
         {"--on-nan ignore", "--on-nan: expected one of stop|skip|warn"},
         {"--seed -1", "--seed: expected a whole number"},
         {"--clip-grad-norm -3", "--clip-grad-norm"},
+        {"--health-chance-tolerance 2", "--health-chance-tolerance: expected a number from 0 to 1, got '2'"},
         {"--frobnicate 3", "unknown flag '--frobnicate'"},
         {"--epochs", "--epochs: missing value"},
         {"--epochs 1 --epochs 2", "--epochs: given more than once"},
@@ -165,6 +166,12 @@ TEST_F(Cli, UnwritableLogPathFailsBeforeTrainingAndLeavesNothing) {
     EXPECT_EQ(r.exit_code, CT_EXIT_BAD_INPUT) << r.out;
     EXPECT_NE(r.out.find("names a directory"), std::string::npos) << r.out;
     EXPECT_FALSE(file_exists(dir.file("ok.jsonl")));
+}
+
+// Two outputs may share /dev/null: only regular files count as the same file.
+TEST_F(Cli, LogsMayBothGoToDevNull) {
+    RunResult r = run_cutrain(base() + " --max-steps 2 --log-jsonl /dev/null --log-csv /dev/null");
+    EXPECT_EQ(r.exit_code, 0) << r.out;
 }
 
 TEST_F(Cli, MissingDataDirectory) {

@@ -521,6 +521,16 @@ void check_pool(int n, int c, int h, int w, int size, const Vec &x, const Vec &d
     EXPECT_EQ(bad_dx, 0u);
 }
 
+// A pool with no whole window has an empty output, which the caller may pass
+// as NULL: nothing is written to y, and dx is all zeros. (Offsetting a NULL
+// y, even by 0, was undefined behaviour that UBSan stopped on.)
+TEST(MaxPool, NoWholeWindowWritesNothingAndZeroesDx) {
+    Vec x(2 * 3 * 8, 1.0f), dx(x.size(), NAN);
+    cpu_maxpool_forward(nullptr, 2, 1, 3, 8, 4, x.data(), nullptr);
+    cpu_maxpool_backward(nullptr, 2, 1, 3, 8, 4, x.data(), nullptr, nullptr, dx.data());
+    for (float v : dx) EXPECT_EQ(v, 0.0f);
+}
+
 TEST(MaxPool, RandomShapesWithFloorCutOff) {
     std::mt19937 g(911);
     const int shapes[][5] = {{1, 1, 4, 4, 2}, {3, 2, 5, 7, 2}, {2, 3, 7, 5, 3}, {1, 2, 3, 3, 1},

@@ -71,7 +71,7 @@ TEST(ModelFile, DefaultsAreKeras) {
 }
 
 struct BadCase {
-    const char *text;
+    std::string text;
     const char *needle;  // must appear in the message
 };
 
@@ -101,6 +101,14 @@ TEST(ModelFile, RejectsBadFilesNamingLineAndProblem) {
         {"input 784\ndense 1 sigmoid\n", "at least 2"},
         {"input 784\ndense 10 softmax\ndense 10 softmax\n", "softmax is only supported on the output layer"},
         {"input 784\ndense 10 softmax\noptimizer adam weight_decay=0.1\n", "weight_decay is only used by adamw"},
+        // Layer names name the saved tensors and the JSONL's per-layer norms:
+        // refused here, not by --save after the whole run.
+        {"input 784\ndense 16 relu name=x\ndense 10 softmax name=x\n", "layers 1 and 2 are both named 'x'"},
+        {"input 784\ndense 16 relu name=dense2\ndense 10 softmax\n", "layers 1 and 2 are both named 'dense2'"},
+        {"input 784\ndense 16 relu name=" + std::string(32, 'a') + "\ndense 10 softmax\n", ":2: name: expected 1 to 31"},
+        {"input 784\ndense 16 relu name=\ndense 10 softmax\n", ":2: name: expected 1 to 31"},
+        {"input 784\ndense 16 relu name=a\xff\ndense 10 softmax\n", ":2: name: expected 1 to 31"},
+        {"input 784\ndropout 0.1 name=a\"b\ndense 10 softmax\n", ":2: name: expected 1 to 31"},
     };
     TempDir dir;
     for (const BadCase &c : cases) {
@@ -134,6 +142,20 @@ TEST(ModelFile, BinaryGarbageIsRejected) {
     ct_error_clear(&err);
     EXPECT_EQ(ct_model_spec_parse_file(dir.file("junk").c_str(), &spec, &err), -1);
     EXPECT_NE(std::string(err.msg).find(dir.file("junk")), std::string::npos);
+}
+
+// A NUL byte hides the rest of its line from C string functions: a line
+// that reads as valid up to the NUL must still be refused, not truncated.
+TEST(ModelFile, NulByteInAValidLookingLineIsRejected) {
+    TempDir dir;
+    std::string text = std::string("input 784\ndense 10 softmax") + '\0' + "extra words\n";
+    write_text(dir.file("nul.txt"), text);
+    ct_model_spec spec;
+    ct_error err;
+    ct_error_clear(&err);
+    EXPECT_EQ(ct_model_spec_parse_file(dir.file("nul.txt").c_str(), &spec, &err), -1);
+    EXPECT_EQ(err.code, CT_EXIT_BAD_INPUT);
+    EXPECT_NE(std::string(err.msg).find(dir.file("nul.txt") + ":2: binary data"), std::string::npos) << err.msg;
 }
 
 TEST(Presets, MatchDesign) {
