@@ -1,7 +1,9 @@
-/* safetensors checkpoints as `cutrain eval --weights` reads them: the reader
- * refuses the file with a one-line message naming it, or hands out tensors
- * whose shapes, counts and data all lie inside what the file held; then the
- * same file is loaded into a small model, as eval does. */
+/* safetensors checkpoints as `cutrain eval --weights` and `cutrain train
+ * --resume` read them: the reader refuses the file with a one-line message
+ * naming it, or hands out tensors whose shapes, counts and data all lie
+ * inside what the file held; then the same file is loaded into a small model,
+ * as eval does, and as a training checkpoint (its metadata: the model and
+ * optimizer it was written for, and the run's position as text). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,5 +70,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ct_safetensors_free(&f);
     ct_error_clear(&err);
     if (ct_model_load_weights(small_model(), path, &err) != 0) ct_fuzz_check_error(&err, path, NULL);
+    ct_train_state st;
+    memset(&st, 0, sizeof st);
+    const char names[2][32] = {"dense1", "dense2"};
+    ct_health_config hc = ct_health_defaults();
+    ct_health_init(&st.health, &hc, 1e-3f, "adam", 2, 2, names);
+    ct_error_clear(&err);
+    if (ct_checkpoint_load(small_model(), &st, path, &err) != 0) {
+        ct_fuzz_check_error(&err, path, NULL);
+    } else if (st.health.norms_n > st.health.cfg.explode_window || st.health.norms_at >= CT_HEALTH_MAX_WINDOW) {
+        ct_fuzz_fail("checkpoint state: norms window %d at %d for a window of %d", st.health.norms_n,
+                     st.health.norms_at, st.health.cfg.explode_window);
+    }
     return 0;
 }

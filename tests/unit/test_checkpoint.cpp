@@ -262,6 +262,19 @@ TEST_F(Checkpoint, AFailedWriteLeavesThePreviousCheckpointIntact) {
     EXPECT_FALSE(file_exists(tmp));
 }
 
+// The same limit on a log: the run fails with exit 1 and a message naming
+// the log, instead of finishing with a silently short log.
+TEST_F(Checkpoint, ALogThatCannotBeWrittenMidRunIsAnError) {
+    std::string log = dir.file("log.jsonl");
+    pid_t pid = spawn(split(base() + " --epochs 3 --log-jsonl " + log), 3000);
+    int status = wait_status(pid);
+    ASSERT_TRUE(WIFEXITED(status)) << "signal " << WTERMSIG(status);
+    EXPECT_EQ(WEXITSTATUS(status), CT_EXIT_FAILURE);
+    RunResult r = run_cutrain(base() + " --epochs 3 --log-jsonl /dev/full");
+    EXPECT_EQ(r.exit_code, CT_EXIT_FAILURE) << r.out;
+    EXPECT_NE(r.out.find("/dev/full: writing the log failed"), std::string::npos) << r.out;
+}
+
 // kill -9 at arbitrary moments of a run that checkpoints every step: the
 // checkpoint left behind always loads, and a run resumed from the last one
 // goes on exactly as a run that was never killed.
