@@ -72,8 +72,8 @@ static void shape_text(int rank, const uint64_t *shape, char *buf, size_t len) {
     if (used < len) snprintf(buf + used, len - used, "]");
 }
 
-static int check_tensor(const char *path, const ct_st_tensor *t, const char *name, int rank, const uint64_t *shape,
-                        ct_error *err) {
+int ct_check_param_tensor(const char *path, const ct_st_tensor *t, const char *name, int rank, const uint64_t *shape,
+                          ct_error *err) {
     if (!t) return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: no tensor '%s': the file does not match this model", path, name);
     int same = t->rank == rank;
     for (int d = 0; same && d < rank; ++d) same = t->shape[d] == shape[d];
@@ -100,8 +100,8 @@ int ct_model_load_weights(ct_model *m, const char *path, ct_error *err) {
         const ct_st_tensor *w = ct_safetensors_find(&f, wn), *b = ct_safetensors_find(&f, bn);
         uint64_t wshape[4], bshape[1] = {(uint64_t)l->out_c};
         int rank = weight_shape(l, wshape);
-        rc = check_tensor(path, w, wn, rank, wshape, err);
-        if (rc == 0) rc = check_tensor(path, b, bn, 1, bshape, err);
+        rc = ct_check_param_tensor(path, w, wn, rank, wshape, err);
+        if (rc == 0) rc = ct_check_param_tensor(path, b, bn, 1, bshape, err);
         if (rc == 0) {
             memcpy(host + l->w_off, w->data, w->count * sizeof(float));
             memcpy(host + l->b_off, b->data, b->count * sizeof(float));

@@ -28,6 +28,16 @@ static const char *slot_name(ct_optimizer_kind kind, int slot) {
     return "state";
 }
 
+/* Parameter views renamed to the optimizer state they view instead:
+ * "dense1.weight" -> "optim.dense1.weight.exp_avg". */
+static void name_slot(ct_st_tensor *t, int n, ct_optimizer_kind kind, int slot) {
+    for (int i = 0; i < n; ++i) {
+        char name[CT_ST_MAX_NAME];
+        snprintf(name, sizeof name, "optim.%s.%s", t[i].name, slot_name(kind, slot));
+        memcpy(t[i].name, name, sizeof name);
+    }
+}
+
 typedef struct host_copy {
     float *params, *state;
     uint64_t t;
@@ -80,13 +90,9 @@ int ct_checkpoint_save(ct_model *m, const ct_train_state *st, const char *path, 
     }
     int nt = ct_model_param_tensors(m, h.params, t);
     for (int s = 0; s < h.slots; ++s) {
-        int first = nt;
-        nt += ct_model_param_tensors(m, h.state + (size_t)s * m->n_params, t + nt);
-        for (int i = first; i < nt; ++i) {
-            char name[CT_ST_MAX_NAME];
-            snprintf(name, sizeof name, "optim.%s.%s", t[i].name, slot_name(m->spec.optim.kind, s));
-            memcpy(t[i].name, name, sizeof name);
-        }
+        int k = ct_model_param_tensors(m, h.state + (size_t)s * m->n_params, t + nt);
+        name_slot(t + nt, k, m->spec.optim.kind, s);
+        nt += k;
     }
     char buf[1024];
     int nm = 0;
@@ -135,13 +141,7 @@ static int need_meta(const ct_st_file *f, const char *path, const char *key, con
  * same-named view of the model. */
 static int take_tensor(const ct_st_file *f, const char *path, const ct_st_tensor *want, float *dst, ct_error *err) {
     const ct_st_tensor *got = ct_safetensors_find(f, want->name);
-    if (!got) return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: no tensor '%s': the checkpoint does not match this model",
-                             path, want->name);
-    int same = got->rank == want->rank;
-    for (int d = 0; same && d < want->rank; ++d) same = got->shape[d] == want->shape[d];
-    if (!same)
-        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: tensor '%s' has another shape than this model's", path,
-                       want->name);
+    if (ct_check_param_tensor(path, got, want->name, want->rank, want->shape, err)) return -1;
     memcpy(dst, got->data, got->count * sizeof(float));
     return 0;
 }
@@ -153,14 +153,8 @@ static int load_tensors(ct_model *m, const ct_st_file *f, const char *path, host
     for (int s = -1; s < h->slots && rc == 0; ++s) {
         float *base = s < 0 ? h->params : h->state + (size_t)s * m->n_params;
         int nt = ct_model_param_tensors(m, base, t);
-        for (int i = 0; i < nt && rc == 0; ++i) {
-            if (s >= 0) {
-                char name[CT_ST_MAX_NAME];
-                snprintf(name, sizeof name, "optim.%s.%s", t[i].name, slot_name(m->spec.optim.kind, s));
-                memcpy(t[i].name, name, sizeof name);
-            }
-            rc = take_tensor(f, path, &t[i], (float *)t[i].data, err);
-        }
+        if (s >= 0) name_slot(t, nt, m->spec.optim.kind, s);
+        for (int i = 0; i < nt && rc == 0; ++i) rc = take_tensor(f, path, &t[i], (float *)t[i].data, err);
     }
     free(t);
     return rc;
