@@ -20,50 +20,38 @@
 #include <string.h>
 
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/reduce_lanes.h"
+#include "kernels/cpu/simd_cpu.h"
 
 typedef struct {
     double param_sumsq;
     double update_sumsq;
 } update_sums;
 
-/* The double sums run in CT_LANES lanes, element i into lane i % CT_LANES,
- * and the lanes are added in lane order at the end: a fixed order (the same
- * bits on every run and thread count) that the compiler can vectorise, which
- * one running sum could not be. Each rule updates a block of BLOCK elements
- * in float (vectorised too), then accounts for the block from a copy of its
- * old weights. */
-#define CT_LANES 8
+/* The double sums run in lanes (reduce_lanes.h): a fixed order, the same
+ * bits on every run, thread count and CPU, that vectorises, which one running
+ * sum could not. Each rule updates a block of BLOCK elements in float, then
+ * accounts for the block from a copy of its old weights. Each rule is one
+ * always-inline body compiled twice, plainly and for AVX2 (simd_cpu.h): the
+ * same float operations per element, so the same bits. */
 #define BLOCK 1024 /* a multiple of CT_LANES: blocks start on lane 0 */
 
-typedef struct {
-    double p[CT_LANES], u[CT_LANES];
-} lane_sums;
-
-static void account_block(lane_sums *ls, const float *restrict w0, const float *restrict w1, size_t n) {
-    size_t i = 0;
-    for (; i + CT_LANES <= n; i += CT_LANES)
-        for (int k = 0; k < CT_LANES; ++k) {
-            const double o = (double)w0[i + k], d = (double)w1[i + k] - o;
-            ls->p[k] += o * o;
-            ls->u[k] += d * d;
-        }
-    for (int k = 0; i < n; ++i, ++k) {
-        const double o = (double)w0[i], d = (double)w1[i] - o;
-        ls->p[k] += o * o;
-        ls->u[k] += d * d;
-    }
-}
-
-static update_sums finish_lanes(const lane_sums *ls) {
-    update_sums s = {0, 0};
-    for (int k = 0; k < CT_LANES; ++k) {
-        s.param_sumsq += ls->p[k];
-        s.update_sumsq += ls->u[k];
-    }
+static update_sums finish_lanes(const ct_update_lanes *ls) {
+    update_sums s;
+    s.param_sumsq = cpu_lanes_sum(ls->p);
+    s.update_sumsq = cpu_lanes_sum(ls->u);
     return s;
 }
 
-static void sgd_block(const ct_optim_config *c, float *restrict w, float *restrict vel, const float *restrict grad,
+/* Defines NAME_generic and NAME_avx2 calling the inline body NAME_body with
+ * the same arguments. */
+#define CT_TWINS(name, params, args)                                 \
+    static void name##_generic params { name##_body args; }          \
+    CT_TARGET_AVX2 static void name##_avx2 params { name##_body args; }
+
+#define CT_INLINE static inline __attribute__((always_inline))
+
+CT_INLINE void sgd_block_body(const ct_optim_config *c, float *restrict w, float *restrict vel, const float *restrict grad,
                       size_t n, float gs) {
     const float lr = c->lr, mom = c->momentum;
     for (size_t i = 0; i < n; ++i) {
@@ -99,7 +87,7 @@ static adam_coef adam_coefficients(const ct_optim_config *c, uint64_t step_t) {
     return k;
 }
 
-static void adam_block(const adam_coef *k, float *restrict w, float *restrict m, float *restrict v,
+CT_INLINE void adam_block_body(const adam_coef *k, float *restrict w, float *restrict m, float *restrict v,
                        const float *restrict grad, size_t n, float gs) {
     const float alpha = k->alpha, b1 = k->b1, b2 = k->b2, one_b1 = k->one_b1, one_b2 = k->one_b2, eps = k->eps;
     const float decay = k->decay;
@@ -114,7 +102,7 @@ static void adam_block(const adam_coef *k, float *restrict w, float *restrict m,
     }
 }
 
-static void rmsprop_block(const ct_optim_config *c, float *restrict w, float *restrict ms, float *restrict u,
+CT_INLINE void rmsprop_block_body(const ct_optim_config *c, float *restrict w, float *restrict ms, float *restrict u,
                           const float *restrict grad, size_t n, float gs) {
     const float lr = c->lr, rho = c->rho, eps = c->eps, mom = c->momentum;
     const float one_rho = (float)(1.0 - (double)c->rho);
@@ -132,10 +120,21 @@ static void rmsprop_block(const ct_optim_config *c, float *restrict w, float *re
     }
 }
 
+CT_TWINS(sgd_block, (const ct_optim_config *c, float *restrict w, float *restrict vel, const float *restrict grad,
+                     size_t n, float gs),
+         (c, w, vel, grad, n, gs))
+CT_TWINS(adam_block, (const adam_coef *k, float *restrict w, float *restrict m, float *restrict v,
+                      const float *restrict grad, size_t n, float gs),
+         (k, w, m, v, grad, n, gs))
+CT_TWINS(rmsprop_block, (const ct_optim_config *c, float *restrict w, float *restrict ms, float *restrict u,
+                         const float *restrict grad, size_t n, float gs),
+         (c, w, ms, u, grad, n, gs))
+
 /* One rule over the arena, block by block, with the sums of the update. */
 static update_sums apply_rule(const ct_optim_config *c, const ct_optim_buffers *buf, float gs) {
-    lane_sums ls;
+    ct_update_lanes ls;
     memset(&ls, 0, sizeof ls);
+    const int avx2 = cpu_simd_avx2();
     const adam_coef k = adam_coefficients(c, *buf->t);
     const size_t n = buf->n;
     float old[BLOCK];
@@ -146,20 +145,20 @@ static update_sums apply_rule(const ct_optim_config *c, const ct_optim_buffers *
         float *s0 = buf->state ? buf->state + b : NULL, *s1 = buf->state ? buf->state + n + b : NULL;
         memcpy(old, w, len * sizeof(float));
         switch (c->kind) {
-        case CT_OPT_SGD: sgd_block(c, w, s0, g, len, gs); break;
+        case CT_OPT_SGD: (avx2 ? sgd_block_avx2 : sgd_block_generic)(c, w, s0, g, len, gs); break;
         case CT_OPT_ADAM:
-        case CT_OPT_ADAMW: adam_block(&k, w, s0, s1, g, len, gs); break;
-        case CT_OPT_RMSPROP: rmsprop_block(c, w, s0, s1, g, len, gs); break;
+        case CT_OPT_ADAMW: (avx2 ? adam_block_avx2 : adam_block_generic)(&k, w, s0, s1, g, len, gs); break;
+        case CT_OPT_RMSPROP: (avx2 ? rmsprop_block_avx2 : rmsprop_block_generic)(c, w, s0, s1, g, len, gs); break;
         }
-        account_block(&ls, old, w, len);
+        cpu_update_lanes(&ls, old, w, len);
     }
     return finish_lanes(&ls);
 }
 
 static double param_sumsq(const ct_optim_buffers *buf) {
-    lane_sums ls;
+    ct_update_lanes ls;
     memset(&ls, 0, sizeof ls);
-    account_block(&ls, buf->params, buf->params, buf->n);
+    cpu_update_lanes(&ls, buf->params, buf->params, buf->n);
     return finish_lanes(&ls).param_sumsq;
 }
 

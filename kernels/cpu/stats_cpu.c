@@ -10,45 +10,35 @@
  * does not hide the magnitude of everything else: the norm is still useful
  * for diagnosing what went wrong. Accumulation is in double (a float sum over
  * ~10^6 squares drops the small terms) and in a fixed order: each range is
- * reduced left to right, and the range partials are added in arena order, so
- * the record is bit-identical for a given input.
+ * reduced in 8 lanes (reduce_lanes.h; the AVX2 twin gives the same bits),
+ * and the range partials are added in arena order, so the record is
+ * bit-identical for a given input, with or without AVX2.
  */
 #include <math.h>
 #include <string.h>
 
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/reduce_lanes.h"
 
-/* The reduction of one contiguous range of the arena. */
+/* One contiguous range of the arena, in lanes (reduce_lanes.h). */
 typedef struct {
-    double sumsq;
-    double max_abs;
-    uint64_t nonfinite;
-    uint64_t zeros;
+    ct_grad_partial r;
     size_t count;
 } grad_partial;
 
 static grad_partial reduce_range(const float *g, size_t lo, size_t hi) {
-    grad_partial p = {0};
-    p.count = hi > lo ? hi - lo : 0;
-    for (size_t i = lo; i < hi; ++i) {
-        const float x = g[i];
-        if (!isfinite(x)) {
-            p.nonfinite++;
-            continue;
-        }
-        if (x == 0.0f) p.zeros++; /* also catches -0.0 */
-        const double d = (double)x;
-        p.sumsq += d * d;
-        if (fabs(d) > p.max_abs) p.max_abs = fabs(d);
-    }
+    grad_partial p = {{0.0, 0.0, 0, 0}, 0};
+    if (hi <= lo) return p;
+    p.r = cpu_grad_partial(g + lo, hi - lo);
+    p.count = hi - lo;
     return p;
 }
 
 static void add_partial(ct_step_record *rec, const grad_partial *p) {
-    rec->grad_sumsq += p->sumsq;
-    if (p->max_abs > rec->grad_max_abs) rec->grad_max_abs = p->max_abs;
-    rec->nonfinite_count += p->nonfinite;
-    rec->zero_count += p->zeros;
+    rec->grad_sumsq += p->r.sumsq;
+    if (p->r.max_abs > rec->grad_max_abs) rec->grad_max_abs = p->r.max_abs;
+    rec->nonfinite_count += p->r.nonfinite;
+    rec->zero_count += p->r.zeros;
 }
 
 /* Clamped so that a malformed offset table cannot read past the arena. */
@@ -76,9 +66,9 @@ static void reduce_grads(const ct_stats_args *a, ct_step_record *rec) {
         add_partial(rec, &p);
         /* Layers past the record's capacity still count in the totals. */
         if (l < CT_MAX_PARAM_LAYERS) {
-            rec->layer_grad_sumsq[l] = p.sumsq;
-            rec->layer_nonfinite[l] = (uint32_t)p.nonfinite;
-            if (p.count > 0 && p.zeros == p.count) rec->layer_zero_all |= 1u << l;
+            rec->layer_grad_sumsq[l] = p.r.sumsq;
+            rec->layer_nonfinite[l] = (uint32_t)p.r.nonfinite;
+            if (p.count > 0 && p.r.zeros == p.count) rec->layer_zero_all |= 1u << l;
         }
         pos = end;
     }

@@ -188,6 +188,34 @@ std::vector<std::string> jsonl_of_type(const std::string &path, const std::strin
     return out;
 }
 
+std::string untimed(const std::string &line) {
+    std::string out;
+    size_t i = 0;
+    while (i < line.size()) {
+        size_t q = line.find('"', i);
+        if (q == std::string::npos) break;
+        size_t e = line.find('"', q + 1);
+        std::string key = line.substr(q + 1, e - q - 1);
+        bool timing = key == "seconds" || key == "eval_seconds" || key == "samples_per_s" || key == "train_seconds";
+        size_t end = e + 1;
+        if (timing && end < line.size() && line[end] == ':') {
+            end = line.find_first_of(",}", end);
+            out += line.substr(i, q - i);
+            i = line[end] == ',' ? end + 1 : end;
+            continue;
+        }
+        out += line.substr(i, end - i);
+        i = end;
+    }
+    return out + line.substr(i);
+}
+
+std::vector<std::string> untimed_of_type(const std::string &path, const std::string &type) {
+    std::vector<std::string> v = jsonl_of_type(path, type);
+    for (auto &l : v) l = untimed(l);
+    return v;
+}
+
 double json_number(const std::string &line, const std::string &key) {
     std::string k = "\"" + key + "\":";
     size_t at = line.find(k);

@@ -62,6 +62,11 @@ std::string mnist_dir();
 // Lines of a text file, and JSONL lines whose "type" is `type`.
 std::vector<std::string> read_lines(const std::string &path);
 std::vector<std::string> jsonl_of_type(const std::string &path, const std::string &type);
+// A JSONL record without its timing fields (seconds, eval_seconds,
+// train_seconds, samples_per_s), which no two runs share; and the records of
+// one type so stripped.
+std::string untimed(const std::string &line);
+std::vector<std::string> untimed_of_type(const std::string &path, const std::string &type);
 // The number after "key": in a JSON line (NaN when absent or null).
 double json_number(const std::string &line, const std::string &key);
 

@@ -29,35 +29,6 @@ const char *kModel =
 // choose (a resumed run's schedule length is the interrupted run's).
 const char *kConstModel = "input 64\ndense 16 relu\ndense 10 softmax\noptimizer adam lr=0.01\nbatch_size 32\n";
 
-// A JSONL record without its timing fields, which no two runs share.
-std::string untimed(const std::string &line) {
-    std::string out;
-    size_t i = 0;
-    while (i < line.size()) {
-        size_t q = line.find('"', i);
-        if (q == std::string::npos) break;
-        size_t e = line.find('"', q + 1);
-        std::string key = line.substr(q + 1, e - q - 1);
-        bool timing = key == "seconds" || key == "eval_seconds" || key == "samples_per_s" || key == "train_seconds";
-        size_t end = e + 1;
-        if (timing && end < line.size() && line[end] == ':') {
-            end = line.find_first_of(",}", end);
-            out += line.substr(i, q - i);
-            i = line[end] == ',' ? end + 1 : end;
-            continue;
-        }
-        out += line.substr(i, end - i);
-        i = end;
-    }
-    return out + line.substr(i);
-}
-
-std::vector<std::string> untimed_of_type(const std::string &path, const std::string &type) {
-    std::vector<std::string> v = jsonl_of_type(path, type);
-    for (auto &l : v) l = untimed(l);
-    return v;
-}
-
 struct Tensors {
     std::map<std::string, std::vector<float>> values;
     std::map<std::string, std::vector<uint64_t>> shapes;
