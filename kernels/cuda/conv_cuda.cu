@@ -47,6 +47,10 @@
  * the planned workspace as the cap. The result for the most recent other n
  * is cached, so a steady stream of equal batches re-queries nothing.
  *
+ * The backward can run instead as im2col + cuBLAS (conv_gemm_cuda.cu), when
+ * CUTRAIN_CUDA_CONV_BACKWARD=gemm (or gemm:N) at plan time; the forward and the bias
+ * gradient stay cuDNN's, and the workspace covers both.
+ *
  * Every call is queued on the handle's stream (impl->stream); nothing here
  * syncs or allocates device memory (the workspace is the caller's). A plan is not
  * thread-safe (its descriptors follow the batch size of each call); like the
@@ -54,6 +58,7 @@
  */
 #include <limits.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/cuda/cuda_common.h"
 
@@ -77,7 +82,26 @@ typedef struct conv_plan {
     int desc_n;             /* the batch rows x_desc and y_desc describe now */
     conv_algos planned;     /* for shape.n, chosen by cuda_conv_plan */
     conv_algos other;       /* for the most recent other batch size */
+    int gemm_chunk;         /* > 0: the backward runs as im2col + cuBLAS (conv_gemm_cuda.cu) */
 } conv_plan;
+
+/* Which backward CUTRAIN_CUDA_CONV_BACKWARD asks for, read at plan time (once
+ * per model build): 0 for cuDNN (unset or "cudnn"); for im2col + cuBLAS
+ * ("gemm", or "gemm:N" to take at most N samples per pass, which the tests
+ * use to cover several passes at small shapes) the most samples per pass;
+ * -1 for anything else. cuDNN stays the default until the two have been
+ * measured against each other on a GPU (docs/gpu.md). */
+static long backward_choice(void) {
+    const char *v = getenv("CUTRAIN_CUDA_CONV_BACKWARD");
+    if (!v || !*v || strcmp(v, "cudnn") == 0) return 0;
+    if (strcmp(v, "gemm") == 0) return INT_MAX;
+    if (strncmp(v, "gemm:", 5) == 0 && v[5] >= '1' && v[5] <= '9') {
+        char *end = NULL;
+        const long n = strtol(v + 5, &end, 10);
+        if (*end == '\0' && n >= 1 && n < INT_MAX) return n;
+    }
+    return -1;
+}
 
 /* ------------------------------------------------------------------------ */
 /* Which algorithms are acceptable                                           */
@@ -325,6 +349,26 @@ void *cuda_conv_plan(ct_backend *b, const ct_conv_shape *shape, int deterministi
         size_t ws = ws_fwd;
         if (ws_data > ws) ws = ws_data;
         if (ws_filter > ws) ws = ws_filter;
+        const long choice = backward_choice();
+        if (choice < 0) {
+            ct_fail(err, CT_EXIT_FAILURE,
+                    "cuda: CUTRAIN_CUDA_CONV_BACKWARD=%.40s: expected cudnn, gemm or gemm:N (N >= 1 samples per pass)",
+                    getenv("CUTRAIN_CUDA_CONV_BACKWARD"));
+            goto fail;
+        }
+        if (choice > 0) {
+            p->gemm_chunk = cuda_conv_gemm_chunk(&p->shape, CT_CONV_WORKSPACE_CAP);
+            if (p->gemm_chunk > choice) p->gemm_chunk = (int)choice;
+            if (p->gemm_chunk < 1) {
+                ct_fail(err, CT_EXIT_FAILURE,
+                        "cuda: CUTRAIN_CUDA_CONV_BACKWARD=gemm: one sample of this convolution needs more than "
+                        "the %zu MiB workspace cap (c=%d h=%d w=%d k=%d r=%d s=%d); unset it to use cuDNN",
+                        CT_CONV_WORKSPACE_CAP >> 20, s->c, s->h, s->w, s->k, s->r, s->s);
+                goto fail;
+            }
+            const size_t ws_gemm = cuda_conv_gemm_workspace(&p->shape, p->gemm_chunk);
+            if (ws_gemm > ws) ws = ws_gemm;
+        }
         p->workspace_bytes = ws;
         p->planned.n = n_max;
     }
@@ -432,6 +476,10 @@ void cuda_conv2d_backward(ct_backend *b, void *plan, const ct_conv_shape *shape,
     const conv_algos *a = use_batch(im, p, shape, "cuda_conv2d_backward");
     const float one = 1.0f, zero = 0.0f;
     if (dbias) CT_CUDNN_CHECK(cudnnConvolutionBackwardBias(im->cudnn, &one, p->y_desc, dy, &zero, p->bias_desc, dbias));
+    if (p->gemm_chunk > 0) {
+        cuda_conv_gemm_backward(im, shape, p->gemm_chunk, x, w, dy, dx, dw, workspace);
+        return;
+    }
     if (dw)
         CT_CUDNN_CHECK(cudnnConvolutionBackwardFilter(im->cudnn, &one, p->x_desc, x, p->y_desc, dy, p->conv_desc,
                                                       a->bwd_filter, workspace, p->workspace_bytes, &zero, p->w_desc,

@@ -106,6 +106,13 @@ void cuda_conv2d_forward(ct_backend *b, void *plan, const ct_conv_shape *shape, 
                          const float *bias, float *y, void *workspace);
 void cuda_conv2d_backward(ct_backend *b, void *plan, const ct_conv_shape *shape, const float *x, const float *w,
                           const float *dy, float *dx, float *dw, float *dbias, void *workspace);
+/* conv_gemm_cuda.cu: the backward as im2col + cuBLAS. The chunk (samples
+ * per pass; 0 when one sample alone needs more than cap_bytes) and its
+ * workspace are planned once; the backward queues on im->stream. */
+int cuda_conv_gemm_chunk(const ct_conv_shape *s, size_t cap_bytes);
+size_t cuda_conv_gemm_workspace(const ct_conv_shape *s, int chunk);
+void cuda_conv_gemm_backward(ct_cuda_impl *im, const ct_conv_shape *s, int chunk, const float *x, const float *w,
+                             const float *dy, float *dx, float *dw, void *workspace);
 void cuda_maxpool_forward(ct_backend *b, int n, int c, int h, int w, int size, const float *x, float *y);
 void cuda_maxpool_backward(ct_backend *b, int n, int c, int h, int w, int size, const float *x, const float *y,
                            const float *dy, float *dx);

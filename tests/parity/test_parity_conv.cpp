@@ -7,7 +7,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <random>
 #include <vector>
 
@@ -18,36 +20,6 @@ namespace {
 using Vec = std::vector<float>;
 const double kU = 1.0 / 16777216.0;
 
-class ConvParity : public ::testing::Test {
-  protected:
-    void SetUp() override {
-        char why[256];
-        if (!ct_cuda_available(why, sizeof why)) GTEST_SKIP() << "no GPU: " << why;
-        ct_error err;
-        ct_error_clear(&err);
-        cpu = ct_backend_cpu_create(1, &err);
-        gpu = ct_backend_cuda_create(&err);
-        ASSERT_NE(gpu, nullptr) << err.msg;
-    }
-    void TearDown() override {
-        for (void *p : owned) gpu->ops->free(gpu, p);
-        if (gpu) ct_backend_destroy(gpu);
-        if (cpu) ct_backend_destroy(cpu);
-    }
-    float *up(const Vec &v) {
-        void *p = gpu->ops->alloc(gpu, v.size() * sizeof(float) + 4, nullptr);
-        owned.push_back(p);
-        gpu->ops->upload(gpu, p, v.data(), v.size() * sizeof(float));
-        return (float *)p;
-    }
-    Vec down(const float *p, size_t n) {
-        Vec v(n);
-        gpu->ops->download(gpu, v.data(), p, n * sizeof(float));
-        return v;
-    }
-    ct_backend *cpu = nullptr, *gpu = nullptr;
-    std::vector<void *> owned;
-};
 
 Vec random_vec(std::mt19937 &g, size_t n) {
     std::uniform_real_distribution<float> u(-1.0f, 1.0f);
@@ -78,11 +50,62 @@ struct Case {
     int n, c, h, w, k, r, s, stride, pad;
 };
 
-TEST_F(ConvParity, ForwardAndBackwardAtAwkwardAndRealShapes) {
-    const Case cases[] = {{1, 1, 28, 28, 32, 3, 3, 1, 0},  {64, 32, 26, 26, 64, 3, 3, 1, 0}, {3, 3, 7, 5, 5, 3, 2, 2, 1},
-                          {2, 1, 5, 5, 1, 1, 1, 1, 0},     {5, 7, 9, 9, 3, 5, 5, 1, 2},     {1, 2, 4, 4, 3, 3, 3, 2, 1}};
-    std::mt19937 g(11);
-    for (const Case &cs : cases) {
+// The GPU backward paths (conv_cuda.cu): cuDNN, im2col + cuBLAS in one pass
+// per plan-sized batch, and the same in passes of 2 samples (dw summed over
+// passes). Chosen by the environment at plan time; restored after.
+const char *const kBackwardPaths[] = {"cudnn", "gemm", "gemm:2"};
+
+class BackwardPath {
+  public:
+    explicit BackwardPath(const char *value) {
+        const char *old = std::getenv(kVar);
+        had_ = old != nullptr;
+        if (had_) old_ = old;
+        setenv(kVar, value, 1);
+    }
+    ~BackwardPath() {
+        if (had_)
+            setenv(kVar, old_.c_str(), 1);
+        else
+            unsetenv(kVar);
+    }
+
+  private:
+    static constexpr const char *kVar = "CUTRAIN_CUDA_CONV_BACKWARD";
+    bool had_ = false;
+    std::string old_;
+};
+
+class ConvParity : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        char why[256];
+        if (!ct_cuda_available(why, sizeof why)) GTEST_SKIP() << "no GPU: " << why;
+        ct_error err;
+        ct_error_clear(&err);
+        cpu = ct_backend_cpu_create(1, &err);
+        gpu = ct_backend_cuda_create(&err);
+        ASSERT_NE(gpu, nullptr) << err.msg;
+    }
+    void TearDown() override {
+        for (void *p : owned) gpu->ops->free(gpu, p);
+        if (gpu) ct_backend_destroy(gpu);
+        if (cpu) ct_backend_destroy(cpu);
+    }
+    float *up(const Vec &v) {
+        void *p = gpu->ops->alloc(gpu, v.size() * sizeof(float) + 4, nullptr);
+        owned.push_back(p);
+        gpu->ops->upload(gpu, p, v.data(), v.size() * sizeof(float));
+        return (float *)p;
+    }
+    Vec down(const float *p, size_t n) {
+        Vec v(n);
+        gpu->ops->download(gpu, v.data(), p, n * sizeof(float));
+        return v;
+    }
+    // Forward, then backward, of one shape on both backends from the same
+    // random inputs, each output within its summation-order bound.
+    void check_case(const Case &cs, std::mt19937 &g) {
         ct_conv_shape sh = {cs.n, cs.c, cs.h, cs.w, cs.k, cs.r, cs.s, cs.stride, cs.pad,
                             (cs.h + 2 * cs.pad - cs.r) / cs.stride + 1, (cs.w + 2 * cs.pad - cs.s) / cs.stride + 1};
         SCOPED_TRACE(::testing::Message() << "n" << cs.n << " c" << cs.c << " " << cs.h << "x" << cs.w << " k" << cs.k
@@ -123,30 +146,105 @@ TEST_F(ConvParity, ForwardAndBackwardAtAwkwardAndRealShapes) {
         cpu->ops->conv_plan_free(cpu, pc);
         gpu->ops->conv_plan_free(gpu, pg);
     }
+
+    ct_backend *cpu = nullptr, *gpu = nullptr;
+    std::vector<void *> owned;
+};
+
+TEST_F(ConvParity, ForwardAndBackwardAtAwkwardAndRealShapes) {
+    const Case cases[] = {{1, 1, 28, 28, 32, 3, 3, 1, 0},  {64, 32, 26, 26, 64, 3, 3, 1, 0}, {3, 3, 7, 5, 5, 3, 2, 2, 1},
+                          {2, 1, 5, 5, 1, 1, 1, 1, 0},     {5, 7, 9, 9, 3, 5, 5, 1, 2},     {1, 2, 4, 4, 3, 3, 3, 2, 1}};
+    for (const char *path : kBackwardPaths) {
+        BackwardPath use(path);
+        SCOPED_TRACE(std::string("backward path ") + path);
+        std::mt19937 g(11);
+        for (const Case &cs : cases) check_case(cs, g);
+    }
 }
 
 TEST_F(ConvParity, SmallerBatchThanPlannedUsesThePlan) {
-    ct_conv_shape sh = {64, 1, 28, 28, 32, 3, 3, 1, 0, 26, 26};
-    size_t ws = 0, ws_gpu = 0;
+    for (const char *path : kBackwardPaths) {
+        BackwardPath use(path);
+        SCOPED_TRACE(std::string("backward path ") + path);
+        ct_conv_shape sh = {64, 1, 28, 28, 32, 3, 3, 1, 0, 26, 26};
+        size_t ws = 0, ws_gpu = 0;
+        ct_error err;
+        ct_error_clear(&err);
+        void *pc = cpu->ops->conv_plan(cpu, &sh, 1, &ws, &err);
+        ASSERT_NE(pc, nullptr) << err.msg;
+        void *pg = gpu->ops->conv_plan(gpu, &sh, 1, &ws_gpu, &err);
+        ASSERT_NE(pg, nullptr) << err.msg;
+        void *wsg = ws_gpu ? gpu->ops->alloc(gpu, ws_gpu, &err) : nullptr;
+        if (wsg) owned.push_back(wsg);
+        std::vector<unsigned char> wsc(ws + 1);
+        std::mt19937 g(12);
+        sh.n = 5;  // a partial batch
+        const size_t nx = 5 * 784, nw = 32 * 9, ny = 5 * 32 * 26 * 26;
+        Vec x = random_vec(g, nx), w = random_vec(g, nw), b = random_vec(g, 32), dy = random_vec(g, ny);
+        Vec yc(ny), mag(ny);
+        cpu->ops->conv2d_forward(cpu, pc, &sh, x.data(), w.data(), b.data(), yc.data(), wsc.data());
+        cpu->ops->conv2d_forward(cpu, pc, &sh, absv(x).data(), absv(w).data(), absv(b).data(), mag.data(),
+                                 wsc.data());
+        float *gy = up(Vec(ny, 7.0f));
+        gpu->ops->conv2d_forward(gpu, pg, &sh, up(x), up(w), up(b), gy, wsg);
+        expect_close(down(gy, ny), yc, mag, 10, "y");
+
+        Vec dxc(nx), dwc(nw), dbc(32), mdx(nx), mdw(nw), mdb(32);
+        cpu->ops->conv2d_backward(cpu, pc, &sh, x.data(), w.data(), dy.data(), dxc.data(), dwc.data(), dbc.data(),
+                                  wsc.data());
+        cpu->ops->conv2d_backward(cpu, pc, &sh, absv(x).data(), absv(w).data(), absv(dy).data(), mdx.data(),
+                                  mdw.data(), mdb.data(), wsc.data());
+        float *gdx = up(Vec(nx, 7.0f)), *gdw = up(Vec(nw, 7.0f)), *gdb = up(Vec(32, 7.0f));
+        gpu->ops->conv2d_backward(gpu, pg, &sh, up(x), up(w), up(dy), gdx, gdw, gdb, wsg);
+        expect_close(down(gdx, nx), dxc, mdx, 32 * 9, "dx");
+        expect_close(down(gdw, nw), dwc, mdw, 5.0 * 26 * 26, "dw");
+        expect_close(down(gdb, 32), dbc, mdb, 5.0 * 26 * 26, "dbias");
+        gpu->ops->conv_plan_free(gpu, pg);
+        cpu->ops->conv_plan_free(cpu, pc);
+    }
+}
+
+// The im2col + cuBLAS backward in several passes (dw summed across them)
+// gives the same bits twice, whatever the outputs held before.
+TEST_F(ConvParity, GemmBackwardIsBitReproducible) {
+    BackwardPath use("gemm:3");
+    ct_conv_shape sh = {7, 3, 9, 9, 5, 3, 3, 1, 1, 9, 9};
+    size_t ws_gpu = 0;
     ct_error err;
     ct_error_clear(&err);
-    void *pc = cpu->ops->conv_plan(cpu, &sh, 1, &ws, &err), *pg = gpu->ops->conv_plan(gpu, &sh, 1, &ws_gpu, &err);
-    ASSERT_NE(pc, nullptr) << err.msg;
+    void *pg = gpu->ops->conv_plan(gpu, &sh, 1, &ws_gpu, &err);
     ASSERT_NE(pg, nullptr) << err.msg;
     void *wsg = ws_gpu ? gpu->ops->alloc(gpu, ws_gpu, &err) : nullptr;
     if (wsg) owned.push_back(wsg);
-    std::vector<unsigned char> wsc(ws + 1);
-    std::mt19937 g(12);
-    sh.n = 5;  // a partial batch
-    Vec x = random_vec(g, 5 * 784), w = random_vec(g, 32 * 9), b = random_vec(g, 32);
-    Vec yc(5 * 32 * 26 * 26), mag(yc.size());
-    cpu->ops->conv2d_forward(cpu, pc, &sh, x.data(), w.data(), b.data(), yc.data(), wsc.data());
-    cpu->ops->conv2d_forward(cpu, pc, &sh, absv(x).data(), absv(w).data(), absv(b).data(), mag.data(), wsc.data());
-    float *gy = up(Vec(yc.size(), 7.0f));
-    gpu->ops->conv2d_forward(gpu, pg, &sh, up(x), up(w), up(b), gy, wsg);
-    expect_close(down(gy, yc.size()), yc, mag, 10, "y");
+    std::mt19937 g(14);
+    const size_t nx = 7 * 3 * 81, nw = 5 * 3 * 9, ny = 7 * 5 * 81;
+    float *x = up(random_vec(g, nx)), *w = up(random_vec(g, nw)), *dy = up(random_vec(g, ny));
+    Vec dx[2], dw[2];
+    for (int run = 0; run < 2; ++run) {
+        float *gdx = up(Vec(nx, run ? NAN : 3.0f)), *gdw = up(Vec(nw, run ? NAN : -3.0f));
+        gpu->ops->conv2d_backward(gpu, pg, &sh, x, w, dy, gdx, gdw, nullptr, wsg);
+        dx[run] = down(gdx, nx);
+        dw[run] = down(gdw, nw);
+    }
+    EXPECT_EQ(std::memcmp(dx[0].data(), dx[1].data(), nx * sizeof(float)), 0);
+    EXPECT_EQ(std::memcmp(dw[0].data(), dw[1].data(), nw * sizeof(float)), 0);
+    for (float v : dw[0]) ASSERT_TRUE(std::isfinite(v));
     gpu->ops->conv_plan_free(gpu, pg);
-    cpu->ops->conv_plan_free(cpu, pc);
+}
+
+// A value the plan does not know is refused with the variable's name.
+TEST_F(ConvParity, UnknownBackwardPathIsRefusedAtPlanTime) {
+    for (const char *bad : {"fast", "gemm:0", "gemm:", "gemm:2x", "GEMM"}) {
+        BackwardPath use(bad);
+        ct_conv_shape sh = {4, 1, 8, 8, 2, 3, 3, 1, 0, 6, 6};
+        size_t ws = 0;
+        ct_error err;
+        ct_error_clear(&err);
+        void *pg = gpu->ops->conv_plan(gpu, &sh, 1, &ws, &err);
+        EXPECT_EQ(pg, nullptr) << bad;
+        EXPECT_NE(std::string(err.msg).find("CUTRAIN_CUDA_CONV_BACKWARD"), std::string::npos) << err.msg;
+        if (pg) gpu->ops->conv_plan_free(gpu, pg);
+    }
 }
 
 TEST_F(ConvParity, MaxPoolIsBitIdenticalIncludingTiesAndNaN) {
