@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/simd_cpu.h"
 
 #ifdef CT_HAVE_OPENBLAS
 #include <cblas.h>
@@ -78,6 +79,7 @@ static const ct_backend_ops cpu_ops = {
 };
 
 ct_backend *ct_backend_cpu_create(int threads, ct_error *err) {
+    if (cpu_simd_check_env(err) != 0) return NULL;
     ct_backend *b = calloc(1, sizeof *b);
     if (!b) {
         ct_fail(err, CT_EXIT_FAILURE, "cpu: out of memory creating the backend");

@@ -51,8 +51,8 @@ static update_sums finish_lanes(const ct_update_lanes *ls) {
 
 #define CT_INLINE static inline __attribute__((always_inline))
 
-CT_INLINE void sgd_block_body(const ct_optim_config *c, float *restrict w, float *restrict vel, const float *restrict grad,
-                      size_t n, float gs) {
+CT_INLINE void sgd_block_body(const ct_optim_config *c, float *restrict w, float *restrict vel,
+                              const float *restrict grad, size_t n, float gs) {
     const float lr = c->lr, mom = c->momentum;
     for (size_t i = 0; i < n; ++i) {
         const float g = grad[i] * gs, w0 = w[i];
@@ -88,7 +88,7 @@ static adam_coef adam_coefficients(const ct_optim_config *c, uint64_t step_t) {
 }
 
 CT_INLINE void adam_block_body(const adam_coef *k, float *restrict w, float *restrict m, float *restrict v,
-                       const float *restrict grad, size_t n, float gs) {
+                               const float *restrict grad, size_t n, float gs) {
     const float alpha = k->alpha, b1 = k->b1, b2 = k->b2, one_b1 = k->one_b1, one_b2 = k->one_b2, eps = k->eps;
     const float decay = k->decay;
     for (size_t i = 0; i < n; ++i) {
@@ -102,8 +102,8 @@ CT_INLINE void adam_block_body(const adam_coef *k, float *restrict w, float *res
     }
 }
 
-CT_INLINE void rmsprop_block_body(const ct_optim_config *c, float *restrict w, float *restrict ms, float *restrict u,
-                          const float *restrict grad, size_t n, float gs) {
+CT_INLINE void rmsprop_block_body(const ct_optim_config *c, float *restrict w, float *restrict ms,
+                                  float *restrict u, const float *restrict grad, size_t n, float gs) {
     const float lr = c->lr, rho = c->rho, eps = c->eps, mom = c->momentum;
     const float one_rho = (float)(1.0 - (double)c->rho);
     for (size_t i = 0; i < n; ++i) {

@@ -5,8 +5,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define SIMD_VAR "CUTRAIN_CPU_SIMD"
+
+int cpu_simd_check_env(ct_error *err) {
+    const char *v = getenv(SIMD_VAR);
+    if (!v || !*v || strcmp(v, "auto") == 0 || strcmp(v, "generic") == 0) return 0;
+    return ct_fail(err, CT_EXIT_USAGE, "%s=%.40s: expected auto or generic", SIMD_VAR, v);
+}
+
 static int detect(void) {
-    const char *force = getenv("CUTRAIN_CPU_SIMD");
+    const char *force = getenv(SIMD_VAR);
     if (force && strcmp(force, "generic") == 0) return 0;
 #if CT_HAVE_X86_SIMD
     __builtin_cpu_init();

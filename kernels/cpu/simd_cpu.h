@@ -13,6 +13,8 @@
 #ifndef CUTRAIN_KERNELS_CPU_SIMD_H
 #define CUTRAIN_KERNELS_CPU_SIMD_H
 
+#include "cutrain/error.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -26,11 +28,15 @@ extern "C" {
 #endif
 
 /* 1 when the AVX2 twins run: the CPU has AVX2 (and POPCNT, which every
- * AVX2 CPU has) and the environment variable
- * CUTRAIN_CPU_SIMD is not "generic" (which forces the reference twins, to
- * show that a machine without AVX2 gets the same records). Decided once per
- * process. */
+ * AVX2 CPU has) and the environment variable CUTRAIN_CPU_SIMD is not
+ * "generic" (which forces the reference twins, to show that a machine
+ * without AVX2 gets the same records). Decided once per process. */
 int cpu_simd_avx2(void);
+
+/* 0 when CUTRAIN_CPU_SIMD is unset, empty, "auto" or "generic"; else -1 with
+ * err naming the variable (CT_EXIT_USAGE). Backend creation calls it, so a
+ * typo is an error rather than silently the default. */
+int cpu_simd_check_env(ct_error *err);
 
 #ifdef __cplusplus
 }

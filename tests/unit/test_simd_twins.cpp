@@ -10,6 +10,7 @@
 // same weights.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstdlib>
@@ -195,6 +196,27 @@ TEST_P(SimdTwinsTrain, GenericAndAvx2RunsWriteTheSameRecordsAndWeights) {
     EXPECT_EQ(a.records, g.records);
     EXPECT_FALSE(a.tensors.empty());
     EXPECT_TRUE(a.tensors == g.tensors) << "the checkpoints hold different weights or optimizer state";
+}
+
+// A typo in the variable is an error that names it, not silently the default.
+TEST(SimdTwins, AnUnknownValueIsAUsageErrorNamingTheVariable) {
+    TempDir dir;
+    write_synthetic_mnist(dir.path(), 64, 32);
+    write_text(dir.file("model.txt"), "input 64\ndense 10 softmax\n");
+    const std::string args =
+        "train --quiet --device cpu --max-steps 1 --model " + dir.file("model.txt") + " --data " + dir.path();
+    for (const char *bad : {"off", "avx2", "GENERIC"}) {
+        setenv("CUTRAIN_CPU_SIMD", bad, 1);
+        const RunResult r = run_cutrain(args);
+        unsetenv("CUTRAIN_CPU_SIMD");
+        EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.out;
+        EXPECT_NE(r.out.find(std::string("CUTRAIN_CPU_SIMD=") + bad), std::string::npos) << r.out;
+        EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+    }
+    setenv("CUTRAIN_CPU_SIMD", "auto", 1);
+    const RunResult ok = run_cutrain(args);
+    unsetenv("CUTRAIN_CPU_SIMD");
+    EXPECT_EQ(ok.exit_code, 0) << ok.out;
 }
 
 const char *const kRules[] = {"optimizer adam lr=0.01",
