@@ -27,8 +27,13 @@ CT_HOSTDEV uint64_t ct_mix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 
+/* ct_rng_u64 split in two, for loops over counters of one (seed, stream):
+ * the key once, then one mix per draw. */
+CT_HOSTDEV uint64_t ct_rng_key(uint64_t seed, uint64_t stream) { return ct_mix64(seed ^ ct_mix64(stream)); }
+CT_HOSTDEV uint64_t ct_rng_keyed_u64(uint64_t key, uint64_t counter) { return ct_mix64(key ^ counter); }
+
 CT_HOSTDEV uint64_t ct_rng_u64(uint64_t seed, uint64_t stream, uint64_t counter) {
-    return ct_mix64(ct_mix64(seed ^ ct_mix64(stream)) ^ counter);
+    return ct_rng_keyed_u64(ct_rng_key(seed, stream), counter);
 }
 
 /* Uniform in [0, 1) with 24 random bits: exactly representable as float. */

@@ -32,8 +32,8 @@ typedef struct {
  * bits on every run, thread count and CPU, that vectorises, which one running
  * sum could not. Each rule updates a block of BLOCK elements in float, then
  * accounts for the block from a copy of its old weights. Each rule is one
- * always-inline body compiled twice, plainly and for AVX2 (simd_cpu.h): the
- * same float operations per element, so the same bits. */
+ * always-inline body compiled plainly, for AVX2 and for AVX-512
+ * (simd_cpu.h): the same float operations per element, so the same bits. */
 #define BLOCK 1024 /* a multiple of CT_LANES: blocks start on lane 0 */
 
 static update_sums finish_lanes(const ct_update_lanes *ls) {
@@ -42,14 +42,6 @@ static update_sums finish_lanes(const ct_update_lanes *ls) {
     s.update_sumsq = cpu_lanes_sum(ls->u);
     return s;
 }
-
-/* Defines NAME_generic and NAME_avx2 calling the inline body NAME_body with
- * the same arguments. */
-#define CT_TWINS(name, params, args)                                 \
-    static void name##_generic params { name##_body args; }          \
-    CT_TARGET_AVX2 static void name##_avx2 params { name##_body args; }
-
-#define CT_INLINE static inline __attribute__((always_inline))
 
 CT_INLINE void sgd_block_body(const ct_optim_config *c, float *restrict w, float *restrict vel,
                               const float *restrict grad, size_t n, float gs) {
@@ -120,13 +112,13 @@ CT_INLINE void rmsprop_block_body(const ct_optim_config *c, float *restrict w, f
     }
 }
 
-CT_TWINS(sgd_block, (const ct_optim_config *c, float *restrict w, float *restrict vel, const float *restrict grad,
+CT_SIMD_TWINS(sgd_block, (const ct_optim_config *c, float *restrict w, float *restrict vel, const float *restrict grad,
                      size_t n, float gs),
          (c, w, vel, grad, n, gs))
-CT_TWINS(adam_block, (const adam_coef *k, float *restrict w, float *restrict m, float *restrict v,
+CT_SIMD_TWINS(adam_block, (const adam_coef *k, float *restrict w, float *restrict m, float *restrict v,
                       const float *restrict grad, size_t n, float gs),
          (k, w, m, v, grad, n, gs))
-CT_TWINS(rmsprop_block, (const ct_optim_config *c, float *restrict w, float *restrict ms, float *restrict u,
+CT_SIMD_TWINS(rmsprop_block, (const ct_optim_config *c, float *restrict w, float *restrict ms, float *restrict u,
                          const float *restrict grad, size_t n, float gs),
          (c, w, ms, u, grad, n, gs))
 
@@ -134,7 +126,7 @@ CT_TWINS(rmsprop_block, (const ct_optim_config *c, float *restrict w, float *res
 static update_sums apply_rule(const ct_optim_config *c, const ct_optim_buffers *buf, float gs) {
     ct_update_lanes ls;
     memset(&ls, 0, sizeof ls);
-    const int avx2 = cpu_simd_avx2();
+    const ct_simd_level simd = cpu_simd_level();
     const adam_coef k = adam_coefficients(c, *buf->t);
     const size_t n = buf->n;
     float old[BLOCK];
@@ -145,10 +137,10 @@ static update_sums apply_rule(const ct_optim_config *c, const ct_optim_buffers *
         float *s0 = buf->state ? buf->state + b : NULL, *s1 = buf->state ? buf->state + n + b : NULL;
         memcpy(old, w, len * sizeof(float));
         switch (c->kind) {
-        case CT_OPT_SGD: (avx2 ? sgd_block_avx2 : sgd_block_generic)(c, w, s0, g, len, gs); break;
+        case CT_OPT_SGD: CT_SIMD_CALL(simd, sgd_block, (c, w, s0, g, len, gs)); break;
         case CT_OPT_ADAM:
-        case CT_OPT_ADAMW: (avx2 ? adam_block_avx2 : adam_block_generic)(&k, w, s0, s1, g, len, gs); break;
-        case CT_OPT_RMSPROP: (avx2 ? rmsprop_block_avx2 : rmsprop_block_generic)(c, w, s0, s1, g, len, gs); break;
+        case CT_OPT_ADAMW: CT_SIMD_CALL(simd, adam_block, (&k, w, s0, s1, g, len, gs)); break;
+        case CT_OPT_RMSPROP: CT_SIMD_CALL(simd, rmsprop_block, (c, w, s0, s1, g, len, gs)); break;
         }
         cpu_update_lanes(&ls, old, w, len);
     }

@@ -1,13 +1,13 @@
-// The CPU backend's AVX2 twins (kernels/cpu/simd_cpu.h, reduce_lanes.h) give
+// The CPU backend's AVX2 and AVX-512 twins (kernels/cpu/simd_cpu.h, reduce_lanes.h) give
 // the reference's bits, and the reference computes what its header says.
 //
 // The lane reductions are compared directly, both twins in one process, on
 // random data salted with the values that take the masked paths (NaN, +-Inf,
 // +-0, denormals, +-FLT_MAX) at lengths around the 8-lane block and at
 // unaligned starts. The optimizer rules' twins are chosen once per process,
-// so they are compared end to end: the same training run with
-// CUTRAIN_CPU_SIMD=generic and without must write the same records and the
-// same weights.
+// as are dropout's, so they are compared end to end: the same training run
+// with CUTRAIN_CPU_SIMD=auto, avx2 and generic must write the same records and
+// the same weights.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -160,9 +160,9 @@ struct RunOutput {
     std::vector<uint8_t> tensors;
 };
 
-RunOutput train_once(const std::string &args, const std::string &dir, const std::string &tag, bool generic) {
-    const std::string log = dir + "/" + tag + ".jsonl", weights = dir + "/" + tag + ".safetensors";
-    if (generic) setenv("CUTRAIN_CPU_SIMD", "generic", 1);
+RunOutput train_once(const std::string &args, const std::string &dir, const std::string &level) {
+    const std::string log = dir + "/" + level + ".jsonl", weights = dir + "/" + level + ".safetensors";
+    setenv("CUTRAIN_CPU_SIMD", level.c_str(), 1);
     const RunResult r = run_cutrain(args + " --log-jsonl " + log + " --save " + weights);
     unsetenv("CUTRAIN_CPU_SIMD");
     EXPECT_EQ(r.exit_code, 0) << r.out;
@@ -182,20 +182,26 @@ RunOutput train_once(const std::string &args, const std::string &dir, const std:
 
 class SimdTwinsTrain : public ::testing::TestWithParam<const char *> {};
 
-TEST_P(SimdTwinsTrain, GenericAndAvx2RunsWriteTheSameRecordsAndWeights) {
-    if (!have_avx2()) GTEST_SKIP() << "this CPU has no AVX2: both runs would take the reference path";
+// auto is the best level this CPU has (AVX-512 where it has it), avx2 caps
+// it at AVX2, generic runs the references: every optimizer rule, dropout
+// and the statistics must come out the same at each.
+TEST_P(SimdTwinsTrain, EveryLevelWritesTheSameRecordsAndWeights) {
+    if (!have_avx2()) GTEST_SKIP() << "this CPU has no AVX2: every level would take the reference path";
     TempDir dir;
     write_synthetic_mnist(dir.path(), 96, 32);
     const std::string model = dir.file("model.txt");
-    write_text(model, std::string("input 64\ndense 24 relu\ndense 10 softmax\n") + GetParam() + "\nbatch_size 32\n");
+    write_text(model, std::string("input 64\ndense 24 relu\ndropout 0.3\ndense 10 softmax\n") + GetParam() +
+                          "\nbatch_size 32\n");
     const std::string args = "train --quiet --device cpu --threads 1 --seed 3 --epochs 2 --data " + dir.path() +
                              " --model " + model;
-    const RunOutput a = train_once(args, dir.path(), "avx2", false);
-    const RunOutput g = train_once(args, dir.path(), "generic", true);
-    ASSERT_EQ(a.records.size(), 8u);  // 3 steps and an epoch record, twice
-    EXPECT_EQ(a.records, g.records);
-    EXPECT_FALSE(a.tensors.empty());
-    EXPECT_TRUE(a.tensors == g.tensors) << "the checkpoints hold different weights or optimizer state";
+    const RunOutput best = train_once(args, dir.path(), "auto");
+    ASSERT_EQ(best.records.size(), 8u);  // 3 steps and an epoch record, twice
+    EXPECT_FALSE(best.tensors.empty());
+    for (const char *level : {"avx2", "generic"}) {
+        const RunOutput o = train_once(args, dir.path(), level);
+        EXPECT_EQ(best.records, o.records) << level;
+        EXPECT_TRUE(best.tensors == o.tensors) << level << ": the checkpoints hold different weights or optimizer state";
+    }
 }
 
 // A typo in the variable is an error that names it, not silently the default.
@@ -205,7 +211,7 @@ TEST(SimdTwins, AnUnknownValueIsAUsageErrorNamingTheVariable) {
     write_text(dir.file("model.txt"), "input 64\ndense 10 softmax\n");
     const std::string args =
         "train --quiet --device cpu --max-steps 1 --model " + dir.file("model.txt") + " --data " + dir.path();
-    for (const char *bad : {"off", "avx2", "GENERIC"}) {
+    for (const char *bad : {"off", "avx512", "GENERIC"}) {
         setenv("CUTRAIN_CPU_SIMD", bad, 1);
         const RunResult r = run_cutrain(args);
         unsetenv("CUTRAIN_CPU_SIMD");
@@ -213,10 +219,12 @@ TEST(SimdTwins, AnUnknownValueIsAUsageErrorNamingTheVariable) {
         EXPECT_NE(r.out.find(std::string("CUTRAIN_CPU_SIMD=") + bad), std::string::npos) << r.out;
         EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
     }
-    setenv("CUTRAIN_CPU_SIMD", "auto", 1);
-    const RunResult ok = run_cutrain(args);
-    unsetenv("CUTRAIN_CPU_SIMD");
-    EXPECT_EQ(ok.exit_code, 0) << ok.out;
+    for (const char *good : {"auto", "avx2", "generic", ""}) {
+        setenv("CUTRAIN_CPU_SIMD", good, 1);
+        const RunResult ok = run_cutrain(args);
+        unsetenv("CUTRAIN_CPU_SIMD");
+        EXPECT_EQ(ok.exit_code, 0) << good << ": " << ok.out;
+    }
 }
 
 const char *const kRules[] = {"optimizer adam lr=0.01",
