@@ -106,7 +106,7 @@ void cuda_conv2d_forward(ct_backend *b, void *plan, const ct_conv_shape *shape, 
                          const float *bias, float *y, void *workspace);
 void cuda_conv2d_backward(ct_backend *b, void *plan, const ct_conv_shape *shape, const float *x, const float *w,
                           const float *dy, float *dx, float *dw, float *dbias, void *workspace);
-/* conv_gemm_cuda.cu: the backward as im2col + cuBLAS. The chunk (samples
+/* conv_gemm_cuda.cu (math in conv_gemm_math.h): the backward as im2col + cuBLAS. The chunk (samples
  * per pass; 0 when one sample alone needs more than cap_bytes) and its
  * workspace are planned once; the backward queues on im->stream. */
 int cuda_conv_gemm_chunk(const ct_conv_shape *s, size_t cap_bytes);
