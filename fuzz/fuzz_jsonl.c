@@ -3,13 +3,23 @@
  * column, or indexes lines that all lie inside the input and all re-parse;
  * then the whole `cutrain check` runs in-process with the input as both the
  * run and the golden, which must never report a difference (a log equals
- * itself) and must end with 0 or 3. */
+ * itself) and must end with 0 or 3; and `cutrain show`'s account of the log,
+ * read as show reads it (a last line cut short allowed), is written to
+ * /dev/null: it must succeed for any log with a complete line. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "fuzz/fuzz_support.h"
 #include "src/cli/commands.h"
 #include "src/io/jsonl_read.h"
+#include "src/log/show.h"
+
+static FILE *null_out(void) {
+    static FILE *f;
+    if (!f) f = fopen("/dev/null", "w");
+    if (!f) ct_fuzz_fail("cannot open /dev/null");
+    return f;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size > (1u << 20)) return 0;
@@ -17,6 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ct_error err;
     ct_error_clear(&err);
     const int indexed = ct_jsonl_index((const char *)data, size, "fuzz.jsonl", &f, &err) == 0;
+    const size_t indexed_lines = indexed ? f.n_lines : 0;
     if (!indexed) {
         ct_fuzz_check_error(&err, "fuzz.jsonl", NULL);
     } else {
@@ -36,5 +47,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int rc = ct_cmd_check(3, argv);
     if (rc != CT_EXIT_OK && rc != CT_EXIT_BAD_INPUT) ct_fuzz_fail("check of a log against itself: exit status %d", rc);
     if (!indexed && rc == CT_EXIT_OK) ct_fuzz_fail("check accepted a log the indexer refused");
+
+    ct_jsonl_file cut;
+    ct_error_clear(&err);
+    if (ct_jsonl_read_cut(path, &cut, &err) == 0) {
+        if (indexed && (cut.n_lines != indexed_lines || cut.cut_tail))
+            ct_fuzz_fail("the tolerant reader indexed %zu lines (cut %zu) of a log of %zu", cut.n_lines,
+                         cut.cut_tail, indexed_lines);
+        const int shown = ct_show_log(&cut, null_out(), &err);
+        if (shown != 0 && cut.n_lines > 0) ct_fuzz_fail("show failed on a log of %zu lines: %s", cut.n_lines, err.msg);
+        ct_jsonl_free(&cut);
+    } else {
+        if (indexed) ct_fuzz_fail("the tolerant reader refused a log the strict one indexed: %s", err.msg);
+        ct_fuzz_check_error(&err, path, NULL);
+    }
     return 0;
 }

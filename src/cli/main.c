@@ -11,7 +11,8 @@ static void usage(FILE *f) {
           "  train   train a model (see cutrain train --help)\n"
           "  eval    evaluate saved weights on a test set (see cutrain eval --help)\n"
           "  bench   time training steps and time to accuracy (see cutrain bench --help)\n"
-          "  check   compare a run's JSONL log with a golden one (see cutrain check --help)\n\n"
+          "  check   compare a run's JSONL log with a golden one (see cutrain check --help)\n"
+          "  show    tell what a run's JSONL log says (see cutrain show --help)\n\n"
           "Exit status: 0 done, 1 runtime failure, 2 bad command line, 3 bad input file,\n"
           "             4 stopped by a health policy, 5 interrupted, 6 check: the logs differ.\n",
           f);
@@ -27,6 +28,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "eval") == 0) return ct_cmd_eval(argc - 2, argv + 2);
     if (strcmp(cmd, "bench") == 0) return ct_cmd_bench(argc - 2, argv + 2);
     if (strcmp(cmd, "check") == 0) return ct_cmd_check(argc - 2, argv + 2);
+    if (strcmp(cmd, "show") == 0) return ct_cmd_show(argc - 2, argv + 2);
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
         return CT_EXIT_OK;
@@ -35,6 +37,6 @@ int main(int argc, char **argv) {
         printf("cutrain %s\n", CUTRAIN_VERSION);
         return CT_EXIT_OK;
     }
-    fprintf(stderr, "cutrain: error: unknown command '%s' (expected train, eval, bench or check; see cutrain --help)\n", cmd);
+    fprintf(stderr, "cutrain: error: unknown command '%s' (expected train, eval, bench, check or show; see cutrain --help)\n", cmd);
     return CT_EXIT_USAGE;
 }

@@ -381,3 +381,49 @@ int ct_json_u64(const ct_json_doc *d, uint32_t t, uint64_t *out) {
     *out = (uint64_t)x->number;
     return 0;
 }
+
+/* UTF-8 bytes of code point u (a valid scalar value) into out[0..3]. */
+static size_t put_utf8(uint32_t u, char *out) {
+    if (u < 0x80) {
+        out[0] = (char)u;
+        return 1;
+    }
+    if (u < 0x800) {
+        out[0] = (char)(0xC0 | (u >> 6));
+        out[1] = (char)(0x80 | (u & 0x3F));
+        return 2;
+    }
+    if (u < 0x10000) {
+        out[0] = (char)(0xE0 | (u >> 12));
+        out[1] = (char)(0x80 | ((u >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (u & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (u >> 18));
+    out[1] = (char)(0x80 | ((u >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((u >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (u & 0x3F));
+    return 4;
+}
+
+size_t ct_json_string_copy(const ct_json_doc *d, uint32_t t, char *buf, size_t cap) {
+    if (cap == 0) return 0;
+    buf[0] = '\0';
+    if (t >= d->n || d->tok[t].kind != CT_JSON_STRING) return 0;
+    const ct_json_token *x = &d->tok[t];
+    size_t i = x->start, n = 0;
+    const size_t end = x->start + (size_t)x->len;
+    while (i < end) {
+        uint32_t u = next_cp(d->text, &i, end, 1);
+        /* C0, DEL and C1 controls would act on a terminal: shown as '?'. */
+        if (u < 0x20 || (u >= 0x7F && u < 0xA0)) u = '?';
+        char enc[4];
+        const size_t k = put_utf8(u, enc);
+        if (n + k >= cap) break; /* whole code points only */
+        memcpy(buf + n, enc, k);
+        n += k;
+    }
+    buf[n] = '\0';
+    return n;
+}
+

@@ -72,6 +72,11 @@ int ct_json_find(const ct_json_doc *d, uint32_t obj, const char *key);
 int ct_json_string_is(const ct_json_doc *d, uint32_t t, const char *s);
 /* 1 when two string tokens decode to the same text (escapes resolved). */
 int ct_json_string_equal(const ct_json_doc *a, uint32_t ta, const ct_json_doc *b, uint32_t tb);
+/* Decodes string token t (escapes resolved) into buf as NUL-terminated UTF-8,
+ * with control characters (C0, DEL, C1: they would act on a terminal)
+ * replaced by '?', truncated to whole code points within cap - 1 bytes.
+ * Returns the bytes written; 0 (and "") when t is not a string. */
+size_t ct_json_string_copy(const ct_json_doc *d, uint32_t t, char *buf, size_t cap);
 /* 0 and *out when token t is a whole number written without fraction,
  * exponent or sign, at most 2^53 (exact in a double); else -1. */
 int ct_json_u64(const ct_json_doc *d, uint32_t t, uint64_t *out);

@@ -87,12 +87,16 @@ static void reset(ct_jsonl_file *f) {
     memset(f, 0, sizeof *f);
 }
 
-static int index_lines(ct_jsonl_file *f, ct_json_doc *doc, ct_error *err) {
+static int index_lines(ct_jsonl_file *f, int allow_cut_tail, ct_json_doc *doc, ct_error *err) {
     const char *s = f->bytes;
     size_t pos = 0;
     for (uint32_t lineno = 1; pos < f->size; lineno++) {
         const char *nl = memchr(s + pos, '\n', f->size - pos);
         const size_t len = nl ? (size_t)(nl - (s + pos)) : f->size - pos;
+        if (!nl && allow_cut_tail) {
+            f->cut_tail = len;
+            break;
+        }
         if (!nl)
             return ct_fail(err, CT_EXIT_BAD_INPUT,
                            "%s: line %u: truncated (the last line does not end with a newline; was the run killed "
@@ -115,14 +119,15 @@ static int index_lines(ct_jsonl_file *f, ct_json_doc *doc, ct_error *err) {
     return 0;
 }
 
-int ct_jsonl_index(const char *bytes, size_t len, const char *name, ct_jsonl_file *out, ct_error *err) {
+static int index_bytes(const char *bytes, size_t len, const char *name, int allow_cut_tail, ct_jsonl_file *out,
+                       ct_error *err) {
     memset(out, 0, sizeof *out);
     snprintf(out->name, sizeof out->name, "%s", name ? name : "<input>");
     out->bytes = bytes;
     out->size = len;
     ct_json_doc *doc = malloc(sizeof *doc);
     if (!doc) return ct_fail(err, CT_EXIT_FAILURE, "%s: out of memory", out->name);
-    const int rc = index_lines(out, doc, err);
+    const int rc = index_lines(out, allow_cut_tail, doc, err);
     free(doc);
     if (rc) {
         char keep[sizeof out->name];
@@ -133,7 +138,11 @@ int ct_jsonl_index(const char *bytes, size_t len, const char *name, ct_jsonl_fil
     return rc;
 }
 
-int ct_jsonl_read(const char *path, ct_jsonl_file *out, ct_error *err) {
+int ct_jsonl_index(const char *bytes, size_t len, const char *name, ct_jsonl_file *out, ct_error *err) {
+    return index_bytes(bytes, len, name, 0, out, err);
+}
+
+static int read_log(const char *path, int allow_cut_tail, ct_jsonl_file *out, ct_error *err) {
     memset(out, 0, sizeof *out);
     FILE *fp = fopen(path, "rb");
     if (!fp) return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: cannot open: %s", path, strerror(errno));
@@ -159,13 +168,17 @@ int ct_jsonl_read(const char *path, ct_jsonl_file *out, ct_error *err) {
         free(buf);
         return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: read failed (%zu of %zu bytes)", path, got, size);
     }
-    if (ct_jsonl_index(buf, size, path, out, err)) {
+    if (index_bytes(buf, size, path, allow_cut_tail, out, err)) {
         free(buf);
         return -1;
     }
     out->owned = buf;
     return 0;
 }
+
+int ct_jsonl_read(const char *path, ct_jsonl_file *out, ct_error *err) { return read_log(path, 0, out, err); }
+
+int ct_jsonl_read_cut(const char *path, ct_jsonl_file *out, ct_error *err) { return read_log(path, 1, out, err); }
 
 void ct_jsonl_free(ct_jsonl_file *f) {
     if (f) reset(f);

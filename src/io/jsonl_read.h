@@ -46,6 +46,7 @@ typedef struct ct_jsonl_file {
     ct_jsonl_line *lines;
     size_t n_lines, cap;
     size_t n_kind[CT_REC_KINDS];
+    size_t cut_tail;    /* ct_jsonl_read_cut: bytes of a last line without its newline, left out */
 } ct_jsonl_file;
 
 /* Largest log read from disk. */
@@ -57,6 +58,10 @@ typedef struct ct_jsonl_file {
 int ct_jsonl_index(const char *bytes, size_t len, const char *name, ct_jsonl_file *out, ct_error *err);
 /* Reads the file at path, then ct_jsonl_index. */
 int ct_jsonl_read(const char *path, ct_jsonl_file *out, ct_error *err);
+/* ct_jsonl_read for a log that may end mid-line (a run killed while
+ * writing, or still running): a last line without its newline is left out
+ * and its length put in out->cut_tail; every other rule holds. */
+int ct_jsonl_read_cut(const char *path, ct_jsonl_file *out, ct_error *err);
 void ct_jsonl_free(ct_jsonl_file *f);
 /* Parses indexed line i into doc (cannot fail on a line that was indexed;
  * returns -1 only when i is out of range). */

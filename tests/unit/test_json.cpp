@@ -93,6 +93,26 @@ TEST(Json, EscapesAreResolvedWhenStringsAreCompared) {
     EXPECT_FALSE(ct_json_string_is(&doc, 1, "ABCD"));
 }
 
+TEST(Json, StringCopyDecodesReplacesControlsAndCutsOnCodePoints) {
+    const std::string s = R"(["A\u0042\u00e9\ud83d\ude00", "x\u001b[1m\ty\u007f\u0085z", 3])";
+    ct_json_doc doc;
+    ASSERT_EQ(ct_json_parse(s.data(), s.size(), &doc, nullptr), 0);
+    char buf[32];
+    EXPECT_EQ(ct_json_string_copy(&doc, 1, buf, sizeof buf), 8u);  // A, B, e-acute (2 bytes), U+1F600 (4)
+    EXPECT_STREQ(buf, "AB\xc3\xa9\xf0\x9f\x98\x80");
+    // ESC, TAB, DEL and the C1 control U+0085 become '?'.
+    EXPECT_EQ(ct_json_string_copy(&doc, 2, buf, sizeof buf), 10u);
+    EXPECT_STREQ(buf, "x?[1m?y??z");
+    // Room for "AB" and half of the e-acute: the e-acute is left out whole.
+    EXPECT_EQ(ct_json_string_copy(&doc, 1, buf, 4), 2u);
+    EXPECT_STREQ(buf, "AB");
+    EXPECT_EQ(ct_json_string_copy(&doc, 1, buf, 1), 0u);
+    EXPECT_STREQ(buf, "");
+    // Not a string: nothing.
+    EXPECT_EQ(ct_json_string_copy(&doc, 3, buf, sizeof buf), 0u);
+    EXPECT_STREQ(buf, "");
+}
+
 struct Bad {
     const char *text;
     size_t column;  // 1-based, where the parser stopped
