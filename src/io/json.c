@@ -382,8 +382,7 @@ int ct_json_u64(const ct_json_doc *d, uint32_t t, uint64_t *out) {
     return 0;
 }
 
-/* UTF-8 bytes of code point u (a valid scalar value) into out[0..3]. */
-static size_t put_utf8(uint32_t u, char *out) {
+size_t ct_utf8_encode(uint32_t u, char *out) {
     if (u < 0x80) {
         out[0] = (char)u;
         return 1;
@@ -418,7 +417,7 @@ size_t ct_json_string_copy(const ct_json_doc *d, uint32_t t, char *buf, size_t c
         /* C0, DEL and C1 controls would act on a terminal: shown as '?'. */
         if (u < 0x20 || (u >= 0x7F && u < 0xA0)) u = '?';
         char enc[4];
-        const size_t k = put_utf8(u, enc);
+        const size_t k = ct_utf8_encode(u, enc);
         if (n + k >= cap) break; /* whole code points only */
         memcpy(buf + n, enc, k);
         n += k;

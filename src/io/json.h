@@ -72,6 +72,9 @@ int ct_json_find(const ct_json_doc *d, uint32_t obj, const char *key);
 int ct_json_string_is(const ct_json_doc *d, uint32_t t, const char *s);
 /* 1 when two string tokens decode to the same text (escapes resolved). */
 int ct_json_string_equal(const ct_json_doc *a, uint32_t ta, const ct_json_doc *b, uint32_t tb);
+/* The UTF-8 bytes of code point u (a Unicode scalar value) into out[0..3];
+ * returns their count. Shared with the safetensors header parser. */
+size_t ct_utf8_encode(uint32_t u, char *out);
 /* Decodes string token t (escapes resolved) into buf as NUL-terminated UTF-8,
  * with control characters (C0, DEL, C1: they would act on a terminal)
  * replaced by '?', truncated to whole code points within cap - 1 bytes.

@@ -20,6 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "src/io/json.h" /* ct_utf8_encode */
+
 /* The data section is copied byte for byte into floats: that is only right
  * where float is IEEE-754 binary32, which is what "F32" means in the file. */
 _Static_assert(sizeof(float) == 4 && FLT_MANT_DIG == 24 && FLT_MAX_EXP == 128,
@@ -548,29 +550,6 @@ static int parse_hex4(st_reader *r, uint32_t *out) {
     return 0;
 }
 
-static size_t utf8_encode(uint32_t cp, char *out) {
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xc0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xe0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        out[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    out[0] = (char)(0xf0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    out[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
 /* \uXXXX, with UTF-16 surrogate pairs joined; the cursor is on the 'u'. */
 static int parse_unicode_escape(st_reader *r, char *out, size_t *n) {
     r->pos++;
@@ -588,7 +567,7 @@ static int parse_unicode_escape(st_reader *r, char *out, size_t *n) {
     }
     /* Names and values become C strings: a NUL would silently cut them. */
     if (cp == 0) return jfail(r, "\\u0000 in a string");
-    *n = utf8_encode(cp, out);
+    *n = ct_utf8_encode(cp, out);
     return 0;
 }
 
