@@ -100,6 +100,29 @@ typedef struct ct_conv_shape {
     int out_h, out_w;
 } ct_conv_shape;
 
+/* A network of dense layers only (flatten layers are views and do not
+ * count), handed to a backend as one op: the whole forward, loss and
+ * backward of a training step. Layer i maps dim[i] to dim[i+1] values per
+ * row: y_i = act_i(x_i W_i^T + b_i), x_0 = x, x_{i+1} = y_i. The buffers
+ * are the model's own (the same arenas the ops one by one would use), so
+ * the step statistics and the optimizer that follow read the same places. */
+#define CT_DENSE_CHAIN_MAX 8
+typedef struct ct_dense_chain {
+    int n_layers;                          /* 1 .. CT_DENSE_CHAIN_MAX                    */
+    int dim[CT_DENSE_CHAIN_MAX + 1];       /* dim[0] inputs; dim[i+1] outputs of layer i */
+    ct_activation act[CT_DENSE_CHAIN_MAX]; /* as applied (LINEAR for a fused softmax)    */
+    int mse;                               /* 0: softmax cross-entropy on the last y     */
+                                           /*    as logits; 1: MSE against one-hot       */
+    const float *x;                        /* [rows, dim[0]]                             */
+    const int32_t *labels;                 /* [rows]                                     */
+    const float *w[CT_DENSE_CHAIN_MAX];    /* [dim[i+1], dim[i]]                         */
+    const float *bias[CT_DENSE_CHAIN_MAX]; /* [dim[i+1]]                                 */
+    float *dw[CT_DENSE_CHAIN_MAX], *dbias[CT_DENSE_CHAIN_MAX];
+    float *y[CT_DENSE_CHAIN_MAX];          /* [rows, dim[i+1]]                           */
+    float *dy[CT_DENSE_CHAIN_MAX];         /* [rows, dim[i+1]]                           */
+    float *row_loss, *row_correct;         /* [rows]                                     */
+} ct_dense_chain;
+
 typedef struct ct_backend ct_backend;
 
 #define CT_MAX_FENCES 4
@@ -180,6 +203,22 @@ typedef struct ct_backend_ops {
      * first NaN, as PyTorch routes it); 0 elsewhere. */
     void (*maxpool_backward)(ct_backend *b, int n, int c, int h, int w, int size, const float *x, const float *y,
                              const float *dy, float *dx);
+
+    /* --- a dense network's training pass as one op (optional) ---------- */
+    /* Plans dense_chain_train for batches of up to max_rows rows. Returns a
+     * handle; NULL with err untouched when the backend does not offer the op
+     * for this chain (the model then calls the ops one by one); NULL with
+     * err set when a setting the backend reads is wrong. The entries may
+     * be NULL where a backend has no such op. */
+    void *(*dense_chain_plan)(ct_backend *b, const ct_dense_chain *c, int max_rows, ct_error *err);
+    void (*dense_chain_plan_free)(ct_backend *b, void *plan);
+    /* What the ops one by one compute for 1 <= rows <= max_rows: for each
+     * layer gemm + bias_act_forward; then softmax_xent (or mse_onehot) with
+     * grad_scale (float)(1/rows) into the last dy; then, last layer first,
+     * bias_act_backward (dy becomes dL/dz, dbias), dw = dz^T x and, for
+     * i > 0, dy[i-1] = dz W. Writes every y, dy, dw, dbias, row_loss and
+     * row_correct; values agree with the ops within their tolerances. */
+    void (*dense_chain_train)(ct_backend *b, void *plan, const ct_dense_chain *c, int rows);
 
     /* --- losses: value and gradient in one pass ------------------------ */
     /* Softmax cross-entropy on logits with integer labels, stable for any

@@ -123,6 +123,10 @@ typedef struct ct_model {
     ct_step_ctx *ctx;       /* where training is: see ct_step_ctx        */
     ct_step_ctx *eval_ctx;  /* the same for evaluation passes            */
     void *workspace;        /* conv2d scratch, shared by all conv layers */
+    /* A model of dense layers only, as one op where the backend offers it
+     * (ct_model_train_pass); chain_plan is NULL otherwise. */
+    ct_dense_chain chain;
+    void *chain_plan;
     size_t workspace_bytes;
     size_t device_bytes;    /* everything above                          */
 } ct_model;
@@ -140,6 +144,11 @@ void ct_model_forward(ct_model *m, int rows, int train, uint64_t seed, const ct_
 void ct_model_loss(ct_model *m, int rows, int grad);
 /* Fills the gradient arena from the last layer's dy. */
 void ct_model_backward(ct_model *m, int rows, uint64_t seed, const ct_step_ctx *ctx);
+
+/* forward (train mode), loss with its gradient and backward: one op where
+ * the model is a dense chain the backend plans (m->chain_plan), else the
+ * three above; the same values either way, within the ops' tolerances. */
+void ct_model_train_pass(ct_model *m, int rows, uint64_t seed, const ct_step_ctx *ctx);
 
 /* Host copies of the parameter arena (n_params floats). */
 void ct_model_get_params(ct_model *m, float *host);

@@ -53,6 +53,11 @@ void cpu_mse_onehot(ct_backend *b, int rows, int classes, const float *pred,
 void cpu_loss_accumulate(ct_backend *b, int rows, const float *row_loss,
                          const float *row_correct, double *acc);
 
+/* dense_chain_cpu.c: the ops one by one, as src/model/model.c composes them */
+void *cpu_dense_chain_plan(ct_backend *b, const ct_dense_chain *c, int max_rows, ct_error *err);
+void cpu_dense_chain_plan_free(ct_backend *b, void *plan);
+void cpu_dense_chain_train(ct_backend *b, void *plan, const ct_dense_chain *c, int rows);
+
 /* dropout_cpu.c */
 void cpu_dropout_forward(ct_backend *b, size_t n, float rate, uint64_t seed, uint32_t layer,
                          const ct_step_ctx *ctx, const float *x, float *y);

@@ -21,9 +21,9 @@
  *    whenever dz does. Adjacent threads read adjacent columns of a row, so
  *    each row is read coalesced; 32 rows are loaded before they are added.
  *
- * Rounding: the derivative products use __fmul_rn so nvcc cannot fuse them
- * into an FMA; each is then rounded exactly as the CPU rounds it.
+ * The elementwise math is in act_math.cuh, shared with the fused dense chain.
  */
+#include "kernels/cuda/act_math.cuh"
 #include "kernels/cuda/cuda_common.h"
 
 #define CT_ACT_THREADS 256
@@ -44,16 +44,6 @@ static unsigned row_blocks(int rows) {
     return (unsigned)(((size_t)rows + per_block - 1) / per_block);
 }
 
-/* NaN <= 0 is false, so NaN passes through (the health checks must see it). */
-static __device__ __forceinline__ float relu(float z) { return z <= 0.0f ? 0.0f : z; }
-
-/* Two branches so that only e^-|z| is ever formed (see the CPU version). */
-static __device__ __forceinline__ float sigmoid(float z) {
-    if (z >= 0.0f) return 1.0f / (1.0f + expf(-z));
-    const float e = expf(z);
-    return e / (1.0f + e);
-}
-
 /* ------------------------------------------------------------------------ */
 /* Forward                                                                   */
 
@@ -63,13 +53,7 @@ static __global__ void bias_act_kernel(ct_activation act, size_t n, int cols, co
         float z = y[i];
         /* Only when there is a bias: adding 0 would turn -0 into +0. */
         if (bias) z = z + bias[i % (size_t)cols];
-        switch (act) {
-        case CT_ACT_RELU: z = relu(z); break;
-        case CT_ACT_SIGMOID: z = sigmoid(z); break;
-        case CT_ACT_TANH: z = tanhf(z); break;
-        default: break; /* linear (softmax has its own kernel) */
-        }
-        y[i] = z;
+        y[i] = ct_act_forward_one(act, z); /* linear: z (softmax has its own kernel) */
     }
 }
 
@@ -127,15 +111,7 @@ void cuda_bias_act_forward(ct_backend *b, ct_activation act, int rows, int cols,
 static __global__ void act_back_kernel(ct_activation act, size_t n, const float *y, float *dy) {
     const size_t step = (size_t)gridDim.x * blockDim.x;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
-        const float yv = y[i];
-        float d = dy[i];
-        switch (act) {
-        case CT_ACT_RELU: d = yv > 0.0f ? d : 0.0f; break;
-        case CT_ACT_SIGMOID: d = __fmul_rn(d, __fmul_rn(yv, 1.0f - yv)); break;
-        case CT_ACT_TANH: d = __fmul_rn(d, 1.0f - __fmul_rn(yv, yv)); break;
-        default: break;
-        }
-        dy[i] = d;
+        dy[i] = ct_act_backward_one(act, y[i], dy[i]);
     }
 }
 

@@ -117,6 +117,10 @@ void cuda_maxpool_forward(ct_backend *b, int n, int c, int h, int w, int size, c
 void cuda_maxpool_backward(ct_backend *b, int n, int c, int h, int w, int size, const float *x, const float *y,
                            const float *dy, float *dx);
 
+/* dense_chain_cuda.cu: a dense network's training pass in one kernel */
+void *cuda_dense_chain_plan(ct_backend *b, const ct_dense_chain *c, int max_rows, ct_error *err);
+void cuda_dense_chain_plan_free(ct_backend *b, void *plan);
+void cuda_dense_chain_train(ct_backend *b, void *plan, const ct_dense_chain *c, int rows);
 /* loss_cuda.cu */
 void cuda_softmax_xent(ct_backend *b, int rows, int classes, const float *logits, const int32_t *labels,
                        float grad_scale, float *dlogits, float *row_loss, float *row_correct);

@@ -152,6 +152,46 @@ static int plan_convolutions(ct_model *m, ct_error *err) {
     return 0;
 }
 
+/* A model of dense layers (and flatten views) without dropout is a chain
+ * the backend may run as one op; anything else, or a backend without the
+ * op, keeps the ops one by one. Called once the buffers are placed. */
+static int plan_dense_chain(ct_model *m, ct_error *err) {
+    const ct_backend_ops *o = m->be->ops;
+    if (!o->dense_chain_plan || !o->dense_chain_train) return 0;
+    ct_dense_chain c;
+    memset(&c, 0, sizeof c);
+    for (int i = 0; i < m->n_layers; ++i) {
+        const ct_layer *l = &m->layers[i];
+        if (l->spec.kind == CT_LAYER_FLATTEN) continue;
+        if (l->spec.kind != CT_LAYER_DENSE || c.n_layers == CT_DENSE_CHAIN_MAX) return 0;
+        const int k = c.n_layers++;
+        if (k == 0) c.dim[0] = l->in_dim;
+        c.dim[k + 1] = l->out_dim;
+        c.act[k] = l->act_fwd;
+        c.w[k] = m->params + l->w_off;
+        c.bias[k] = m->params + l->b_off;
+        c.dw[k] = m->grads + l->w_off;
+        c.dbias[k] = m->grads + l->b_off;
+        c.y[k] = l->y;
+        c.dy[k] = l->dy;
+    }
+    if (c.n_layers == 0) return 0;
+    c.mse = m->spec.loss == CT_LOSS_MSE;
+    c.x = m->x;
+    c.labels = m->labels;
+    c.row_loss = m->row_loss;
+    c.row_correct = m->row_correct;
+    ct_error e;
+    ct_error_clear(&e);
+    m->chain_plan = o->dense_chain_plan(m->be, &c, m->max_rows, &e);
+    if (!m->chain_plan && e.code) {
+        *err = e;
+        return -1;
+    }
+    m->chain = c;
+    return 0;
+}
+
 int ct_model_build(ct_model *m, const ct_model_spec *spec, ct_backend *be, int max_rows, uint64_t seed,
                    ct_error *err) {
     memset(m, 0, sizeof *m);
@@ -198,6 +238,10 @@ int ct_model_build(ct_model *m, const ct_model_spec *spec, ct_backend *be, int m
         l->dy = cursor + n;
         cursor += 2 * n;
     }
+    if (plan_dense_chain(m, err)) {
+        ct_model_free(m);
+        return -1;
+    }
     const ct_backend_ops *o = be->ops;
     o->zero(be, m->grads, m->n_params * sizeof(float));
     if (slots) o->zero(be, m->opt_state, (size_t)slots * m->n_params * sizeof(float));
@@ -221,6 +265,7 @@ void ct_model_free(ct_model *m) {
     for (int i = 0; i < m->n_layers; ++i)
         if (m->layers[i].conv_plan) m->be->ops->conv_plan_free(m->be, m->layers[i].conv_plan);
     if (m->workspace) m->be->ops->free(m->be, m->workspace);
+    if (m->chain_plan) m->be->ops->dense_chain_plan_free(m->be, m->chain_plan);
     void *bufs[] = {m->params, m->grads, m->opt_state, m->opt_t, m->activations, m->x,
                     m->labels, m->row_loss, m->row_correct, m->eval_acc, m->ctx, m->eval_ctx};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; ++i)
@@ -306,6 +351,16 @@ void ct_model_backward(ct_model *m, int rows, uint64_t seed, const ct_step_ctx *
             break;
         }
     }
+}
+
+void ct_model_train_pass(ct_model *m, int rows, uint64_t seed, const ct_step_ctx *ctx) {
+    if (m->chain_plan && rows > 0) {
+        m->be->ops->dense_chain_train(m->be, m->chain_plan, &m->chain, rows);
+        return;
+    }
+    ct_model_forward(m, rows, 1, seed, ctx);
+    ct_model_loss(m, rows, 1);
+    ct_model_backward(m, rows, seed, ctx);
 }
 
 void ct_model_get_params(ct_model *m, float *host) {

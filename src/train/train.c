@@ -164,9 +164,14 @@ static void queue_step(run *r, int rows, int inject) {
         if (!r->src && (ph & CT_PHASE_GATHER))
             o->gather_batch(be, &r->train.ds, r->train.order, (size_t)r->opt->batch_size, m->ctx, rows, m->x,
                             m->labels);
-        if (ph & CT_PHASE_FORWARD) ct_model_forward(m, rows, 1, seed, m->ctx);
-        if (ph & CT_PHASE_LOSS) ct_model_loss(m, rows, 1);
-        if (ph & CT_PHASE_BACKWARD) ct_model_backward(m, rows, seed, m->ctx);
+        const unsigned pass = CT_PHASE_FORWARD | CT_PHASE_LOSS | CT_PHASE_BACKWARD;
+        if ((ph & pass) == pass) {
+            ct_model_train_pass(m, rows, seed, m->ctx); /* one op for a dense chain */
+        } else {
+            if (ph & CT_PHASE_FORWARD) ct_model_forward(m, rows, 1, seed, m->ctx);
+            if (ph & CT_PHASE_LOSS) ct_model_loss(m, rows, 1);
+            if (ph & CT_PHASE_BACKWARD) ct_model_backward(m, rows, seed, m->ctx);
+        }
     } else {
         o->zero(be, m->grads, m->n_params * sizeof(float));
     }

@@ -270,6 +270,48 @@ TEST_F(GpuMnist, LossTraceFollowsTheCpuForFiftySteps) {
     }
 }
 
+// seed as one dense-chain kernel (CUTRAIN_CUDA_DENSE_CHAIN=on,
+// kernels/cuda/dense_chain_cuda.cu) in the real command: the captured graph
+// replays it, the records are the same twice, and the loss trace follows
+// the CPU's as the ops one by one do (same tolerances as above). Step 1 of a
+// run is the same batch on both devices, so the chain's first loss must
+// agree to 1e-5.
+class ChainOn {
+  public:
+    ChainOn() { setenv("CUTRAIN_CUDA_DENSE_CHAIN", "on", 1); }
+    ~ChainOn() { unsetenv("CUTRAIN_CUDA_DENSE_CHAIN"); }
+};
+
+TEST_F(GpuMnist, SeedAsOneDenseChainKernelRepeatsItselfAndFollowsTheCpu) {
+    ChainOn on;
+    auto run = [&](const std::string &name, const std::string &device, int steps) {
+        std::string log = dir.file(name + ".jsonl");
+        RunResult r = run_cutrain("train --quiet --device " + device + " --model seed --max-steps " +
+                                  std::to_string(steps) + " --seed 5 --data " + data + " --log-jsonl " + log);
+        EXPECT_EQ(r.exit_code, 0) << r.out;
+        return jsonl_of_type(log, "step");
+    };
+    auto a = run("a", "cuda", 200), b = run("b", "cuda", 200), c = run("cpu", "cpu", 50);
+    ASSERT_EQ(a.size(), 200u);
+    ASSERT_EQ(b.size(), 200u);
+    ASSERT_EQ(c.size(), 50u);
+    for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], b[i]) << "first difference at step " << i + 1;
+    EXPECT_NEAR(json_number(a[0], "loss"), json_number(c[0], "loss"), 1e-5 * json_number(c[0], "loss"));
+    for (size_t i = 0; i < c.size(); ++i) {
+        double lg = json_number(a[i], "loss"), lc = json_number(c[i], "loss");
+        EXPECT_NEAR(lg, lc, 1e-3 * std::fabs(lc)) << "step " << i + 1 << "\ngpu " << a[i] << "\ncpu " << c[i];
+    }
+}
+
+TEST_F(GpuCommand, UnknownDenseChainSettingIsAUsageError) {
+    std::string data = synthetic();
+    setenv("CUTRAIN_CUDA_DENSE_CHAIN", "fast", 1);
+    RunResult r = run_cutrain("train --quiet --device cuda --model seed --epochs 1 --data " + data);
+    unsetenv("CUTRAIN_CUDA_DENSE_CHAIN");
+    EXPECT_EQ(r.exit_code, 2) << r.out;
+    EXPECT_NE(r.out.find("CUTRAIN_CUDA_DENSE_CHAIN"), std::string::npos) << r.out;
+}
+
 // ---- the C API: a planted NaN / Inf / zero gradient -------------------------------
 enum class Plant { NaN, PosInf, NegInfNoSkip, ZeroLayer };
 

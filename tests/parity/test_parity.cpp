@@ -27,9 +27,8 @@
 // Without a usable GPU (ct_cuda_available() == 0, which includes a build
 // without the CUDA backend) every test reports SKIPPED.
 //
-// Not covered yet: the convolution and pooling entries (conv_plan,
-// conv2d_forward/backward, maxpool_forward/backward), which were being added
-// to the table, without a CPU reference, when this file was written.
+// Elsewhere: the convolution and pooling entries in test_parity_conv.cpp,
+// the dense chain (dense_chain_plan/_train) in test_parity_dense_chain.cpp.
 //
 // ---------------------------------------------------------------------------
 // Tolerances. u = 2^-24 (float unit roundoff); c = CPU value, g = GPU value;
