@@ -123,12 +123,12 @@ typedef struct ct_model {
     ct_step_ctx *ctx;       /* where training is: see ct_step_ctx        */
     ct_step_ctx *eval_ctx;  /* the same for evaluation passes            */
     void *workspace;        /* conv2d scratch, shared by all conv layers */
+    size_t workspace_bytes;
+    size_t device_bytes;    /* everything above                          */
     /* A model of dense layers only, as one op where the backend offers it
      * (ct_model_train_pass); chain_plan is NULL otherwise. */
     ct_dense_chain chain;
     void *chain_plan;
-    size_t workspace_bytes;
-    size_t device_bytes;    /* everything above                          */
 } ct_model;
 
 /* Plans and allocates every buffer for batches of up to max_rows and
