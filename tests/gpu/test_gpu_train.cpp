@@ -276,14 +276,8 @@ TEST_F(GpuMnist, LossTraceFollowsTheCpuForFiftySteps) {
 // the CPU's as the ops one by one do (same tolerances as above). Step 1 of a
 // run is the same batch on both devices, so the chain's first loss must
 // agree to 1e-5.
-class ChainOn {
-  public:
-    ChainOn() { setenv("CUTRAIN_CUDA_DENSE_CHAIN", "on", 1); }
-    ~ChainOn() { unsetenv("CUTRAIN_CUDA_DENSE_CHAIN"); }
-};
-
 TEST_F(GpuMnist, SeedAsOneDenseChainKernelRepeatsItselfAndFollowsTheCpu) {
-    ChainOn on;
+    ScopedEnv on("CUTRAIN_CUDA_DENSE_CHAIN", "on");
     auto run = [&](const std::string &name, const std::string &device, int steps) {
         std::string log = dir.file(name + ".jsonl");
         RunResult r = run_cutrain("train --quiet --device " + device + " --model seed --max-steps " +
@@ -305,9 +299,11 @@ TEST_F(GpuMnist, SeedAsOneDenseChainKernelRepeatsItselfAndFollowsTheCpu) {
 
 TEST_F(GpuCommand, UnknownDenseChainSettingIsAUsageError) {
     std::string data = synthetic();
-    setenv("CUTRAIN_CUDA_DENSE_CHAIN", "fast", 1);
-    RunResult r = run_cutrain("train --quiet --device cuda --model seed --epochs 1 --data " + data);
-    unsetenv("CUTRAIN_CUDA_DENSE_CHAIN");
+    RunResult r;
+    {
+        ScopedEnv bad("CUTRAIN_CUDA_DENSE_CHAIN", "fast");
+        r = run_cutrain("train --quiet --device cuda --model seed --epochs 1 --data " + data);
+    }
     EXPECT_EQ(r.exit_code, 2) << r.out;
     EXPECT_NE(r.out.find("CUTRAIN_CUDA_DENSE_CHAIN"), std::string::npos) << r.out;
 }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_ops.h"
+#include "support/fixtures.h"
 
 namespace {
 
@@ -54,27 +55,7 @@ struct Case {
 // per plan-sized batch, and the same in passes of 2 samples (dw summed over
 // passes). Chosen by the environment at plan time; restored after.
 const char *const kBackwardPaths[] = {"cudnn", "gemm", "gemm:2"};
-
-class BackwardPath {
-  public:
-    explicit BackwardPath(const char *value) {
-        const char *old = std::getenv(kVar);
-        had_ = old != nullptr;
-        if (had_) old_ = old;
-        setenv(kVar, value, 1);
-    }
-    ~BackwardPath() {
-        if (had_)
-            setenv(kVar, old_.c_str(), 1);
-        else
-            unsetenv(kVar);
-    }
-
-  private:
-    static constexpr const char *kVar = "CUTRAIN_CUDA_CONV_BACKWARD";
-    bool had_ = false;
-    std::string old_;
-};
+const char *const kBackwardVar = "CUTRAIN_CUDA_CONV_BACKWARD";
 
 class ConvParity : public ::testing::Test {
   protected:
@@ -155,7 +136,7 @@ TEST_F(ConvParity, ForwardAndBackwardAtAwkwardAndRealShapes) {
     const Case cases[] = {{1, 1, 28, 28, 32, 3, 3, 1, 0},  {64, 32, 26, 26, 64, 3, 3, 1, 0}, {3, 3, 7, 5, 5, 3, 2, 2, 1},
                           {2, 1, 5, 5, 1, 1, 1, 1, 0},     {5, 7, 9, 9, 3, 5, 5, 1, 2},     {1, 2, 4, 4, 3, 3, 3, 2, 1}};
     for (const char *path : kBackwardPaths) {
-        BackwardPath use(path);
+        ct_test::ScopedEnv use(kBackwardVar, path);
         SCOPED_TRACE(std::string("backward path ") + path);
         std::mt19937 g(11);
         for (const Case &cs : cases) check_case(cs, g);
@@ -164,7 +145,7 @@ TEST_F(ConvParity, ForwardAndBackwardAtAwkwardAndRealShapes) {
 
 TEST_F(ConvParity, SmallerBatchThanPlannedUsesThePlan) {
     for (const char *path : kBackwardPaths) {
-        BackwardPath use(path);
+        ct_test::ScopedEnv use(kBackwardVar, path);
         SCOPED_TRACE(std::string("backward path ") + path);
         ct_conv_shape sh = {64, 1, 28, 28, 32, 3, 3, 1, 0, 26, 26};
         size_t ws = 0, ws_gpu = 0;
@@ -207,7 +188,7 @@ TEST_F(ConvParity, SmallerBatchThanPlannedUsesThePlan) {
 // The im2col + cuBLAS backward in several passes (dw summed across them)
 // gives the same bits twice, whatever the outputs held before.
 TEST_F(ConvParity, GemmBackwardIsBitReproducible) {
-    BackwardPath use("gemm:3");
+    ct_test::ScopedEnv use(kBackwardVar, "gemm:3");
     ct_conv_shape sh = {7, 3, 9, 9, 5, 3, 3, 1, 1, 9, 9};
     size_t ws_gpu = 0;
     ct_error err;
@@ -235,7 +216,7 @@ TEST_F(ConvParity, GemmBackwardIsBitReproducible) {
 // A value the plan does not know is refused with the variable's name.
 TEST_F(ConvParity, UnknownBackwardPathIsRefusedAtPlanTime) {
     for (const char *bad : {"fast", "gemm:0", "gemm:", "gemm:2x", "GEMM"}) {
-        BackwardPath use(bad);
+        ct_test::ScopedEnv use(kBackwardVar, bad);
         ct_conv_shape sh = {4, 1, 8, 8, 2, 3, 3, 1, 0, 6, 6};
         size_t ws = 0;
         ct_error err;

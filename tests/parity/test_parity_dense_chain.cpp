@@ -28,33 +28,11 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_ops.h"
+#include "support/fixtures.h"
 
 namespace {
 
 using Vec = std::vector<float>;
-
-class EnvSetting {
-  public:
-    EnvSetting(const char *var, const char *value) : var_(var) {
-        const char *old = std::getenv(var);
-        had_ = old != nullptr;
-        if (had_) old_ = old;
-        if (value)
-            setenv(var, value, 1);
-        else
-            unsetenv(var);
-    }
-    ~EnvSetting() {
-        if (had_)
-            setenv(var_.c_str(), old_.c_str(), 1);
-        else
-            unsetenv(var_.c_str());
-    }
-
-  private:
-    std::string var_, old_;
-    bool had_ = false;
-};
 
 constexpr const char *kVar = "CUTRAIN_CUDA_DENSE_CHAIN";
 
@@ -245,7 +223,7 @@ class DenseChainParity : public ::testing::Test {
 };
 
 TEST_F(DenseChainParity, AwkwardAndRealShapesMatchTheCpu) {
-    EnvSetting on(kVar, "on");
+    ct_test::ScopedEnv on(kVar, "on");
     const ct_activation R = CT_ACT_RELU, S = CT_ACT_SIGMOID, T = CT_ACT_TANH, N = CT_ACT_LINEAR;
     const Shape shapes[] = {
         {{784, 10, 10}, {R, N}, 0, 32, 32, false, false},  // seed, a full batch
@@ -268,19 +246,19 @@ TEST_F(DenseChainParity, PlanOffersTheChainOnlyWhenAskedAndWithinItsLimits) {
     const Shape seed_shape = {{784, 10, 10}, {CT_ACT_RELU, CT_ACT_LINEAR}, 0, 32, 32, false, false};
     ct_error err;
     for (const char *off : {(const char *)nullptr, "off", ""}) {
-        EnvSetting e(kVar, off);
+        ct_test::ScopedEnv e(kVar, off);
         ct_error_clear(&err);
         EXPECT_EQ(plan_for(seed_shape, &err), nullptr) << (off ? off : "(unset)");
         EXPECT_EQ(err.code, 0) << "declining is no error: " << err.msg;
     }
     for (const char *bad : {"1", "ON", "yes", "auto"}) {
-        EnvSetting e(kVar, bad);
+        ct_test::ScopedEnv e(kVar, bad);
         ct_error_clear(&err);
         EXPECT_EQ(plan_for(seed_shape, &err), nullptr) << bad;
         EXPECT_NE(err.code, 0) << bad;
         EXPECT_NE(std::string(err.msg).find(kVar), std::string::npos) << err.msg;
     }
-    EnvSetting on(kVar, "on");
+    ct_test::ScopedEnv on(kVar, "on");
     Shape softmax = seed_shape;
     softmax.act[1] = CT_ACT_SOFTMAX;
     Shape big = seed_shape;  // mlp: far past what one block should take

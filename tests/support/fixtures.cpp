@@ -16,6 +16,23 @@
 
 namespace ct_test {
 
+ScopedEnv::ScopedEnv(const char *var, const char *value) : var_(var) {
+    const char *old = std::getenv(var);
+    had_ = old != nullptr;
+    if (had_) old_ = old;
+    if (value)
+        setenv(var, value, 1);
+    else
+        unsetenv(var);
+}
+
+ScopedEnv::~ScopedEnv() {
+    if (had_)
+        setenv(var_.c_str(), old_.c_str(), 1);
+    else
+        unsetenv(var_.c_str());
+}
+
 TempDir::TempDir() {
     const char *base = getenv("TMPDIR");
     std::string tmpl = std::string(base && *base ? base : "/tmp") + "/cutrain-test-XXXXXX";

@@ -10,6 +10,20 @@
 
 namespace ct_test {
 
+// Sets (or, with value nullptr, unsets) an environment variable for a
+// scope, and puts back what was there before on destruction.
+class ScopedEnv {
+  public:
+    ScopedEnv(const char *var, const char *value);
+    ~ScopedEnv();
+    ScopedEnv(const ScopedEnv &) = delete;
+    ScopedEnv &operator=(const ScopedEnv &) = delete;
+
+  private:
+    std::string var_, old_;
+    bool had_ = false;
+};
+
 // A fresh directory under $TMPDIR, removed (recursively) on destruction.
 class TempDir {
   public:

@@ -162,9 +162,11 @@ struct RunOutput {
 
 RunOutput train_once(const std::string &args, const std::string &dir, const std::string &level) {
     const std::string log = dir + "/" + level + ".jsonl", weights = dir + "/" + level + ".safetensors";
-    setenv("CUTRAIN_CPU_SIMD", level.c_str(), 1);
-    const RunResult r = run_cutrain(args + " --log-jsonl " + log + " --save " + weights);
-    unsetenv("CUTRAIN_CPU_SIMD");
+    RunResult r;
+    {
+        ScopedEnv simd("CUTRAIN_CPU_SIMD", level.c_str());
+        r = run_cutrain(args + " --log-jsonl " + log + " --save " + weights);
+    }
     EXPECT_EQ(r.exit_code, 0) << r.out;
     RunOutput o;
     o.records = untimed_of_type(log, "step");
@@ -212,17 +214,21 @@ TEST(SimdTwins, AnUnknownValueIsAUsageErrorNamingTheVariable) {
     const std::string args =
         "train --quiet --device cpu --max-steps 1 --model " + dir.file("model.txt") + " --data " + dir.path();
     for (const char *bad : {"off", "avx512", "GENERIC"}) {
-        setenv("CUTRAIN_CPU_SIMD", bad, 1);
-        const RunResult r = run_cutrain(args);
-        unsetenv("CUTRAIN_CPU_SIMD");
+        RunResult r;
+        {
+            ScopedEnv simd("CUTRAIN_CPU_SIMD", bad);
+            r = run_cutrain(args);
+        }
         EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.out;
         EXPECT_NE(r.out.find(std::string("CUTRAIN_CPU_SIMD=") + bad), std::string::npos) << r.out;
         EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
     }
     for (const char *good : {"auto", "avx2", "generic", ""}) {
-        setenv("CUTRAIN_CPU_SIMD", good, 1);
-        const RunResult ok = run_cutrain(args);
-        unsetenv("CUTRAIN_CPU_SIMD");
+        RunResult ok;
+        {
+            ScopedEnv simd("CUTRAIN_CPU_SIMD", good);
+            ok = run_cutrain(args);
+        }
         EXPECT_EQ(ok.exit_code, 0) << good << ": " << ok.out;
     }
 }
