@@ -15,6 +15,7 @@
 
 #include "kernels/cpu/cpu_ops.h"
 #include "support/fixtures.h"
+#include "cuda_fixture.h"
 
 namespace {
 
@@ -57,32 +58,19 @@ struct Case {
 const char *const kBackwardPaths[] = {"cudnn", "gemm", "gemm:2"};
 const char *const kBackwardVar = "CUTRAIN_CUDA_CONV_BACKWARD";
 
-class ConvParity : public ::testing::Test {
+class ConvParity : public CudaFixture {
   protected:
     void SetUp() override {
-        char why[256];
-        if (!ct_cuda_available(why, sizeof why)) GTEST_SKIP() << "no GPU: " << why;
+        CudaFixture::SetUp();
+        if (IsSkipped() || HasFatalFailure()) return;
         ct_error err;
         ct_error_clear(&err);
         cpu = ct_backend_cpu_create(1, &err);
-        gpu = ct_backend_cuda_create(&err);
-        ASSERT_NE(gpu, nullptr) << err.msg;
+        ASSERT_NE(cpu, nullptr) << err.msg;
     }
     void TearDown() override {
-        for (void *p : owned) gpu->ops->free(gpu, p);
-        if (gpu) ct_backend_destroy(gpu);
         if (cpu) ct_backend_destroy(cpu);
-    }
-    float *up(const Vec &v) {
-        void *p = gpu->ops->alloc(gpu, v.size() * sizeof(float) + 4, nullptr);
-        owned.push_back(p);
-        gpu->ops->upload(gpu, p, v.data(), v.size() * sizeof(float));
-        return (float *)p;
-    }
-    Vec down(const float *p, size_t n) {
-        Vec v(n);
-        gpu->ops->download(gpu, v.data(), p, n * sizeof(float));
-        return v;
+        CudaFixture::TearDown();
     }
     // Forward, then backward, of one shape on both backends from the same
     // random inputs, each output within its summation-order bound.
@@ -128,8 +116,7 @@ class ConvParity : public ::testing::Test {
         gpu->ops->conv_plan_free(gpu, pg);
     }
 
-    ct_backend *cpu = nullptr, *gpu = nullptr;
-    std::vector<void *> owned;
+    ct_backend *cpu = nullptr;
 };
 
 TEST_F(ConvParity, ForwardAndBackwardAtAwkwardAndRealShapes) {

@@ -29,6 +29,7 @@
 
 #include "kernels/cpu/cpu_ops.h"
 #include "support/fixtures.h"
+#include "cuda_fixture.h"
 
 namespace {
 
@@ -69,34 +70,8 @@ void expect_close(const Vec &gpu, const Vec &cpu, const std::string &what) {
     EXPECT_EQ(bad, 0u) << what << " (scale " << scale << ")";
 }
 
-class DenseChainParity : public ::testing::Test {
+class DenseChainParity : public CudaFixture {
   protected:
-    void SetUp() override {
-        char why[256];
-        if (!ct_cuda_available(why, sizeof why)) GTEST_SKIP() << "no GPU: " << why;
-        ct_error err;
-        ct_error_clear(&err);
-        gpu = ct_backend_cuda_create(&err);
-        ASSERT_NE(gpu, nullptr) << err.msg;
-    }
-    void TearDown() override {
-        for (void *p : owned) gpu->ops->free(gpu, p);
-        if (gpu) ct_backend_destroy(gpu);
-    }
-    template <typename T>
-    T *up(const std::vector<T> &v) {
-        void *p = gpu->ops->alloc(gpu, v.size() * sizeof(T) + 4, nullptr);
-        owned.push_back(p);
-        gpu->ops->upload(gpu, p, v.data(), v.size() * sizeof(T));
-        return (T *)p;
-    }
-    template <typename T>
-    std::vector<T> down(const T *p, size_t n) {
-        std::vector<T> v(n);
-        gpu->ops->download(gpu, v.data(), p, n * sizeof(T));
-        return v;
-    }
-
     static HostChain draw(const Shape &s, std::mt19937 &g) {
         std::uniform_real_distribution<float> u(-1.0f, 1.0f);
         HostChain h;
@@ -218,8 +193,6 @@ class DenseChainParity : public ::testing::Test {
         gpu->ops->dense_chain_plan_free(gpu, plan);
     }
 
-    ct_backend *gpu = nullptr;
-    std::vector<void *> owned;
 };
 
 TEST_F(DenseChainParity, AwkwardAndRealShapesMatchTheCpu) {
