@@ -1,0 +1,229 @@
+// The fiber scheduler behind cuda_emu.h. One block at a time: every thread
+// a ucontext fiber with its own stack (a guard page below it, so an overflow
+// faults instead of corrupting a neighbour); the scheduler resumes, in the
+// chosen order, every fiber that is not waiting on a barrier that has not
+// yet opened, until all have returned. A pass that resumes nobody while
+// fibers remain is a deadlock.
+#include "emu/cuda_emu.h"
+
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace ct_emu {
+namespace {
+
+constexpr size_t kStackBytes = 128 * 1024;
+constexpr int kWarp = 32;
+
+struct Barrier {
+    unsigned size = 0, arrived = 0;
+    unsigned long long generation = 0;
+    std::string name;
+};
+
+struct Fiber {
+    ucontext_t ctx;
+    void *mapping = nullptr;
+    size_t mapping_bytes = 0;
+    Dim3 tid;
+    int warp = 0, lane = 0;
+    bool done = false;
+    Barrier *waiting = nullptr;
+    unsigned long long waiting_generation = 0;
+};
+
+struct Warp {
+    Barrier barrier;
+    unsigned size = 0;
+    // Two slot sets used in turn: a lane can only write a set again after
+    // every lane has passed the barrier that follows the reads of it.
+    unsigned char slots[2][kWarp][8];
+    unsigned exchanges = 0;  // per lane, equal across the warp between barriers
+};
+
+struct Launch {
+    Dim3 grid, block, block_id;
+    const std::function<void()> *kernel = nullptr;
+    ucontext_t scheduler;
+    std::vector<Fiber> fibers;
+    std::vector<Warp> warps;
+    std::vector<unsigned> warp_exchanges;  // per thread: which slot set is next
+    Barrier block_barrier;
+    Fiber *current = nullptr;
+    std::string error;
+};
+
+Launch *g_launch = nullptr;
+unsigned long long g_switches = 0;
+
+Launch &active() {
+    if (!g_launch) throw std::logic_error("ct_emu: a device function was called outside ct_emu::launch");
+    return *g_launch;
+}
+
+// Ends the current fiber with an error; the scheduler throws it.
+[[noreturn]] void fail(const std::string &msg) {
+    Launch &l = active();
+    if (l.error.empty()) l.error = msg;
+    l.current->done = true;
+    setcontext(&l.scheduler);
+    abort();  // setcontext does not return
+}
+
+void wait_at(Barrier &b) {
+    Launch &l = active();
+    Fiber &f = *l.current;
+    if (++b.arrived == b.size) {  // the last to arrive opens it and runs on
+        b.arrived = 0;
+        ++b.generation;
+        return;
+    }
+    f.waiting = &b;
+    f.waiting_generation = b.generation;
+    ++g_switches;
+    swapcontext(&f.ctx, &l.scheduler);
+}
+
+void fiber_main() {
+    Launch &l = active();
+    (*l.kernel)();
+    l.current->done = true;  // returns to uc_link, the scheduler
+}
+
+void free_stacks(Launch &l) {
+    for (Fiber &f : l.fibers)
+        if (f.mapping) munmap(f.mapping, f.mapping_bytes);
+    l.fibers.clear();
+}
+
+std::string describe_stuck(const Launch &l) {
+    for (const Fiber &f : l.fibers) {
+        if (f.done || !f.waiting) continue;
+        unsigned done = 0;
+        for (const Fiber &g : l.fibers) done += g.done;
+        return "block " + std::to_string(l.block_id.x) + ": " + f.waiting->name + " reached by " +
+               std::to_string(f.waiting->arrived) + " of " + std::to_string(f.waiting->size) + " threads (" +
+               std::to_string(done) + " returned, the rest wait elsewhere); first waiting thread " +
+               std::to_string(f.tid.x);
+    }
+    return "block " + std::to_string(l.block_id.x) + ": no thread can run";
+}
+
+void run_block(Launch &l, Order order) {
+    const unsigned n = l.block.x;
+    const long page = sysconf(_SC_PAGESIZE);
+    l.fibers.assign(n, Fiber{});
+    l.warps.assign((n + kWarp - 1) / kWarp, Warp{});
+    l.block_barrier = Barrier{};
+    l.block_barrier.size = n;
+    l.block_barrier.name = "__syncthreads()";
+    for (size_t w = 0; w < l.warps.size(); ++w) {
+        Warp &wp = l.warps[w];
+        wp.size = std::min<unsigned>(kWarp, n - (unsigned)w * kWarp);
+        wp.barrier.size = wp.size;
+        wp.barrier.name = "the shuffle of warp " + std::to_string(w);
+    }
+    l.warp_exchanges.assign(n, 0);
+    for (unsigned t = 0; t < n; ++t) {
+        Fiber &f = l.fibers[t];
+        f.tid.x = t;
+        f.warp = (int)(t / kWarp);
+        f.lane = (int)(t % kWarp);
+        f.mapping_bytes = kStackBytes + (size_t)page;
+        f.mapping = mmap(nullptr, f.mapping_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (f.mapping == MAP_FAILED) {
+            f.mapping = nullptr;
+            free_stacks(l);
+            throw std::runtime_error("ct_emu: cannot map a fiber stack");
+        }
+        mprotect(f.mapping, (size_t)page, PROT_NONE);  // the guard page (stacks grow down)
+        getcontext(&f.ctx);
+        f.ctx.uc_stack.ss_sp = (char *)f.mapping + page;
+        f.ctx.uc_stack.ss_size = kStackBytes;
+        f.ctx.uc_link = &l.scheduler;
+        makecontext(&f.ctx, fiber_main, 0);
+    }
+    size_t left = n;
+    while (left > 0) {
+        bool ran = false;
+        for (unsigned i = 0; i < n; ++i) {
+            Fiber &f = l.fibers[order == Order::kAscending ? i : n - 1 - i];
+            if (f.done) continue;
+            if (f.waiting && f.waiting->generation == f.waiting_generation) continue;
+            f.waiting = nullptr;
+            l.current = &f;
+            ++g_switches;
+            swapcontext(&l.scheduler, &f.ctx);
+            l.current = nullptr;
+            ran = true;
+            if (!l.error.empty()) {
+                const std::string e = "block " + std::to_string(l.block_id.x) + ", thread " +
+                                      std::to_string(f.tid.x) + ": " + l.error;
+                free_stacks(l);
+                throw std::runtime_error(e);
+            }
+            if (f.done) --left;
+        }
+        if (!ran) {
+            const std::string e = "ct_emu: deadlock in " + describe_stuck(l);
+            free_stacks(l);
+            throw std::runtime_error(e);
+        }
+    }
+    free_stacks(l);
+}
+
+}  // namespace
+
+void launch(unsigned grid, unsigned threads, const std::function<void()> &kernel, Order order) {
+    if (g_launch) throw std::logic_error("ct_emu: launch inside a launch");
+    if (grid < 1 || threads < 1 || threads > 1024)
+        throw std::invalid_argument("ct_emu: a launch needs 1+ blocks of 1..1024 threads");
+    Launch l;
+    l.grid.x = grid;
+    l.block.x = threads;
+    l.kernel = &kernel;
+    g_launch = &l;
+    try {
+        for (unsigned b = 0; b < grid; ++b) {
+            l.block_id.x = b;
+            run_block(l, order);
+        }
+    } catch (...) {
+        g_launch = nullptr;
+        throw;
+    }
+    g_launch = nullptr;
+}
+
+const Dim3 &thread_idx() { return active().current->tid; }
+const Dim3 &block_idx() { return active().block_id; }
+const Dim3 &block_dim() { return active().block; }
+const Dim3 &grid_dim() { return active().grid; }
+
+void sync_threads() { wait_at(active().block_barrier); }
+
+void warp_exchange(unsigned mask, const void *mine, void *out, size_t bytes, int src) {
+    Launch &l = active();
+    Fiber &f = *l.current;
+    Warp &w = l.warps[(size_t)f.warp];
+    const unsigned full = w.size == kWarp ? 0xffffffffu : (1u << w.size) - 1u;
+    if (mask != full) fail("a shuffle with mask " + std::to_string(mask) + " (only the full warp is emulated)");
+    if (bytes > 8) fail("a shuffle of more than 8 bytes");
+    unsigned &turn = l.warp_exchanges[f.tid.x];
+    unsigned char(*slots)[8] = w.slots[turn & 1u];
+    ++turn;
+    memcpy(slots[f.lane], mine, bytes);
+    wait_at(w.barrier);
+    if (src < 0 || src >= (int)w.size) src = f.lane;
+    memcpy(out, slots[src], bytes);
+}
+
+unsigned long long switches() { return g_switches; }
+
+}  // namespace ct_emu
