@@ -102,10 +102,11 @@ typedef struct ct_conv_shape {
 
 /* A network of dense layers only (flatten layers are views and do not
  * count), handed to a backend as one op: the whole forward, loss and
- * backward of a training step. Layer i maps dim[i] to dim[i+1] values per
- * row: y_i = act_i(x_i W_i^T + b_i), x_0 = x, x_{i+1} = y_i. The buffers
- * are the model's own (the same arenas the ops one by one would use), so
- * the step statistics and the optimizer that follow read the same places. */
+ * backward of a training step, and optionally the batch's gather before
+ * them. Layer i maps dim[i] to dim[i+1] values per row: y_i = act_i(x_i
+ * W_i^T + b_i), x_0 = x, x_{i+1} = y_i. The buffers are the model's own
+ * (the same arenas the ops one by one would use), so the step statistics
+ * and the optimizer that follow read the same places. */
 #define CT_DENSE_CHAIN_MAX 8
 typedef struct ct_dense_chain {
     int n_layers;                          /* 1 .. CT_DENSE_CHAIN_MAX                    */
@@ -113,14 +114,22 @@ typedef struct ct_dense_chain {
     ct_activation act[CT_DENSE_CHAIN_MAX]; /* as applied (LINEAR for a fused softmax)    */
     int mse;                               /* 0: softmax cross-entropy on the last y     */
                                            /*    as logits; 1: MSE against one-hot       */
-    const float *x;                        /* [rows, dim[0]]                             */
-    const int32_t *labels;                 /* [rows]                                     */
+    float *x;                              /* [rows, dim[0]]                             */
+    int32_t *labels;                       /* [rows]                                     */
     const float *w[CT_DENSE_CHAIN_MAX];    /* [dim[i+1], dim[i]]                         */
     const float *bias[CT_DENSE_CHAIN_MAX]; /* [dim[i+1]]                                 */
     float *dw[CT_DENSE_CHAIN_MAX], *dbias[CT_DENSE_CHAIN_MAX];
     float *y[CT_DENSE_CHAIN_MAX];          /* [rows, dim[i+1]]                           */
     float *dy[CT_DENSE_CHAIN_MAX];         /* [rows, dim[i+1]]                           */
     float *row_loss, *row_correct;         /* [rows]                                     */
+    /* The gather, when gather_order is non-NULL: first x and labels as
+     * gather_batch(&gather_ds, gather_order, gather_stride, gather_ctx, rows,
+     * x, labels) assembles them (gather_ds.sample_elems == dim[0]); else x
+     * and labels are inputs. */
+    ct_device_dataset gather_ds;
+    const int32_t *gather_order;
+    size_t gather_stride;
+    const ct_step_ctx *gather_ctx;
 } ct_dense_chain;
 
 typedef struct ct_backend ct_backend;
@@ -212,7 +221,8 @@ typedef struct ct_backend_ops {
      * be NULL where a backend has no such op. */
     void *(*dense_chain_plan)(ct_backend *b, const ct_dense_chain *c, int max_rows, ct_error *err);
     void (*dense_chain_plan_free)(ct_backend *b, void *plan);
-    /* What the ops one by one compute for 1 <= rows <= max_rows: for each
+    /* What the ops one by one compute for 1 <= rows <= max_rows: the
+     * gather when the description asks for it (gather_order), then for each
      * layer gemm + bias_act_forward; then softmax_xent (or mse_onehot) with
      * grad_scale (float)(1/rows) into the last dy; then, last layer first,
      * bias_act_backward (dy becomes dL/dz, dbias), dw = dz^T x and, for

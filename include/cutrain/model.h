@@ -145,10 +145,13 @@ void ct_model_loss(ct_model *m, int rows, int grad);
 /* Fills the gradient arena from the last layer's dy. */
 void ct_model_backward(ct_model *m, int rows, uint64_t seed, const ct_step_ctx *ctx);
 
-/* forward (train mode), loss with its gradient and backward: one op where
- * the model is a dense chain the backend plans (m->chain_plan), else the
- * three above; the same values either way, within the ops' tolerances. */
-void ct_model_train_pass(ct_model *m, int rows, uint64_t seed, const ct_step_ctx *ctx);
+/* The batch's gather into m->x / m->labels when ds is non-NULL (as
+ * gather_batch(ds, order, stride, ctx, rows, ...)), then forward (train
+ * mode), loss with its gradient and backward: one op where the model is a
+ * dense chain the backend plans (m->chain_plan), else the ops one by one;
+ * the same values either way, within the ops' tolerances. */
+void ct_model_train_pass(ct_model *m, const ct_device_dataset *ds, const int32_t *order, size_t stride, int rows,
+                         uint64_t seed, const ct_step_ctx *ctx);
 
 /* Host copies of the parameter arena (n_params floats). */
 void ct_model_get_params(ct_model *m, float *host);

@@ -1,7 +1,9 @@
 /* A dense network's training pass as one op, on the CPU: the reference for
  * every backend's fused version. It is the ops one by one, in the order and
- * with the arguments src/model/model.c gives them for dense layers:
+ * with the arguments src/train/train.c and src/model/model.c give them for
+ * dense layers:
  *
+ *   gather    gather_batch into x and labels, when gather_order is set
  *   forward   y_i = x_i W_i^T (gemm, B transposed); bias_act_forward(act_i, b_i)
  *   loss      softmax_xent or mse_onehot on y_last, grad_scale (float)(1/rows),
  *             dL/dy_last into dy_last
@@ -30,6 +32,8 @@ void cpu_dense_chain_plan_free(ct_backend *b, void *plan) { (void)b, (void)plan;
 void cpu_dense_chain_train(ct_backend *b, void *plan, const ct_dense_chain *c, int rows) {
     (void)plan;
     const int L = c->n_layers;
+    if (c->gather_order)
+        cpu_gather_batch(b, &c->gather_ds, c->gather_order, c->gather_stride, c->gather_ctx, rows, c->x, c->labels);
     for (int i = 0; i < L; ++i) {
         const float *x = i ? c->y[i - 1] : c->x;
         cpu_gemm(b, 0, 1, rows, c->dim[i + 1], c->dim[i], 1.0f, x, c->dim[i], c->w[i], c->dim[i], 0.0f, c->y[i],

@@ -51,6 +51,8 @@ extern "C" void cuda_dense_chain_train(ct_backend *b, void *plan, const ct_dense
     const chain_plan *p = (const chain_plan *)plan;
     if (rows < 1 || rows > p->max_rows)
         ct_cuda_fatal("rows outside the planned 1 .. max_rows", "cuda_dense_chain_train", __FILE__, __LINE__);
+    if (c->gather_order && c->gather_ds.sample_elems != (size_t)c->dim[0])
+        ct_cuda_fatal("a gather whose samples are not the chain's inputs", "cuda_dense_chain_train", __FILE__, __LINE__);
     dense_chain_kernel<<<1, CHAIN_THREADS, 0, ct_cuda(b)->stream>>>(*c, rows);
     CT_LAUNCH_CHECK("dense_chain_kernel");
 }

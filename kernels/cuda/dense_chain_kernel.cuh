@@ -12,6 +12,7 @@
  * all of its threads, so the chain's buffers are the model's own.
  *
  * The math is the ops' (kernels/cpu/dense_chain_cpu.c lists it):
+ *   gather (optional)  x and labels from the resident dataset, as gather_kernel
  *   forward, layer i   y[r,o] = act(sum_k x[r,k] W[o,k] + b[o])
  *   loss               loss_rows.cuh, the loss kernels' own row code, grad_scale (float)(1/rows)
  *   backward, layer i  dz = act'(y) dy in place (act_math.cuh, as act_back_kernel);
@@ -135,8 +136,35 @@ static __device__ void chain_gemm_rows(int M, int N, int K, const float *A, size
     }
 }
 
+/* x[r, :] = scale * images[order[r], :] and its label (order already at the batch),
+ * as gather_kernel (gather_cuda.cu) writes them: one rounding of the
+ * product, a NaN row and label -1 for an index outside the dataset. The
+ * rows' elements are spread over all the threads at once, consecutive
+ * threads on consecutive elements. */
+static __device__ void chain_gather(ct_device_dataset ds, const int32_t *order, int rows, float *x, int32_t *labels) {
+    const size_t elems = ds.sample_elems, n = (size_t)rows * elems;
+    const int is_u8 = ds.elem_type == CT_ELEM_U8;
+    for (size_t e = threadIdx.x; e < n; e += CHAIN_THREADS) {
+        const size_t r = e / elems, j = e - r * elems;
+        const int32_t idx = order[r];
+        const int ok = idx >= 0 && (size_t)idx < ds.count;
+        if (!ok)
+            x[e] = ct_quiet_nan();
+        else if (is_u8)
+            x[e] = ds.scale * (float)((const uint8_t *)ds.images)[(size_t)idx * elems + j];
+        else
+            x[e] = ds.scale * ((const float *)ds.images)[(size_t)idx * elems + j];
+        if (j == 0) labels[r] = ok ? (int32_t)ds.labels[idx] : -1;
+    }
+}
+
 static __global__ void __launch_bounds__(CHAIN_THREADS, 1) dense_chain_kernel(ct_dense_chain c, int rows) {
     const int L = c.n_layers;
+    if (c.gather_order) {
+        chain_gather(c.gather_ds, c.gather_order + (size_t)c.gather_ctx->batch * c.gather_stride, rows, c.x,
+                     c.labels);
+        __syncthreads();
+    }
     for (int i = 0; i < L; ++i) {
         chain_forward(rows, c.dim[i], c.dim[i + 1], i ? c.y[i - 1] : c.x, c.w[i], c.bias[i], c.act[i], c.y[i]);
         __syncthreads();

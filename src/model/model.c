@@ -353,11 +353,21 @@ void ct_model_backward(ct_model *m, int rows, uint64_t seed, const ct_step_ctx *
     }
 }
 
-void ct_model_train_pass(ct_model *m, int rows, uint64_t seed, const ct_step_ctx *ctx) {
-    if (m->chain_plan && rows > 0) {
-        m->be->ops->dense_chain_train(m->be, m->chain_plan, &m->chain, rows);
+void ct_model_train_pass(ct_model *m, const ct_device_dataset *ds, const int32_t *order, size_t stride, int rows,
+                         uint64_t seed, const ct_step_ctx *ctx) {
+    const ct_backend_ops *o = m->be->ops;
+    if (m->chain_plan && rows > 0 && (!ds || ds->sample_elems == (size_t)m->chain.dim[0])) {
+        ct_dense_chain c = m->chain; /* the op reads it when called: a copy on the stack will do */
+        if (ds) {
+            c.gather_ds = *ds;
+            c.gather_order = order;
+            c.gather_stride = stride;
+            c.gather_ctx = ctx;
+        }
+        o->dense_chain_train(m->be, m->chain_plan, &c, rows);
         return;
     }
+    if (ds && rows > 0) o->gather_batch(m->be, ds, order, stride, ctx, rows, m->x, m->labels);
     ct_model_forward(m, rows, 1, seed, ctx);
     ct_model_loss(m, rows, 1);
     ct_model_backward(m, rows, seed, ctx);

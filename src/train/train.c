@@ -161,13 +161,15 @@ static void queue_step(run *r, int rows, int inject) {
     uint64_t seed = r->opt->seed;
     const unsigned ph = r->phases;
     if (rows > 0) {
-        if (!r->src && (ph & CT_PHASE_GATHER))
-            o->gather_batch(be, &r->train.ds, r->train.order, (size_t)r->opt->batch_size, m->ctx, rows, m->x,
-                            m->labels);
+        /* A custom data source has filled x and labels already. */
+        const ct_device_dataset *gather = !r->src && (ph & CT_PHASE_GATHER) ? &r->train.ds : NULL;
+        const size_t stride = (size_t)r->opt->batch_size;
         const unsigned pass = CT_PHASE_FORWARD | CT_PHASE_LOSS | CT_PHASE_BACKWARD;
         if ((ph & pass) == pass) {
-            ct_model_train_pass(m, rows, seed, m->ctx); /* one op for a dense chain */
+            /* one op for a dense chain, the gather included */
+            ct_model_train_pass(m, gather, r->train.order, stride, rows, seed, m->ctx);
         } else {
+            if (gather) o->gather_batch(be, gather, r->train.order, stride, m->ctx, rows, m->x, m->labels);
             if (ph & CT_PHASE_FORWARD) ct_model_forward(m, rows, 1, seed, m->ctx);
             if (ph & CT_PHASE_LOSS) ct_model_loss(m, rows, 1);
             if (ph & CT_PHASE_BACKWARD) ct_model_backward(m, rows, seed, m->ctx);

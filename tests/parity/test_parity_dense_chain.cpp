@@ -4,8 +4,8 @@
 // weights, inputs and labels (never zeros), at the awkward shapes of
 // tests/support/dense_chain_cases.h (a batch of one, odd widths, a width of
 // one, four layers, both losses, every elementwise activation, seed's real
-// size, a NaN planted in the input, a label out of range), with its
-// tolerances. Also: the same bits from two runs, and the plan's refusals.
+// size, a NaN planted in the input, a label out of range, the batch
+// gathered by the op from bytes and from floats), with its tolerances. Also: the same bits from two runs, and the plan's refusals.
 // Skipped without a GPU. (tests/emu runs the same kernel's device code on
 // the CPU against the same cases in every CI run.)
 #include <gtest/gtest.h>
@@ -33,9 +33,15 @@ class DenseChainParity : public CudaFixture {
     class GpuRunner : public ct_test::ChainRunner {
       public:
         GpuRunner(DenseChainParity &f, void *plan) : f_(f), plan_(plan) {}
-        float *put(const ChainVec &v) override { return f_.up(v); }
-        int32_t *put_labels(const std::vector<int32_t> &v) override { return f_.up(v); }
-        ChainVec get(const float *p, size_t n) override { return f_.down(p, n); }
+        void *put_bytes(const void *p, size_t n) override {
+            void *d = f_.gpu->ops->alloc(f_.gpu, n + 4, nullptr);  // 4 spare bytes: never an empty allocation
+            f_.owned.push_back(d);
+            if (n) f_.gpu->ops->upload(f_.gpu, d, p, n);
+            return d;
+        }
+        void get_bytes(void *host, const void *p, size_t n) override {
+            if (n) f_.gpu->ops->download(f_.gpu, host, p, n);
+        }
         void train(const ct_dense_chain &c, int rows) override { f_.gpu->ops->dense_chain_train(f_.gpu, plan_, &c, rows); }
 
       private:

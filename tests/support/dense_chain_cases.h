@@ -39,12 +39,19 @@ struct ChainShape {
     int mse;
     int rows, max_rows;
     bool nan_input, bad_label;
+    // The batch gathered by the op itself from a resident dataset:
+    // 0 no (x and labels are inputs), 1 from uint8 samples, 2 from float32.
+    // With a gather, nan_input puts an index outside the dataset in the
+    // batch (a NaN row and label -1), and bad_label a label byte past the
+    // classes.
+    int gather = 0;
 
     std::string describe() const {
         std::string d = "dims";
         for (int v : dim) d += " " + std::to_string(v);
         return d + ", rows " + std::to_string(rows) + (mse ? ", mse" : ", xent") + (nan_input ? ", nan input" : "") +
-               (bad_label ? ", bad label" : "");
+               (bad_label ? ", bad label" : "") + (gather == 1 ? ", gathered from bytes" : "") +
+               (gather == 2 ? ", gathered from floats" : "");
     }
 };
 
@@ -63,6 +70,9 @@ inline std::vector<ChainShape> awkward_chain_shapes() {
         {{33, 9, 10}, {R, N}, 0, 7, 7, false, true},         // a label out of range
         {{33, 9, 10}, {R, S}, 1, 7, 7, false, true},
         {{784, 10, 10}, {R, N}, 0, 256, 256, false, false},  // seed at batch 256: near the plan's limit
+        {{784, 10, 10}, {R, N}, 0, 32, 32, false, false, 1},  // seed's real step: MNIST-like bytes
+        {{784, 10, 10}, {R, N}, 0, 1, 32, false, false, 1},   // the batch of one, gathered
+        {{13, 9, 4}, {T, N}, 0, 5, 7, true, true, 2},         // floats, an index out of range, a bad label
     };
 }
 
@@ -71,6 +81,14 @@ struct ChainHost {
     ChainVec x;
     std::vector<int32_t> labels;
     std::vector<ChainVec> w, b;
+    // With a gather: the dataset, the epoch's order and where the batch is.
+    std::vector<uint8_t> images_u8, labels_u8;
+    ChainVec images_f32;
+    size_t count = 0;
+    float scale = 1.0f;
+    std::vector<int32_t> order;
+    size_t stride = 0;
+    ct_step_ctx ctx{};
 };
 
 inline ChainHost draw_chain(const ChainShape &s, std::mt19937 &g) {
@@ -90,6 +108,33 @@ inline ChainHost draw_chain(const ChainShape &s, std::mt19937 &g) {
         h.w.push_back(w);
         h.b.push_back(b);
     }
+    if (s.gather) {
+        // Three batches' worth of samples and an order over them; the op
+        // gathers the third batch (ctx.batch 2), not the first.
+        h.stride = (size_t)s.max_rows;
+        h.count = 3 * h.stride + 5;
+        const size_t elems = (size_t)s.dim[0];
+        if (s.gather == 1) {
+            h.images_u8.resize(h.count * elems);
+            for (uint8_t &v : h.images_u8) v = (uint8_t)(g() & 0xff);
+            h.scale = 1.0f / 255.0f;
+        } else {
+            h.images_f32.resize(h.count * elems);
+            for (float &v : h.images_f32) v = 2.0f * u(g);
+            h.scale = 0.5f;
+        }
+        h.labels_u8.resize(h.count);
+        for (uint8_t &l : h.labels_u8) l = (uint8_t)(g() % classes);
+        h.order.resize(3 * h.stride);
+        for (size_t i = 0; i < h.order.size(); ++i) h.order[i] = (int32_t)((i * 7 + 3) % h.count);
+        h.ctx.batch = 2;
+        h.ctx.step = 3;
+        h.ctx.epoch = 1;
+        int32_t *batch = h.order.data() + 2 * h.stride;
+        if (s.nan_input) batch[s.rows / 2] = (int32_t)h.count;  // outside the dataset
+        if (s.bad_label) h.labels_u8[(size_t)batch[s.rows - 1]] = (uint8_t)classes;
+        return h;
+    }
     if (s.nan_input) h.x[h.x.size() / 2] = NAN;
     if (s.bad_label) h.labels[s.rows - 1] = classes;
     return h;
@@ -99,32 +144,40 @@ inline ChainHost draw_chain(const ChainShape &s, std::mt19937 &g) {
 class ChainRunner {
   public:
     virtual ~ChainRunner() = default;
-    virtual float *put(const ChainVec &v) = 0;
-    virtual int32_t *put_labels(const std::vector<int32_t> &v) = 0;
-    virtual ChainVec get(const float *p, size_t n) = 0;
+    // A copy of n bytes (n may be 0) where the op can read and write it.
+    virtual void *put_bytes(const void *p, size_t n) = 0;
+    virtual void get_bytes(void *host, const void *p, size_t n) = 0;
     virtual void train(const ct_dense_chain &c, int rows) = 0;
+
+    template <typename T>
+    T *put(const std::vector<T> &v) {
+        return (T *)put_bytes(v.data(), v.size() * sizeof(T));
+    }
+    template <typename T>
+    std::vector<T> get(const T *p, size_t n) {
+        std::vector<T> v(n);
+        get_bytes(v.data(), p, n * sizeof(T));
+        return v;
+    }
 };
 
 // Host memory; the call is a function (the CPU reference, an emulated kernel).
 class HostChainRunner : public ChainRunner {
   public:
     explicit HostChainRunner(std::function<void(const ct_dense_chain &, int)> op) : op_(std::move(op)) {}
-    float *put(const ChainVec &v) override {
-        floats_.push_back(v);
-        floats_.back().push_back(0.0f);  // never an empty allocation
-        return floats_.back().data();
+    void *put_bytes(const void *p, size_t n) override {
+        blocks_.emplace_back(n / 8 + 1);  // 8-byte aligned, never empty
+        if (n) std::memcpy(blocks_.back().data(), p, n);
+        return blocks_.back().data();
     }
-    int32_t *put_labels(const std::vector<int32_t> &v) override {
-        ints_.push_back(v);
-        return ints_.back().data();
+    void get_bytes(void *host, const void *p, size_t n) override {
+        if (n) std::memcpy(host, p, n);
     }
-    ChainVec get(const float *p, size_t n) override { return ChainVec(p, p + n); }
     void train(const ct_dense_chain &c, int rows) override { op_(c, rows); }
 
   private:
     std::function<void(const ct_dense_chain &, int)> op_;
-    std::deque<ChainVec> floats_;  // a deque: pointers into it stay valid
-    std::deque<std::vector<int32_t>> ints_;
+    std::deque<std::vector<uint64_t>> blocks_;  // a deque: pointers into it stay valid
 };
 
 inline ct_dense_chain chain_description(const ChainShape &s) {
@@ -138,14 +191,30 @@ inline ct_dense_chain chain_description(const ChainShape &s) {
 }
 
 // Runs the op once and returns every output: y_i, dz_i, dw_i, db_i per
-// layer, then row_loss and row_correct. Outputs start as a finite poison,
-// so one the op never writes shows up.
+// layer, then row_loss and row_correct, and with a gather x and the labels
+// (as floats). Outputs start as a finite poison, so one the op never writes
+// shows up.
 inline std::vector<ChainVec> run_chain(const ChainShape &s, const ChainHost &h, ChainRunner &where) {
     const int L = (int)s.act.size();
     ct_dense_chain c = chain_description(s);
     auto out = [&](size_t n) { return where.put(ChainVec(n, -12345.678f)); };
-    c.x = where.put(h.x);
-    c.labels = where.put_labels(h.labels);
+    if (s.gather) {
+        c.x = out((size_t)s.rows * s.dim[0]);
+        c.labels = where.put(std::vector<int32_t>(s.rows, 12345));
+        ct_device_dataset &ds = c.gather_ds;
+        ds.elem_type = s.gather == 1 ? CT_ELEM_U8 : CT_ELEM_F32;
+        ds.images = s.gather == 1 ? (const void *)where.put(h.images_u8) : (const void *)where.put(h.images_f32);
+        ds.labels = where.put(h.labels_u8);
+        ds.count = h.count;
+        ds.sample_elems = (size_t)s.dim[0];
+        ds.scale = h.scale;
+        c.gather_order = where.put(h.order);
+        c.gather_stride = h.stride;
+        c.gather_ctx = where.put(std::vector<ct_step_ctx>{h.ctx});
+    } else {
+        c.x = where.put(h.x);
+        c.labels = where.put(h.labels);
+    }
     for (int i = 0; i < L; ++i) {
         c.w[i] = where.put(h.w[i]);
         c.bias[i] = where.put(h.b[i]);
@@ -168,6 +237,11 @@ inline std::vector<ChainVec> run_chain(const ChainShape &s, const ChainHost &h, 
     }
     r.push_back(where.get(c.row_loss, s.rows));
     r.push_back(where.get(c.row_correct, s.rows));
+    if (s.gather) {
+        r.push_back(where.get(c.x, (size_t)s.rows * s.dim[0]));
+        const std::vector<int32_t> labels = where.get(c.labels, s.rows);
+        r.emplace_back(labels.begin(), labels.end());
+    }
     return r;
 }
 
@@ -206,6 +280,14 @@ inline void expect_chain_close(const ChainShape &s, const std::vector<ChainVec> 
         std::sort(row.begin(), row.end(), [](float a, float b) { return a > b; });
         const bool near_tie = classes > 1 && std::fabs(row[0] - row[1]) <= 1e-4 * std::fabs(row[0]) + 1e-6;
         if (!near_tie) EXPECT_EQ(got[4 * L + 1][r], want[4 * L + 1][r]) << "row_correct[" << r << "]";
+    }
+    if (s.gather) {  // the gather is one rounding of one product: the same bits
+        ASSERT_EQ(got.size(), (size_t)4 * L + 4);
+        for (int t : {4 * L + 2, 4 * L + 3}) {
+            ASSERT_EQ(got[t].size(), want[t].size());
+            EXPECT_EQ(0, std::memcmp(got[t].data(), want[t].data(), got[t].size() * sizeof(float)))
+                << (t == 4 * L + 2 ? "gathered x" : "gathered labels");
+        }
     }
 }
 

@@ -6,8 +6,10 @@
 // every activation, activation gradient, parameter gradient and row loss.
 // A wrong pointer, offset, activation or loss in the description (or a
 // reference that drifts from model.c's recipe) shows up as a difference.
+// The same holds with the batch's gather folded into the op.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <string>
@@ -89,7 +91,7 @@ void check_spec(const ct_model_spec &spec, int max_rows, int rows, bool bad_labe
     std::vector<float> poison(a.m.n_params, 7.0f);
     a.be->ops->upload(a.be, a.m.grads, poison.data(), poison.size() * sizeof(float));
 
-    ct_model_train_pass(&a.m, rows, 5, a.m.ctx);
+    ct_model_train_pass(&a.m, nullptr, nullptr, 0, rows, 5, a.m.ctx);
     ct_model_forward(&b.m, rows, 1, 5, b.m.ctx);
     ct_model_loss(&b.m, rows, 1);
     ct_model_backward(&b.m, rows, 5, b.m.ctx);
@@ -124,6 +126,70 @@ TEST(DenseChain, EveryActivationAndBothLossesGiveTheOpsBits) {
         check_spec(*s, 9, 9, false);
         check_spec(*s, 9, 1, false);
         check_spec(*s, 9, 4, true);
+    }
+}
+
+// The train pass with the batch's gather folded into the op (what train.c
+// queues) against gather_batch and then the ops: the same bits in x, the
+// labels and everything after, from bytes and from floats, with an index
+// outside the dataset in the batch (a NaN row, label -1).
+TEST(DenseChain, TheGatherFoldedInGivesTheBitsOfGatherThenTheOps) {
+    ct_model_spec spec;
+    ASSERT_EQ(ct_model_spec_preset("seed", &spec), 0);
+    const int rows = 32, stride = 32;
+    for (ct_elem_type type : {CT_ELEM_U8, CT_ELEM_F32}) {
+        SCOPED_TRACE(type == CT_ELEM_U8 ? "bytes" : "floats");
+        Net a, b;
+        ct_error err;
+        ct_error_clear(&err);
+        a.be = ct_backend_cpu_create(1, &err);
+        b.be = ct_backend_cpu_create(1, &err);
+        ASSERT_TRUE(a.be && b.be) << err.msg;
+        ASSERT_EQ(ct_model_build(&a.m, &spec, a.be, rows, 21, &err), 0) << err.msg;
+        ASSERT_EQ(ct_model_build(&b.m, &spec, b.be, rows, 21, &err), 0) << err.msg;
+
+        std::mt19937 g(type);
+        const size_t count = 70, elems = (size_t)spec.input_dim;
+        std::vector<uint8_t> bytes(count * elems), labels(count);
+        std::vector<float> floats(count * elems);
+        for (uint8_t &v : bytes) v = (uint8_t)(g() & 0xff);
+        for (float &v : floats) v = (float)(g() % 2001) / 1000.0f - 1.0f;
+        for (uint8_t &v : labels) v = (uint8_t)(g() % 10);
+        ct_device_dataset ds{};  // the CPU backend's memory is the host's
+        ds.elem_type = type;
+        ds.images = type == CT_ELEM_U8 ? (const void *)bytes.data() : (const void *)floats.data();
+        ds.labels = labels.data();
+        ds.count = count;
+        ds.sample_elems = elems;
+        ds.scale = type == CT_ELEM_U8 ? 1.0f / 255.0f : 0.75f;
+        std::vector<int32_t> order(3 * stride);
+        for (size_t i = 0; i < order.size(); ++i) order[i] = (int32_t)((i * 11 + 5) % count);
+        order[stride + 4] = (int32_t)count;  // in batch 1, outside the dataset
+
+        for (Net *n : {&a, &b}) {
+            ct_step_ctx ctx;
+            n->be->ops->download(n->be, &ctx, n->m.ctx, sizeof ctx);
+            ctx.batch = 1;
+            n->be->ops->upload(n->be, n->m.ctx, &ctx, sizeof ctx);
+        }
+        ct_model_train_pass(&a.m, &ds, order.data(), stride, rows, 5, a.m.ctx);
+        b.be->ops->gather_batch(b.be, &ds, order.data(), stride, b.m.ctx, rows, b.m.x, b.m.labels);
+        ct_model_forward(&b.m, rows, 1, 5, b.m.ctx);
+        ct_model_loss(&b.m, rows, 1);
+        ct_model_backward(&b.m, rows, 5, b.m.ctx);
+
+        const std::vector<float> xa = down(a.m, a.m.x, rows * elems), xb = down(b.m, b.m.x, rows * elems);
+        expect_same_bits(xa, xb, "x");
+        EXPECT_TRUE(std::isnan(xa[4 * elems])) << "the row of the index outside the dataset";
+        EXPECT_EQ(xa[elems], ds.scale * (type == CT_ELEM_U8 ? (float)bytes[(size_t)order[stride + 1] * elems]
+                                                            : floats[(size_t)order[stride + 1] * elems]))
+            << "row 1 is sample order[stride + 1]: batch 1, not batch 0";
+        const std::vector<int32_t> la = down(a.m, a.m.labels, rows), lb = down(b.m, b.m.labels, rows);
+        EXPECT_EQ(la, lb);
+        EXPECT_EQ(la[4], -1);
+        EXPECT_EQ(la[0], (int32_t)labels[(size_t)order[stride]]);
+        expect_same_bits(down(a.m, a.m.grads, a.m.n_params), down(b.m, b.m.grads, b.m.n_params), "grads");
+        expect_same_bits(down(a.m, a.m.row_loss, rows), down(b.m, b.m.row_loss, rows), "row_loss");
     }
 }
 
