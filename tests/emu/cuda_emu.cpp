@@ -4,12 +4,29 @@
 // chosen order, every fiber that is not waiting on a barrier that has not
 // yet opened, until all have returned. A pass that resumes nobody while
 // fibers remain is a deadlock.
+//
+// Under AddressSanitizer every switch is announced to it (the fiber
+// interface of sanitizer/common_interface_defs.h), so a sanitizer build runs
+// emulated kernels as a memcheck: an access past a buffer the test allocated
+// to its exact size is a report, as compute-sanitizer's would be on a GPU.
 #include "emu/cuda_emu.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CT_EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CT_EMU_ASAN 1
+#endif
+#endif
+#ifdef CT_EMU_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
 
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -30,6 +47,8 @@ struct Fiber {
     ucontext_t ctx;
     void *mapping = nullptr;
     size_t mapping_bytes = 0;
+    void *stack = nullptr;     // the usable part of the mapping
+    void *fake_stack = nullptr;  // AddressSanitizer's, while switched out
     Dim3 tid;
     int warp = 0, lane = 0;
     bool done = false;
@@ -61,16 +80,41 @@ struct Launch {
 Launch *g_launch = nullptr;
 unsigned long long g_switches = 0;
 
+// The fiber switches as AddressSanitizer wants them told (no-ops without
+// it): before a switch, where the next stack is (nullptr for the fake stack
+// of a fiber that is ending); after one, on the new stack.
+const void *g_scheduler_stack = nullptr;  // learnt from the first switch into a fiber
+size_t g_scheduler_stack_bytes = 0;
+
+void before_switch(void **fake_stack, const void *to_bottom, size_t to_bytes) {
+#ifdef CT_EMU_ASAN
+    __sanitizer_start_switch_fiber(fake_stack, to_bottom, to_bytes);
+#else
+    (void)fake_stack, (void)to_bottom, (void)to_bytes;
+#endif
+}
+
+void after_switch(void *fake_stack, const void **from_bottom, size_t *from_bytes) {
+#ifdef CT_EMU_ASAN
+    __sanitizer_finish_switch_fiber(fake_stack, from_bottom, from_bytes);
+#else
+    (void)fake_stack, (void)from_bottom, (void)from_bytes;
+#endif
+}
+
 Launch &active() {
     if (!g_launch) throw std::logic_error("ct_emu: a device function was called outside ct_emu::launch");
     return *g_launch;
 }
 
-// Ends the current fiber with an error; the scheduler throws it.
-[[noreturn]] void fail(const std::string &msg) {
+// Ends the current fiber with an error; the scheduler throws it. A C
+// string: the fiber's frames are never unwound, so nothing it owns on the
+// heap would ever be freed.
+[[noreturn]] void fail(const char *msg) {
     Launch &l = active();
     if (l.error.empty()) l.error = msg;
     l.current->done = true;
+    before_switch(nullptr, g_scheduler_stack, g_scheduler_stack_bytes);
     setcontext(&l.scheduler);
     abort();  // setcontext does not return
 }
@@ -86,14 +130,18 @@ void wait_at(Barrier &b) {
     f.waiting = &b;
     f.waiting_generation = b.generation;
     ++g_switches;
+    before_switch(&f.fake_stack, g_scheduler_stack, g_scheduler_stack_bytes);
     swapcontext(&f.ctx, &l.scheduler);
+    after_switch(f.fake_stack, nullptr, nullptr);
 }
 
 void fiber_main() {
+    after_switch(nullptr, &g_scheduler_stack, &g_scheduler_stack_bytes);
     Launch &l = active();
     (*l.kernel)();
-    l.current->done = true;  // returns to uc_link, the scheduler
-}
+    l.current->done = true;
+    before_switch(nullptr, g_scheduler_stack, g_scheduler_stack_bytes);
+}  // returns to uc_link, the scheduler
 
 void free_stacks(Launch &l) {
     for (Fiber &f : l.fibers)
@@ -143,7 +191,8 @@ void run_block(Launch &l, Order order) {
         }
         mprotect(f.mapping, (size_t)page, PROT_NONE);  // the guard page (stacks grow down)
         getcontext(&f.ctx);
-        f.ctx.uc_stack.ss_sp = (char *)f.mapping + page;
+        f.stack = (char *)f.mapping + page;
+        f.ctx.uc_stack.ss_sp = f.stack;
         f.ctx.uc_stack.ss_size = kStackBytes;
         f.ctx.uc_link = &l.scheduler;
         makecontext(&f.ctx, fiber_main, 0);
@@ -158,7 +207,10 @@ void run_block(Launch &l, Order order) {
             f.waiting = nullptr;
             l.current = &f;
             ++g_switches;
+            void *scheduler_fake_stack = nullptr;
+            before_switch(&scheduler_fake_stack, f.stack, kStackBytes);
             swapcontext(&l.scheduler, &f.ctx);
+            after_switch(scheduler_fake_stack, nullptr, nullptr);
             l.current = nullptr;
             ran = true;
             if (!l.error.empty()) {
@@ -213,7 +265,11 @@ void warp_exchange(unsigned mask, const void *mine, void *out, size_t bytes, int
     Fiber &f = *l.current;
     Warp &w = l.warps[(size_t)f.warp];
     const unsigned full = w.size == kWarp ? 0xffffffffu : (1u << w.size) - 1u;
-    if (mask != full) fail("a shuffle with mask " + std::to_string(mask) + " (only the full warp is emulated)");
+    if (mask != full) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "a shuffle with mask %u (only the full warp is emulated)", mask);
+        fail(msg);
+    }
     if (bytes > 8) fail("a shuffle of more than 8 bytes");
     unsigned &turn = l.warp_exchanges[f.tid.x];
     unsigned char(*slots)[8] = w.slots[turn & 1u];

@@ -21,8 +21,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <deque>
 #include <functional>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -161,14 +161,16 @@ class ChainRunner {
     }
 };
 
-// Host memory; the call is a function (the CPU reference, an emulated kernel).
+// Host memory, each buffer its own allocation of exactly its size (so that
+// in a sanitizer build an access one past its end is a report); the call is
+// a function (the CPU reference, an emulated kernel).
 class HostChainRunner : public ChainRunner {
   public:
     explicit HostChainRunner(std::function<void(const ct_dense_chain &, int)> op) : op_(std::move(op)) {}
     void *put_bytes(const void *p, size_t n) override {
-        blocks_.emplace_back(n / 8 + 1);  // 8-byte aligned, never empty
-        if (n) std::memcpy(blocks_.back().data(), p, n);
-        return blocks_.back().data();
+        blocks_.emplace_back(new unsigned char[n ? n : 1]);  // new's alignment (16) suits every type here
+        if (n) std::memcpy(blocks_.back().get(), p, n);
+        return blocks_.back().get();
     }
     void get_bytes(void *host, const void *p, size_t n) override {
         if (n) std::memcpy(host, p, n);
@@ -177,7 +179,7 @@ class HostChainRunner : public ChainRunner {
 
   private:
     std::function<void(const ct_dense_chain &, int)> op_;
-    std::deque<std::vector<uint64_t>> blocks_;  // a deque: pointers into it stay valid
+    std::vector<std::unique_ptr<unsigned char[]>> blocks_;
 };
 
 inline ct_dense_chain chain_description(const ChainShape &s) {
