@@ -78,7 +78,6 @@ struct Launch {
 };
 
 Launch *g_launch = nullptr;
-unsigned long long g_switches = 0;
 
 // The fiber switches as AddressSanitizer wants them told (no-ops without
 // it): before a switch, where the next stack is (nullptr for the fake stack
@@ -129,7 +128,6 @@ void wait_at(Barrier &b) {
     }
     f.waiting = &b;
     f.waiting_generation = b.generation;
-    ++g_switches;
     before_switch(&f.fake_stack, g_scheduler_stack, g_scheduler_stack_bytes);
     swapcontext(&f.ctx, &l.scheduler);
     after_switch(f.fake_stack, nullptr, nullptr);
@@ -206,8 +204,7 @@ void run_block(Launch &l, Order order) {
             if (f.waiting && f.waiting->generation == f.waiting_generation) continue;
             f.waiting = nullptr;
             l.current = &f;
-            ++g_switches;
-            void *scheduler_fake_stack = nullptr;
+                    void *scheduler_fake_stack = nullptr;
             before_switch(&scheduler_fake_stack, f.stack, kStackBytes);
             swapcontext(&l.scheduler, &f.ctx);
             after_switch(scheduler_fake_stack, nullptr, nullptr);
@@ -279,7 +276,5 @@ void warp_exchange(unsigned mask, const void *mine, void *out, size_t bytes, int
     if (src < 0 || src >= (int)w.size) src = f.lane;
     memcpy(out, slots[src], bytes);
 }
-
-unsigned long long switches() { return g_switches; }
 
 }  // namespace ct_emu

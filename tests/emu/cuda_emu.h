@@ -50,10 +50,6 @@ void sync_threads();
 // source outside the warp gives the caller's own value, as on the GPU.
 void warp_exchange(unsigned mask, const void *mine, void *out, size_t bytes, int src);
 
-// How many fiber switches launch has made since the process started (for
-// the tests of the emulator itself).
-unsigned long long switches();
-
 template <typename T>
 inline T shfl_xor(unsigned mask, T v, int lane_mask) {
     static_assert(sizeof(T) <= 8, "a warp slot holds 8 bytes");

@@ -11,9 +11,8 @@
 // The device code, after the emulator's definitions of the CUDA keywords.
 #include "kernels/cuda/dense_chain_kernel.cuh"
 
-#include <gtest/gtest.h>
-
 #include <gtest/gtest-spi.h>
+#include <gtest/gtest.h>
 
 #include <random>
 #include <string>
