@@ -60,10 +60,8 @@ void expect_same_bits(const std::vector<float> &a, const std::vector<float> &b, 
         ASSERT_EQ(0, std::memcmp(&a[i], &b[i], sizeof(float))) << what << "[" << i << "]: " << a[i] << " vs " << b[i];
 }
 
-// Steps `rows` rows of random inputs through both models and compares.
-void check_spec(const ct_model_spec &spec, int max_rows, int rows, bool bad_label) {
-    SCOPED_TRACE(std::string("rows ") + std::to_string(rows) + (bad_label ? ", one label out of range" : ""));
-    Net a, b;
+// Two models built alike (same spec, seed and backend kind), each on its own backend.
+void build_twins(const ct_model_spec &spec, int max_rows, Net &a, Net &b) {
     ct_error err;
     ct_error_clear(&err);
     a.be = ct_backend_cpu_create(1, &err);
@@ -71,6 +69,13 @@ void check_spec(const ct_model_spec &spec, int max_rows, int rows, bool bad_labe
     ASSERT_TRUE(a.be && b.be) << err.msg;
     ASSERT_EQ(ct_model_build(&a.m, &spec, a.be, max_rows, 21, &err), 0) << err.msg;
     ASSERT_EQ(ct_model_build(&b.m, &spec, b.be, max_rows, 21, &err), 0) << err.msg;
+}
+
+// Steps `rows` rows of random inputs through both models and compares.
+void check_spec(const ct_model_spec &spec, int max_rows, int rows, bool bad_label) {
+    SCOPED_TRACE(std::string("rows ") + std::to_string(rows) + (bad_label ? ", one label out of range" : ""));
+    Net a, b;
+    ASSERT_NO_FATAL_FAILURE(build_twins(spec, max_rows, a, b));
     ASSERT_NE(a.m.chain_plan, nullptr) << "the CPU offers the chain for every dense model";
 
     std::mt19937 g(rows * 7 + 1);
@@ -140,13 +145,7 @@ TEST(DenseChain, TheGatherFoldedInGivesTheBitsOfGatherThenTheOps) {
     for (ct_elem_type type : {CT_ELEM_U8, CT_ELEM_F32}) {
         SCOPED_TRACE(type == CT_ELEM_U8 ? "bytes" : "floats");
         Net a, b;
-        ct_error err;
-        ct_error_clear(&err);
-        a.be = ct_backend_cpu_create(1, &err);
-        b.be = ct_backend_cpu_create(1, &err);
-        ASSERT_TRUE(a.be && b.be) << err.msg;
-        ASSERT_EQ(ct_model_build(&a.m, &spec, a.be, rows, 21, &err), 0) << err.msg;
-        ASSERT_EQ(ct_model_build(&b.m, &spec, b.be, rows, 21, &err), 0) << err.msg;
+        ASSERT_NO_FATAL_FAILURE(build_twins(spec, rows, a, b));
 
         std::mt19937 g(type);
         const size_t count = 70, elems = (size_t)spec.input_dim;
