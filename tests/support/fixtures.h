@@ -24,6 +24,20 @@ class ScopedEnv {
     bool had_ = false;
 };
 
+// A model and the backend it is built on, freed together (either may be
+// left unset when a test fails before building it).
+struct OwnedModel {
+    ct_backend *be = nullptr;
+    ct_model m{};
+    OwnedModel() = default;
+    OwnedModel(const OwnedModel &) = delete;
+    OwnedModel &operator=(const OwnedModel &) = delete;
+    ~OwnedModel() {
+        ct_model_free(&m);
+        if (be) ct_backend_destroy(be);
+    }
+};
+
 // A fresh directory under $TMPDIR, removed (recursively) on destruction.
 class TempDir {
   public:

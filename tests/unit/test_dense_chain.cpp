@@ -19,14 +19,7 @@
 
 namespace {
 
-struct Net {
-    ct_backend *be = nullptr;
-    ct_model m{};
-    ~Net() {
-        ct_model_free(&m);
-        if (be) ct_backend_destroy(be);
-    }
-};
+using Net = ct_test::OwnedModel;
 
 ct_model_spec dense_spec(const std::vector<std::pair<int, ct_activation>> &layers, int input, ct_loss_kind loss,
                          bool flatten_first = false) {

@@ -10,14 +10,7 @@
 
 namespace {
 
-struct Net {
-    ct_backend *be = nullptr;
-    ct_model m{};
-    ~Net() {
-        ct_model_free(&m);
-        ct_backend_destroy(be);
-    }
-};
+using Net = ct_test::OwnedModel;
 
 ct_model_spec make_spec(ct_loss_kind loss, ct_activation out_act) {
     ct_model_spec s{};
