@@ -283,6 +283,13 @@ typedef struct ct_backend_ops {
                            const ct_step_ctx *ctx, ct_step_record *ring);
     /* ctx->step += 1, ctx->batch += 1, ctx->slot = (slot + 1) % ring_len. */
     void (*step_advance)(ct_backend *b, ct_step_ctx *ctx);
+    /* step_stats(a), optimizer_step(cfg, buf, th) and step_advance, in that
+     * order, as one op: the same record, parameters, state, t and ctx bits
+     * as the three calls. A backend may run them as one kernel (the CUDA
+     * backend does for a small arena: step_finish_kernel.cuh). */
+    void (*step_finish)(ct_backend *b, const ct_stats_args *a, const ct_optim_config *cfg,
+                        const ct_optim_buffers *buf, const ct_health_thresholds *th, ct_step_ctx *ctx,
+                        ct_step_record *ring);
 } ct_backend_ops;
 
 struct ct_backend {

@@ -45,6 +45,14 @@ void cpu_step_advance(ct_backend *b, ct_step_ctx *ctx) {
     ctx->slot = ctx->ring_len ? (ctx->slot + 1) % ctx->ring_len : 0;
 }
 
+/* The three in turn: on the CPU there is no launch to save. */
+void cpu_step_finish(ct_backend *b, const ct_stats_args *a, const ct_optim_config *cfg, const ct_optim_buffers *buf,
+                     const ct_health_thresholds *th, ct_step_ctx *ctx, ct_step_record *ring) {
+    cpu_step_stats(b, a, ctx, ring);
+    cpu_optimizer_step(b, cfg, buf, th, ctx, ring);
+    cpu_step_advance(b, ctx);
+}
+
 static const ct_backend_ops cpu_ops = {
     .alloc = cpu_alloc,
     .free = cpu_free,
@@ -79,6 +87,7 @@ static const ct_backend_ops cpu_ops = {
     .step_stats = cpu_step_stats,
     .optimizer_step = cpu_optimizer_step,
     .step_advance = cpu_step_advance,
+    .step_finish = cpu_step_finish,
 };
 
 ct_backend *ct_backend_cpu_create(int threads, ct_error *err) {

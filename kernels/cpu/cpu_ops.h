@@ -77,6 +77,8 @@ void cpu_optimizer_step(ct_backend *b, const ct_optim_config *cfg, const ct_opti
 
 /* backend_cpu.c */
 void cpu_step_advance(ct_backend *b, ct_step_ctx *ctx);
+void cpu_step_finish(ct_backend *b, const ct_stats_args *a, const ct_optim_config *cfg, const ct_optim_buffers *buf,
+                     const ct_health_thresholds *th, ct_step_ctx *ctx, ct_step_record *ring);
 
 #ifdef __cplusplus
 }

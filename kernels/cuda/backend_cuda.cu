@@ -309,6 +309,7 @@ static const ct_backend_ops cuda_ops = {
     .step_stats = cuda_step_stats,
     .optimizer_step = cuda_optimizer_step,
     .step_advance = cuda_step_advance,
+    .step_finish = cuda_step_finish,
 };
 
 /* Set-up steps that may fail: the failure becomes err and a NULL backend
@@ -346,10 +347,23 @@ static const ct_backend_ops cuda_ops = {
         }                                                                                                   \
     } while (0)
 
+/* CUTRAIN_CUDA_STEP_FINISH: 1 on, 0 off (unset, empty or "off"), -1 anything else. */
+static int step_finish_setting(void) {
+    const char *v = getenv("CUTRAIN_CUDA_STEP_FINISH");
+    if (!v || !*v || strcmp(v, "off") == 0) return 0;
+    return strcmp(v, "on") == 0 ? 1 : -1;
+}
+
 ct_backend *ct_backend_cuda_create(ct_error *err) {
     char why[256];
     if (!ct_cuda_available(why, sizeof why)) {
         ct_fail(err, CT_EXIT_USAGE, "--device cuda: no usable GPU: %s", why);
+        return NULL;
+    }
+    const int fused_finish = step_finish_setting();
+    if (fused_finish < 0) {
+        ct_fail(err, CT_EXIT_USAGE, "CUTRAIN_CUDA_STEP_FINISH: expected \"on\" or \"off\", got \"%.40s\"",
+                getenv("CUTRAIN_CUDA_STEP_FINISH"));
         return NULL;
     }
     ct_backend *b = (ct_backend *)calloc(1, sizeof *b);
@@ -368,6 +382,7 @@ ct_backend *ct_backend_cuda_create(ct_error *err) {
     /* prop.name is longer than im->name; real names fit, a long one is cut. */
     snprintf(im->name, sizeof im->name, "%.*s", (int)sizeof im->name - 1, prop.name);
     im->sm_count = prop.multiProcessorCount > 0 ? prop.multiProcessorCount : 1;
+    im->fused_finish = fused_finish;
 
     /* Non-blocking: no implicit synchronisation with the legacy default
      * stream, which other code in the process might use. */

@@ -23,6 +23,7 @@
 #include <cudnn.h>
 
 #include "cutrain/backend.h"
+#include "kernels/cuda/partials.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -61,10 +62,6 @@ void ct_cuda_fatal(const char *what, const char *call, const char *file, int lin
             ct_cuda_fatal(cudaGetErrorString(ct_e_), "launch of " kernel_name, __FILE__, __LINE__); \
     } while (0)
 
-/* Per-block partials of the deterministic reductions: stats and optimizer
- * each use at most this many blocks in their first pass. */
-#define CT_CUDA_MAX_PARTIAL_BLOCKS 1024
-
 typedef struct ct_cuda_impl {
     int device;
     char name[96];
@@ -80,14 +77,14 @@ typedef struct ct_cuda_impl {
     /* Blocks done, one counter per reduction (CT_CUDA_COUNTER_*): the last
      * block of a pass finishes it, and puts its counter back to zero. */
     unsigned int *done;
+    /* CUTRAIN_CUDA_STEP_FINISH=on at create: step_finish runs as one kernel
+     * for a small arena (step_cuda.cu). Off by default until measured. */
+    int fused_finish;
 } ct_cuda_impl;
 
 #define CT_CUDA_COUNTER_STATS 0
 #define CT_CUDA_COUNTER_OPTIM 1
 #define CT_CUDA_COUNTERS 2
-
-/* Doubles per block in `partials` (room for per-layer sums and counts). */
-#define CT_CUDA_PARTIAL_STRIDE 8
 
 static inline ct_cuda_impl *ct_cuda(ct_backend *b) { return (ct_cuda_impl *)b->impl; }
 
@@ -135,12 +132,13 @@ void cuda_dropout_backward(ct_backend *b, size_t n, float rate, uint64_t seed, u
 /* gather_cuda.cu */
 void cuda_gather_batch(ct_backend *b, const ct_device_dataset *ds, const int32_t *order, size_t stride,
                        const ct_step_ctx *ctx, int rows, float *x, int32_t *labels);
-/* stats_cuda.cu */
+/* step_cuda.cu: statistics, optimizer, advance, and the three as one */
 void cuda_step_stats(ct_backend *b, const ct_stats_args *a, const ct_step_ctx *ctx, ct_step_record *ring);
-/* optim_cuda.cu */
 void cuda_optimizer_step(ct_backend *b, const ct_optim_config *cfg, const ct_optim_buffers *buf,
                          const ct_health_thresholds *th, const ct_step_ctx *ctx, ct_step_record *ring);
 void cuda_step_advance(ct_backend *b, ct_step_ctx *ctx);
+void cuda_step_finish(ct_backend *b, const ct_stats_args *a, const ct_optim_config *cfg, const ct_optim_buffers *buf,
+                      const ct_health_thresholds *th, ct_step_ctx *ctx, ct_step_record *ring);
 
 #ifdef __cplusplus
 }

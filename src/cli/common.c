@@ -30,7 +30,9 @@ ct_backend *ct_cli_backend(const char *device, int threads, int quiet, ct_error 
     char why[sizeof err->msg];
     if (ct_cuda_available(why, sizeof why)) {
         ct_backend *b = ct_backend_create(CT_DEVICE_CUDA, threads, err);
-        if (b) return b;
+        /* A setting the user got wrong (CUTRAIN_CUDA_*) is theirs to fix,
+         * not a reason to fall back to the CPU. */
+        if (b || err->code == CT_EXIT_USAGE) return b;
         snprintf(why, sizeof why, "%s", err->msg);
         ct_error_clear(err);
     }

@@ -188,8 +188,13 @@ static void queue_step(run *r, int rows, int inject) {
         .rows = (uint32_t)rows,
         .th = r->th,
     };
-    if (ph & CT_PHASE_STATS) o->step_stats(be, &a, m->ctx, r->ring);
     ct_optim_buffers buf = {m->params, m->grads, m->opt_state, m->opt_t, m->n_params};
+    if ((ph & (CT_PHASE_STATS | CT_PHASE_UPDATE)) == (CT_PHASE_STATS | CT_PHASE_UPDATE)) {
+        /* one op (one kernel for a small model on the GPU) */
+        o->step_finish(be, &a, &r->optim, &buf, &r->th, m->ctx, r->ring);
+        return;
+    }
+    if (ph & CT_PHASE_STATS) o->step_stats(be, &a, m->ctx, r->ring);
     if (ph & CT_PHASE_UPDATE) o->optimizer_step(be, &r->optim, &buf, &r->th, m->ctx, r->ring);
     o->step_advance(be, m->ctx);
 }

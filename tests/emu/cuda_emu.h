@@ -14,9 +14,16 @@
 //  - the order in which threads run between barriers is a parameter: a
 //    kernel whose threads read what another thread writes in the same phase
 //    gives different results in ascending and descending order.
-// What it does not emulate: the GPU's math library (expf, tanhf, exp, log
-// are the host's, a few ulp apart), shared memory declarations, atomics,
-// and timing. Kernels that need those are not run here.
+//  - __shared__ variables are static: one copy that every thread of every
+//    block sees. Blocks run one after another, so that is a block's own
+//    shared memory, except that it starts with what the previous block left
+//    (on a GPU: undefined), which a kernel must not read anyway;
+//  - atomics and fences: fibers switch only at barriers and shuffles, so an
+//    atomicAdd is a plain read-modify-write, a fence a no-op, and blocks
+//    that count themselves done see the last block last.
+// What it does not emulate: the GPU's math library (expf, tanhf, exp, log,
+// pow are the host's, a few ulp apart), its memory model (a missing fence is
+// not seen), and timing.
 #pragma once
 
 #include <math.h>
@@ -58,6 +65,14 @@ inline T shfl_xor(unsigned mask, T v, int lane_mask) {
     return out;
 }
 
+template <typename T>
+inline T shfl_down(unsigned mask, T v, unsigned delta) {
+    static_assert(sizeof(T) <= 8, "a warp slot holds 8 bytes");
+    T out;
+    warp_exchange(mask, &v, &out, sizeof v, (int)(thread_idx().x & 31u) + (int)delta);
+    return out;
+}
+
 }  // namespace ct_emu
 
 #define __global__
@@ -71,11 +86,49 @@ inline T shfl_xor(unsigned mask, T v, int lane_mask) {
 #define gridDim (::ct_emu::grid_dim())
 #define __syncthreads() ::ct_emu::sync_threads()
 #define __shfl_xor_sync(mask, v, off) ::ct_emu::shfl_xor((mask), (v), (off))
+#define __shfl_down_sync(mask, v, delta) ::ct_emu::shfl_down((mask), (v), (delta))
+#define __shared__ static
+#define __threadfence()
 
-// Products rounded on their own: the test targets build with
+static inline unsigned atomicAdd(unsigned *p, unsigned v) {
+    const unsigned old = *p;
+    *p = old + v;
+    return old;
+}
+template <typename T>
+static inline T __ldcg(const T *p) {
+    return *p;
+}
+
+// Operations rounded on their own: the test targets build with
 // -ffp-contract=off, so the host never fuses them either.
 static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __fadd_rn(float a, float b) { return a + b; }
+static inline float __fsub_rn(float a, float b) { return a - b; }
+static inline float __fdiv_rn(float a, float b) { return a / b; }
+static inline float __fsqrt_rn(float a) { return sqrtf(a); }
 static inline double __dmul_rn(double a, double b) { return a * b; }
+static inline double __dadd_rn(double a, double b) { return a + b; }
+static inline double __dsub_rn(double a, double b) { return a - b; }
+static inline double __ddiv_rn(double a, double b) { return a / b; }
+static inline double __dsqrt_rn(double a) { return sqrt(a); }
+static inline float __double2float_rn(double a) { return (float)a; }
+static inline double __ull2double_rn(unsigned long long a) { return (double)a; }
+static inline unsigned __float_as_uint(float f) {
+    unsigned u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+static inline long long __double_as_longlong(double d) {
+    long long i;
+    memcpy(&i, &d, sizeof i);
+    return i;
+}
+static inline double __longlong_as_double(long long i) {
+    double d;
+    memcpy(&d, &i, sizeof d);
+    return d;
+}
 static inline float __int_as_float(int i) {
     float f;
     memcpy(&f, &i, sizeof f);

@@ -297,6 +297,45 @@ TEST_F(GpuMnist, SeedAsOneDenseChainKernelRepeatsItselfAndFollowsTheCpu) {
     }
 }
 
+// The statistics, update and step advance as one kernel
+// (CUTRAIN_CUDA_STEP_FINISH=on, kernels/cuda/step_finish_kernel.cuh) change
+// no bit of a run: seed's 200 step records are the same with and without it,
+// after the ops one by one and after the dense chain. The two-kernel step
+// (chain + finish) is the one the benchmarks time as seed-fused.
+TEST_F(GpuMnist, StepFinishAsOneKernelChangesNoBitOfARun) {
+    auto run = [&](const std::string &name, const char *chain, const char *finish) {
+        ScopedEnv c("CUTRAIN_CUDA_DENSE_CHAIN", chain), f("CUTRAIN_CUDA_STEP_FINISH", finish);
+        std::string log = dir.file(name + ".jsonl");
+        RunResult r = run_cutrain("train --quiet --device cuda --model seed --max-steps 200 --optimizer adam "
+                                  "--clip-grad-norm 0.5 --seed 9 --data " + data + " --log-jsonl " + log);
+        EXPECT_EQ(r.exit_code, 0) << r.out;
+        return jsonl_of_type(log, "step");
+    };
+    const auto ops = run("ops", "off", "off"), ops_finish = run("ops-finish", "off", "on");
+    const auto chain = run("chain", "on", "off"), chain_finish = run("chain-finish", "on", "on");
+    ASSERT_EQ(ops.size(), 200u);
+    ASSERT_EQ(ops_finish.size(), 200u);
+    ASSERT_EQ(chain.size(), 200u);
+    ASSERT_EQ(chain_finish.size(), 200u);
+    for (size_t i = 0; i < ops.size(); ++i) ASSERT_EQ(ops[i], ops_finish[i]) << "ops: first difference at step " << i + 1;
+    for (size_t i = 0; i < chain.size(); ++i)
+        ASSERT_EQ(chain[i], chain_finish[i]) << "chain: first difference at step " << i + 1;
+}
+
+TEST_F(GpuCommand, UnknownStepFinishSettingIsAUsageErrorEvenWithDeviceAuto) {
+    std::string data = synthetic();
+    for (const char *device : {"cuda", "auto"}) {
+        SCOPED_TRACE(device);
+        RunResult r;
+        {
+            ScopedEnv bad("CUTRAIN_CUDA_STEP_FINISH", "1");
+            r = run_cutrain(std::string("train --quiet --device ") + device + " --model seed --epochs 1 --data " + data);
+        }
+        EXPECT_EQ(r.exit_code, 2) << r.out;
+        EXPECT_NE(r.out.find("CUTRAIN_CUDA_STEP_FINISH"), std::string::npos) << r.out;
+    }
+}
+
 TEST_F(GpuCommand, UnknownDenseChainSettingIsAUsageError) {
     std::string data = synthetic();
     RunResult r;

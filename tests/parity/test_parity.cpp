@@ -430,7 +430,7 @@ TEST_F(Parity, CudaBackendIsCompleteAndSaysWhatItIs) {
         (const void *)o->bias_act_forward, (const void *)o->bias_act_backward, (const void *)o->softmax_xent,
         (const void *)o->mse_onehot,     (const void *)o->loss_accumulate, (const void *)o->dropout_forward,
         (const void *)o->dropout_backward, (const void *)o->gather_batch, (const void *)o->step_stats,
-        (const void *)o->optimizer_step, (const void *)o->step_advance,
+        (const void *)o->optimizer_step, (const void *)o->step_advance, (const void *)o->step_finish,
     };
     for (size_t i = 0; i < sizeof required / sizeof required[0]; ++i) {
         EXPECT_NE(required[i], nullptr) << "op #" << i;

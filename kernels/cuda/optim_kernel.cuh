@@ -1,4 +1,6 @@
-/* Optimizer step and step advance on the GPU (Keras 3 rules, optim.h).
+/* Optimizer step and step advance on the GPU (Keras 3 rules, optim.h): the
+ * device code (step_cuda.cu launches it; step_finish_kernel.cuh reuses its
+ * pieces; tests/emu runs it on the CPU).
  *
  * With g = gs * grad, gs = (float)clip_scale, clip_scale = min(1, clip / ||grad||):
  *   SGD      v = m*v - lr*g;  w += v   (Nesterov: w += m*v - lr*g; no momentum: w -= lr*g)
@@ -37,10 +39,16 @@
  * 0.0, then the same shared-memory tree; it writes the record's fields,
  * advances *t and resets the counter.
  */
+#ifndef CUTRAIN_KERNELS_CUDA_OPTIM_KERNEL_CUH
+#define CUTRAIN_KERNELS_CUDA_OPTIM_KERNEL_CUH
+
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
-#include "kernels/cuda/cuda_common.h"
+#include "cutrain/backend.h"
+#include "cutrain/schedule.h"
+#include "kernels/cuda/partials.h"
 
 #define OPT_THREADS 256
 
@@ -122,6 +130,68 @@ static __device__ __forceinline__ float update_one(const optim_plan &p, size_t i
     return w0;
 }
 
+/* The record's optimizer fields and t from ||w_old||^2 (ps) and ||dw||^2
+ * (us), once every element is done (one thread). */
+static __device__ void optim_record(const optim_plan &p, double ps, double us, uint64_t *t, ct_step_record *rec) {
+    uint32_t flags = rec->flags;
+    rec->param_sumsq = ps;
+    if (must_skip(p, flags)) {
+        /* w, state and t untouched; ||w|| still reported. */
+        rec->update_sumsq = 0.0;
+        rec->clip_scale = 1.0;
+        rec->flags = flags | CT_FLAG_SKIPPED_UPDATE;
+        return;
+    }
+    const double clip = clip_scale(p.clip_norm, rec->grad_sumsq);
+    if (clip < 1.0) flags |= CT_FLAG_CLIPPED;
+    rec->clip_scale = clip;
+    rec->update_sumsq = us;
+    if (p.vanishing > 0.0 && ps > 0.0 && __dsqrt_rn(__ddiv_rn(us, ps)) < p.vanishing) flags |= CT_FLAG_VANISHING_UPDATE;
+    rec->flags = flags;
+    *t += 1; /* exactly once per applied step */
+}
+
+/* The per-step scalars (one thread): this step's plan (its scheduled rate),
+ * whether it is skipped, the clip factor gs and Adam's alpha, from the
+ * record's flags and grad_sumsq, the device-side step number and t. */
+static __device__ void optim_scalars(const optim_plan &p, const ct_step_record *rec, uint64_t step, uint64_t t,
+                                     optim_plan *now, int *skip_out, float *gs_out, float *alpha_out) {
+    const bool skip = must_skip(p, rec->flags);
+    /* The rate of this step, from the device-side step number, so a
+     * replayed graph follows the schedule; the CPU derives the same
+     * lr-dependent values from it in the same way. */
+    *now = p;
+    now->lr = ct_schedule_lr(p.lr, &p.schedule, step);
+    now->lr_d = (double)now->lr;
+    now->decay =
+        p.kind == CT_OPT_ADAMW ? __double2float_rn(__dmul_rn((double)now->lr, (double)p.weight_decay)) : 0.0f;
+    float gs = 1.0f, alpha = 0.0f;
+    if (!skip) {
+        gs = __double2float_rn(clip_scale(p.clip_norm, rec->grad_sumsq));
+        /* This step's t is t + 1: the finishing thread stores it once every
+         * element has been updated. */
+        if (p.kind == CT_OPT_ADAM || p.kind == CT_OPT_ADAMW) alpha = adam_alpha(*now, (unsigned long long)t + 1ull);
+    }
+    *skip_out = skip ? 1 : 0;
+    *gs_out = gs;
+    *alpha_out = alpha;
+}
+
+/* One element: ||w_old||^2 into ps (also on a skipped step: the CPU reports
+ * it there too) and, unless skipped, the update into w, state and us. */
+static __device__ __forceinline__ void optim_element(const optim_plan &now, size_t i, size_t n, bool skip, float gs,
+                                                     float alpha, float *w, const float *grads, float *state,
+                                                     double &ps, double &us) {
+    const float w0 = w[i];
+    const double w0d = (double)w0;
+    ps = __dadd_rn(ps, __dmul_rn(w0d, w0d));
+    if (skip) return;
+    const float w1 = update_one(now, i, n, w0, __fmul_rn(grads[i], gs), alpha, state);
+    w[i] = w1;
+    const double d = __dsub_rn((double)w1, w0d);
+    us = __dadd_rn(us, __dmul_rn(d, d));
+}
+
 /* The record's optimizer fields and t, once the block partials are in
  * (the last block, all OPT_THREADS threads). */
 static __device__ void optim_finish(const optim_plan &p, const double *partials, uint64_t *t, const ct_step_ctx *ctx,
@@ -144,27 +214,7 @@ static __device__ void optim_finish(const optim_plan &p, const double *partials,
         }
         __syncthreads();
     }
-    if (tid != 0) return;
-    ps = s_ps[0];
-    us = s_us[0];
-
-    ct_step_record *rec = ring + ctx->slot;
-    uint32_t flags = rec->flags;
-    rec->param_sumsq = ps;
-    if (must_skip(p, flags)) {
-        /* w, state and t untouched; ||w|| still reported. */
-        rec->update_sumsq = 0.0;
-        rec->clip_scale = 1.0;
-        rec->flags = flags | CT_FLAG_SKIPPED_UPDATE;
-        return;
-    }
-    const double clip = clip_scale(p.clip_norm, rec->grad_sumsq);
-    if (clip < 1.0) flags |= CT_FLAG_CLIPPED;
-    rec->clip_scale = clip;
-    rec->update_sumsq = us;
-    if (p.vanishing > 0.0 && ps > 0.0 && __dsqrt_rn(__ddiv_rn(us, ps)) < p.vanishing) flags |= CT_FLAG_VANISHING_UPDATE;
-    rec->flags = flags;
-    *t += 1; /* exactly once per applied step */
+    if (tid == 0) optim_record(p, s_ps[0], s_us[0], t, ring + ctx->slot);
 }
 
 /* The whole arena in one grid-stride pass (a grid of at least one block:
@@ -186,24 +236,9 @@ static __global__ void __launch_bounds__(OPT_THREADS)
      * and the same value everywhere since every block runs the same code on
      * the same inputs. */
     if (tid == 0) {
-        const ct_step_record *rec = ring + ctx->slot;
-        const bool skip = must_skip(p, rec->flags);
-        /* The rate of this step, from the device-side step number, so a
-         * replayed graph follows the schedule; the CPU derives the same
-         * lr-dependent values from it in the same way. */
-        s_p = p;
-        s_p.lr = ct_schedule_lr(p.lr, &p.schedule, ctx->step);
-        s_p.lr_d = (double)s_p.lr;
-        s_p.decay = p.kind == CT_OPT_ADAMW ? __double2float_rn(__dmul_rn((double)s_p.lr, (double)p.weight_decay)) : 0.0f;
-        float gs = 1.0f, alpha = 0.0f;
-        if (!skip) {
-            gs = __double2float_rn(clip_scale(p.clip_norm, rec->grad_sumsq));
-            /* t is this step's t: the last block stores t + 1 after every block has read it. */
-            if (p.kind == CT_OPT_ADAM || p.kind == CT_OPT_ADAMW) alpha = adam_alpha(s_p, (unsigned long long)*t + 1ull);
-        }
-        s_skip = skip ? 1 : 0;
-        s_gs = gs;
-        s_alpha = alpha;
+        int skip;
+        optim_scalars(p, ring + ctx->slot, ctx->step, *t, &s_p, &skip, &s_gs, &s_alpha);
+        s_skip = skip;
     }
     __syncthreads();
     const bool skip = s_skip != 0;
@@ -212,17 +247,8 @@ static __global__ void __launch_bounds__(OPT_THREADS)
     const size_t n = (size_t)p.n;
     const size_t step = (size_t)gridDim.x * OPT_THREADS;
     double ps = 0.0, us = 0.0;
-    for (size_t i = (size_t)blockIdx.x * OPT_THREADS + tid; i < n; i += step) {
-        const float w0 = w[i];
-        const double w0d = (double)w0;
-        /* ||w_old||^2 also on a skipped step: the CPU reports it there too. */
-        ps = __dadd_rn(ps, __dmul_rn(w0d, w0d));
-        if (skip) continue;
-        const float w1 = update_one(s_p, i, n, w0, __fmul_rn(grads[i], gs), alpha, state);
-        w[i] = w1;
-        const double d = __dsub_rn((double)w1, w0d);
-        us = __dadd_rn(us, __dmul_rn(d, d));
-    }
+    for (size_t i = (size_t)blockIdx.x * OPT_THREADS + tid; i < n; i += step)
+        optim_element(s_p, i, n, skip, gs, alpha, w, grads, state, ps, us);
     s_ps[tid] = ps;
     s_us[tid] = us;
     __syncthreads();
@@ -249,16 +275,18 @@ static __global__ void __launch_bounds__(OPT_THREADS)
     if (tid == 0) *done = 0u; /* ready for the next step (or graph replay) */
 }
 
-
-static __global__ void step_advance_kernel(ct_step_ctx *ctx) {
+/* ctx->step += 1, ctx->batch += 1, the ring slot on by one (one thread). */
+static __device__ __forceinline__ void step_advance_one(ct_step_ctx *ctx) {
     ctx->step += 1;
     ctx->batch += 1;
     ctx->slot = ctx->ring_len ? (ctx->slot + 1) % ctx->ring_len : 0;
 }
 
-extern "C" void cuda_optimizer_step(ct_backend *b, const ct_optim_config *cfg, const ct_optim_buffers *buf,
-                                    const ct_health_thresholds *th, const ct_step_ctx *ctx, ct_step_record *ring) {
-    ct_cuda_impl *impl = ct_cuda(b);
+static __global__ void step_advance_kernel(ct_step_ctx *ctx) { step_advance_one(ctx); }
+
+/* The plan of one optimizer step over n elements (host): cfg and th as the
+ * kernels read them, and the fixed grid. */
+static inline optim_plan optim_make_plan(const ct_optim_config *cfg, const ct_health_thresholds *th, size_t n) {
     optim_plan p;
     memset(&p, 0, sizeof p);
     p.kind = (int)cfg->kind;
@@ -282,20 +310,11 @@ extern "C" void cuda_optimizer_step(ct_backend *b, const ct_optim_config *cfg, c
     p.one_rho = (float)(1.0 - (double)cfg->rho);
     p.clip_norm = cfg->clip_norm;
     p.vanishing = th ? th->vanishing_update_ratio : 0.0;
-    p.n = buf->n;
-
+    p.n = n;
     /* Fixed grid from n alone, so the reduction order never changes. */
-    const size_t want = buf->n / OPT_THREADS + (buf->n % OPT_THREADS != 0);
+    const size_t want = n / OPT_THREADS + (n % OPT_THREADS != 0);
     p.nblocks = (unsigned int)(want < CT_CUDA_MAX_PARTIAL_BLOCKS ? want : CT_CUDA_MAX_PARTIAL_BLOCKS);
-
-    /* n == 0: nothing to update; one block still fills the record. */
-    const unsigned int grid = p.nblocks > 0 ? p.nblocks : 1u;
-    optim_kernel<<<grid, OPT_THREADS, 0, impl->stream>>>(p, buf->params, buf->grads, buf->state, buf->t, ctx, ring,
-                                                         impl->partials, impl->done + CT_CUDA_COUNTER_OPTIM);
-    CT_LAUNCH_CHECK("optim_kernel");
+    return p;
 }
 
-extern "C" void cuda_step_advance(ct_backend *b, ct_step_ctx *ctx) {
-    step_advance_kernel<<<1, 1, 0, ct_cuda(b)->stream>>>(ctx);
-    CT_LAUNCH_CHECK("step_advance_kernel");
-}
+#endif

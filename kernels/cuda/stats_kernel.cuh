@@ -1,4 +1,6 @@
-/* Step statistics on the GPU: the fused reduction behind step_stats.
+/* Step statistics on the GPU: the fused reduction behind step_stats, its
+ * device code (step_cuda.cu launches it; step_finish_kernel.cuh reuses its
+ * pieces; tests/emu runs it on the CPU).
  *
  * The figures are those of kernels/cpu/stats_cpu.c:
  *   loss_sum   = sum_r row_loss[r]           correct = sum_r row_correct[r]
@@ -39,10 +41,15 @@
  * float->double conversion of a denormal gradient must not flush it. The zero
  * and finiteness tests look at the bits, so they hold under any flags.
  */
+#ifndef CUTRAIN_KERNELS_CUDA_STATS_KERNEL_CUH
+#define CUTRAIN_KERNELS_CUDA_STATS_KERNEL_CUH
+
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
-#include "kernels/cuda/cuda_common.h"
+#include "cutrain/backend.h"
+#include "kernels/cuda/partials.h"
 
 #define STATS_THREADS 256
 /* Smallest chunk a block reduces (a multiple of STATS_THREADS): below this a
@@ -64,7 +71,15 @@ typedef struct stats_plan {
     unsigned int nseg; /* nl + 2: head, layers, tail */
     unsigned int first_block[STATS_MAX_SEGMENTS + 1];
     unsigned int nblocks;
+    unsigned int rec_layers; /* the record's n_layers */
 } stats_plan;
+
+/* Figures of a block, or of a segment: sum of squares and max |g| of the
+ * finite elements, non-finite and zero counts. */
+typedef struct stats_part {
+    double sq, mx;
+    unsigned long long nf, zeros;
+} stats_part;
 
 static __host__ __device__ __forceinline__ unsigned long long seg_lo(const stats_plan &p, unsigned int s) {
     return s == 0 ? 0ull : p.off[s - 1];
@@ -92,27 +107,40 @@ static __device__ __forceinline__ unsigned long long slot_to_count(double d) {
     return (unsigned long long)__double_as_longlong(d);
 }
 
-/* Stage 2, run by the last block of stage 1 (all STATS_THREADS threads). */
-static __device__ void stats_finish(const stats_plan &p, const double *partials, const float *row_loss,
-                                    const float *row_correct, uint32_t rows, uint32_t rec_layers, double exploding,
-                                    const ct_step_ctx *ctx, ct_step_record *ring) {
-    __shared__ double seg_sq[STATS_MAX_SEGMENTS], seg_max[STATS_MAX_SEGMENTS];
-    __shared__ unsigned long long seg_nf[STATS_MAX_SEGMENTS], seg_zero[STATS_MAX_SEGMENTS];
-    __shared__ float t_loss[STATS_THREADS];
-    __shared__ float t_correct[STATS_THREADS];
-    const unsigned int tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5;
+/* Stage 1's per-element step: one gradient into a thread's figures (the
+ * counts in whatever width the caller's element count needs). */
+template <typename Count>
+static __device__ __forceinline__ void stats_add(float x, double &sq, double &mx, Count &nf, Count &zeros) {
+    if (!finite_f(x)) {
+        ++nf; /* counted, but kept out of the sums (CPU rule) */
+        return;
+    }
+    if ((__float_as_uint(x) & 0x7fffffffu) == 0u) ++zeros; /* +0.0 and -0.0 */
+    const double d = (double)x;
+    /* d*d is exact (24-bit mantissa squared); _rn keeps the add separate
+     * from the multiply, as on the CPU, so only the order of the sums differs. */
+    sq = __dadd_rn(sq, __dmul_rn(d, d));
+    const double ad = fabs(d);
+    if (ad > mx) mx = ad;
+}
 
-    for (unsigned int s = warp; s < p.nseg; s += STATS_THREADS / 32) {
+/* Stage 2's segment figures, into seg[s]: warp `warp` of `nwarps` takes the
+ * segments s = warp, warp + nwarps, ...; lane j adds the segment's block
+ * partials j, j+32, ... (load(j, &part) gives block j's) left to right from
+ * 0.0, then the lanes combine in a fixed shuffle tree (16, 8, 4, 2, 1). */
+template <typename Load>
+static __device__ void stats_segments(const stats_plan &p, unsigned int nwarps, Load load, stats_part *seg) {
+    const unsigned int lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
+    for (unsigned int s = warp; s < p.nseg; s += nwarps) {
         double sq = 0.0, mx = 0.0;
         unsigned long long nf = 0, zeros = 0;
         for (unsigned int j = p.first_block[s] + lane; j < p.first_block[s + 1]; j += 32) {
-            /* Written by other blocks of this grid: read past L1. */
-            const double *in = partials + (size_t)j * CT_CUDA_PARTIAL_STRIDE;
-            sq = __dadd_rn(sq, __ldcg(in + 0));
-            const double m = __ldcg(in + 1);
-            if (m > mx) mx = m;
-            nf += slot_to_count(__ldcg(in + 2));
-            zeros += slot_to_count(__ldcg(in + 3));
+            stats_part in;
+            load(j, &in);
+            sq = __dadd_rn(sq, in.sq);
+            if (in.mx > mx) mx = in.mx;
+            nf += in.nf;
+            zeros += in.zeros;
         }
         for (int off = 16; off > 0; off >>= 1) {
             sq = __dadd_rn(sq, __shfl_down_sync(0xffffffffu, sq, off));
@@ -122,18 +150,27 @@ static __device__ void stats_finish(const stats_plan &p, const double *partials,
             zeros += __shfl_down_sync(0xffffffffu, zeros, off);
         }
         if (lane == 0) {
-            seg_sq[s] = sq;
-            seg_max[s] = mx;
-            seg_nf[s] = nf;
-            seg_zero[s] = zeros;
+            seg[s].sq = sq;
+            seg[s].mx = mx;
+            seg[s].nf = nf;
+            seg[s].zeros = zeros;
         }
     }
+}
 
-    /* Rows, left to right (the CPU's loop), a staged tile at a time. `rows`
-     * is uniform, so every thread reaches every barrier. */
-    double loss = 0.0, correct = 0.0; /* thread 0's */
-    bool bad_row = false;
-    for (uint32_t base = 0; base < rows; base += STATS_THREADS) {
+/* The rows, left to right from 0.0 (the CPU's loop), into thread 0's *loss,
+ * *correct and *bad_row, staged a tile of THREADS rows at a time. Every
+ * thread of a block of THREADS calls it (`rows` is uniform, so every thread
+ * reaches every barrier). */
+template <unsigned int THREADS>
+static __device__ void stats_rows(const float *row_loss, const float *row_correct, uint32_t rows, double *loss,
+                                  double *correct, bool *bad_row) {
+    __shared__ float t_loss[THREADS];
+    __shared__ float t_correct[THREADS];
+    const unsigned int tid = threadIdx.x;
+    double l_sum = 0.0, c_sum = 0.0;
+    bool bad = false;
+    for (uint32_t base = 0; base < rows; base += THREADS) {
         const uint32_t r = base + tid;
         if (r < rows) {
             t_loss[tid] = row_loss[r];
@@ -141,54 +178,80 @@ static __device__ void stats_finish(const stats_plan &p, const double *partials,
         }
         __syncthreads();
         if (tid == 0) {
-            const uint32_t cnt = rows - base < STATS_THREADS ? rows - base : STATS_THREADS;
+            const uint32_t cnt = rows - base < THREADS ? rows - base : THREADS;
             for (uint32_t k = 0; k < cnt; ++k) {
                 const float l = t_loss[k];
-                if (!finite_f(l)) bad_row = true;
-                loss = __dadd_rn(loss, (double)l);
-                correct = __dadd_rn(correct, (double)t_correct[k]);
+                if (!finite_f(l)) bad = true;
+                l_sum = __dadd_rn(l_sum, (double)l);
+                c_sum = __dadd_rn(c_sum, (double)t_correct[k]);
             }
         }
         __syncthreads(); /* the tile is consumed before the next one lands */
     }
-    __syncthreads(); /* the segment figures are in (also when rows == 0) */
-    if (tid != 0) return;
+    *loss = l_sum;
+    *correct = c_sum;
+    *bad_row = bad;
+}
 
-    ct_step_record rec;
-    memset(&rec, 0, sizeof rec);
-    rec.clip_scale = 1.0;
-    rec.step = ctx->step;
-    rec.epoch = ctx->epoch;
-    rec.batch_size = rows;
-    rec.n_layers = rec_layers;
-    rec.loss_sum = loss;
-    rec.correct = correct;
-    if (bad_row || !finite_d(loss)) rec.flags |= CT_FLAG_NONFINITE_LOSS;
+/* The record from the segment figures and the row sums (one thread). */
+static __device__ void stats_record(const stats_plan &p, const stats_part *seg, double loss, double correct,
+                                    bool bad_row, uint32_t rows, double exploding, const ct_step_ctx *ctx,
+                                    ct_step_record *rec) {
+    memset(rec, 0, sizeof *rec);
+    rec->clip_scale = 1.0;
+    rec->step = ctx->step;
+    rec->epoch = ctx->epoch;
+    rec->batch_size = rows;
+    rec->n_layers = p.rec_layers;
+    rec->loss_sum = loss;
+    rec->correct = correct;
+    if (bad_row || !finite_d(loss)) rec->flags |= CT_FLAG_NONFINITE_LOSS;
 
     /* Segments in arena order: head, layers, tail (the CPU's add_partial order). */
     for (unsigned int s = 0; s < p.nseg; ++s) {
-        rec.grad_sumsq = __dadd_rn(rec.grad_sumsq, seg_sq[s]);
-        if (seg_max[s] > rec.grad_max_abs) rec.grad_max_abs = seg_max[s];
-        rec.nonfinite_count += seg_nf[s];
-        rec.zero_count += seg_zero[s];
+        rec->grad_sumsq = __dadd_rn(rec->grad_sumsq, seg[s].sq);
+        if (seg[s].mx > rec->grad_max_abs) rec->grad_max_abs = seg[s].mx;
+        rec->nonfinite_count += seg[s].nf;
+        rec->zero_count += seg[s].zeros;
         if (s >= 1 && s <= p.nl) {
             const unsigned int l = s - 1;
             const unsigned long long count = seg_hi(p, s) - seg_lo(p, s);
-            rec.layer_grad_sumsq[l] = seg_sq[s];
-            rec.layer_nonfinite[l] = (uint32_t)seg_nf[s];
-            if (count > 0 && seg_zero[s] == count) rec.layer_zero_all |= 1u << l;
+            rec->layer_grad_sumsq[l] = seg[s].sq;
+            rec->layer_nonfinite[l] = (uint32_t)seg[s].nf;
+            if (count > 0 && seg[s].zeros == count) rec->layer_zero_all |= 1u << l;
         }
     }
     /* An empty batch produced no gradient: an all-zero arena says nothing
      * about dead layers there (CPU rule). */
     if (rows == 0) {
-        rec.layer_zero_all = 0;
-        rec.flags |= CT_FLAG_EMPTY_BATCH;
+        rec->layer_zero_all = 0;
+        rec->flags |= CT_FLAG_EMPTY_BATCH;
     }
-    if (rec.nonfinite_count > 0) rec.flags |= CT_FLAG_NONFINITE_GRAD;
-    if (rec.layer_zero_all) rec.flags |= CT_FLAG_ZERO_GRAD;
-    if (exploding > 0.0 && __dsqrt_rn(rec.grad_sumsq) > exploding) rec.flags |= CT_FLAG_EXPLODING_GRAD;
+    if (rec->nonfinite_count > 0) rec->flags |= CT_FLAG_NONFINITE_GRAD;
+    if (rec->layer_zero_all) rec->flags |= CT_FLAG_ZERO_GRAD;
+    if (exploding > 0.0 && __dsqrt_rn(rec->grad_sumsq) > exploding) rec->flags |= CT_FLAG_EXPLODING_GRAD;
+}
 
+/* Stage 2, run by the last block of stage 1 (all STATS_THREADS threads). */
+static __device__ void stats_finish(const stats_plan &p, const double *partials, const float *row_loss,
+                                    const float *row_correct, uint32_t rows, double exploding,
+                                    const ct_step_ctx *ctx, ct_step_record *ring) {
+    __shared__ stats_part seg[STATS_MAX_SEGMENTS];
+    stats_segments(p, STATS_THREADS / 32, [partials](unsigned int j, stats_part *out) {
+        /* Written by other blocks of this grid: read past L1. */
+        const double *in = partials + (size_t)j * CT_CUDA_PARTIAL_STRIDE;
+        out->sq = __ldcg(in + 0);
+        out->mx = __ldcg(in + 1);
+        out->nf = slot_to_count(__ldcg(in + 2));
+        out->zeros = slot_to_count(__ldcg(in + 3));
+    }, seg);
+    double loss, correct;
+    bool bad_row;
+    stats_rows<STATS_THREADS>(row_loss, row_correct, rows, &loss, &correct, &bad_row);
+    __syncthreads(); /* the segment figures are in (also when rows == 0) */
+    if (threadIdx.x != 0) return;
+    ct_step_record rec;
+    stats_record(p, seg, loss, correct, bad_row, rows, exploding, ctx, &rec);
     ring[ctx->slot] = rec;
 }
 
@@ -196,8 +259,8 @@ static __device__ void stats_finish(const stats_plan &p, const double *partials,
  * with n == 0 a lone block only runs stage 2); the last block runs stage 2. */
 static __global__ void __launch_bounds__(STATS_THREADS)
     stats_kernel(const float *g, stats_plan p, double *partials, unsigned int *done, const float *row_loss,
-                 const float *row_correct, uint32_t rows, uint32_t rec_layers, double exploding,
-                 const ct_step_ctx *ctx, ct_step_record *ring) {
+                 const float *row_correct, uint32_t rows, double exploding, const ct_step_ctx *ctx,
+                 ct_step_record *ring) {
     __shared__ double s_sq[STATS_THREADS];
     __shared__ double s_max[STATS_THREADS];
     __shared__ unsigned long long s_nf[STATS_THREADS];
@@ -217,20 +280,7 @@ static __global__ void __launch_bounds__(STATS_THREADS)
 
         double sq = 0.0, mx = 0.0;
         unsigned long long nf = 0, zeros = 0;
-        for (unsigned long long i = lo + tid; i < hi; i += STATS_THREADS) {
-            const float x = g[i];
-            if (!finite_f(x)) {
-                ++nf; /* counted, but kept out of the sums (CPU rule) */
-                continue;
-            }
-            if ((__float_as_uint(x) & 0x7fffffffu) == 0u) ++zeros; /* +0.0 and -0.0 */
-            const double d = (double)x;
-            /* d*d is exact (24-bit mantissa squared); _rn keeps the add separate
-             * from the multiply, as on the CPU, so only the order of the sums differs. */
-            sq = __dadd_rn(sq, __dmul_rn(d, d));
-            const double ad = fabs(d);
-            if (ad > mx) mx = ad;
-        }
+        for (unsigned long long i = lo + tid; i < hi; i += STATS_THREADS) stats_add(g[i], sq, mx, nf, zeros);
         s_sq[tid] = sq;
         s_max[tid] = mx;
         s_nf[tid] = nf;
@@ -260,59 +310,55 @@ static __global__ void __launch_bounds__(STATS_THREADS)
     __syncthreads();
     if (!s_last) return;
     __threadfence();
-    stats_finish(p, partials, row_loss, row_correct, rows, rec_layers, exploding, ctx, ring);
+    stats_finish(p, partials, row_loss, row_correct, rows, exploding, ctx, ring);
     if (tid == 0) *done = 0u; /* ready for the next pass (or graph replay) */
 }
 
-static unsigned long long clamp_offset(unsigned long long off, unsigned long long lo, unsigned long long n) {
+static inline unsigned long long stats_clamp_offset(unsigned long long off, unsigned long long lo,
+                                                    unsigned long long n) {
     if (off < lo) return lo;
     return off > n ? n : off;
 }
 
-extern "C" void cuda_step_stats(ct_backend *b, const ct_stats_args *a, const ct_step_ctx *ctx, ct_step_record *ring) {
-    ct_cuda_impl *impl = ct_cuda(b);
-    stats_plan p;
-    memset(&p, 0, sizeof p);
-    p.n = a->n;
+/* The plan of a->n elements and a->layer_begin's layers (host). Returns 0
+ * when the blocks would not fit the partials, which STATS_CHUNK_BLOCKS rules
+ * out. */
+static inline int stats_make_plan(const ct_stats_args *a, stats_plan *p) {
+    memset(p, 0, sizeof *p);
+    p->n = a->n;
 
     /* Offsets as the CPU clamps them. Without a table (or without layers) the
      * whole arena is the tail: off[0] = 0 leaves the head empty. */
     const uint32_t layers = a->layer_begin ? a->n_layers : 0;
-    p.nl = layers < CT_MAX_PARAM_LAYERS ? layers : CT_MAX_PARAM_LAYERS;
+    p->nl = layers < CT_MAX_PARAM_LAYERS ? layers : CT_MAX_PARAM_LAYERS;
     if (layers > 0) {
-        unsigned long long pos = clamp_offset(a->layer_begin[0], 0, p.n);
-        p.off[0] = pos;
-        for (unsigned int l = 0; l < p.nl; ++l) {
-            pos = clamp_offset(a->layer_begin[l + 1], pos, p.n);
-            p.off[l + 1] = pos;
+        unsigned long long pos = stats_clamp_offset(a->layer_begin[0], 0, p->n);
+        p->off[0] = pos;
+        for (unsigned int l = 0; l < p->nl; ++l) {
+            pos = stats_clamp_offset(a->layer_begin[l + 1], pos, p->n);
+            p->off[l + 1] = pos;
         }
     }
-    p.nseg = p.nl + 2;
+    p->nseg = p->nl + 2;
 
     /* Chunk size from n alone: at most STATS_CHUNK_BLOCKS full chunks, so
      * with one partial chunk per segment the grid stays within the partials. */
-    unsigned long long chunk = p.n / STATS_CHUNK_BLOCKS + (p.n % STATS_CHUNK_BLOCKS != 0);
+    unsigned long long chunk = p->n / STATS_CHUNK_BLOCKS + (p->n % STATS_CHUNK_BLOCKS != 0);
     if (chunk < STATS_MIN_CHUNK) chunk = STATS_MIN_CHUNK;
     chunk = (chunk + STATS_THREADS - 1) / STATS_THREADS * STATS_THREADS;
-    p.chunk = chunk;
+    p->chunk = chunk;
 
     unsigned long long total = 0;
-    for (unsigned int s = 0; s < p.nseg; ++s) {
-        p.first_block[s] = (unsigned int)total;
-        const unsigned long long len = seg_hi(p, s) - seg_lo(p, s);
+    for (unsigned int s = 0; s < p->nseg; ++s) {
+        p->first_block[s] = (unsigned int)total;
+        const unsigned long long len = seg_hi(*p, s) - seg_lo(*p, s);
         total += len / chunk + (len % chunk != 0);
     }
-    if (total > CT_CUDA_MAX_PARTIAL_BLOCKS) /* cannot happen: see STATS_CHUNK_BLOCKS */
-        ct_cuda_fatal("block plan exceeds the partials buffer", "cuda_step_stats", __FILE__, __LINE__);
-    p.first_block[p.nseg] = (unsigned int)total;
-    p.nblocks = (unsigned int)total;
-
-    const uint32_t rec_layers = a->n_layers < CT_MAX_PARAM_LAYERS ? a->n_layers : CT_MAX_PARAM_LAYERS;
-    /* n == 0: no chunks, one block that only writes the record. */
-    const unsigned int grid = p.nblocks > 0 ? p.nblocks : 1u;
-    stats_kernel<<<grid, STATS_THREADS, 0, impl->stream>>>(a->grads, p, impl->partials,
-                                                           impl->done + CT_CUDA_COUNTER_STATS, a->row_loss,
-                                                           a->row_correct, a->rows, rec_layers,
-                                                           a->th.exploding_grad_norm, ctx, ring);
-    CT_LAUNCH_CHECK("stats_kernel");
+    if (total > CT_CUDA_MAX_PARTIAL_BLOCKS) return 0;
+    p->first_block[p->nseg] = (unsigned int)total;
+    p->nblocks = (unsigned int)total;
+    p->rec_layers = a->n_layers < CT_MAX_PARAM_LAYERS ? a->n_layers : CT_MAX_PARAM_LAYERS;
+    return 1;
 }
+
+#endif

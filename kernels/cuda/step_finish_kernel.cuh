@@ -1,0 +1,171 @@
+/* The end of a small model's step in one kernel: what step_stats,
+ * optimizer_step and step_advance do, as stats_kernel, optim_kernel and
+ * step_advance_kernel do it, in one launch of one block. The device code
+ * (step_cuda.cu launches it; tests/emu runs it on the CPU).
+ *
+ * Why: for `seed` (7,960 parameters) the statistics are 3 blocks and the
+ * optimizer 32, each with well under a microsecond of work, and the step's
+ * advance a kernel of one thread; in a replayed graph the launches and the
+ * gaps between the nodes are the cost (H100: stats 6.9 us, update 7.2 us a
+ * step, benchmarks/NOTES.md), not the arithmetic.
+ *
+ * The same bits as the three kernels. One block of FINISH_THREADS threads
+ * plays their blocks, a warp for each: a block of 256 threads combines its
+ * threads' values v[t] in the shared-memory tree s[t] += s[t + stride],
+ * stride 128, 64, ..., 1. A warp whose lane j holds v[w*32 + j] for
+ * w = 0..7 adds the same pairs: strides 128, 64 and 32 are lane j's own
+ * ((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7)), strides 16 .. 1 a
+ * down-shuffle tree (tree256). Each of those virtual threads walks its
+ * elements in its thread's order, and stage 2 of each reduction is the
+ * original's code (stats_segments, stats_rows, stats_record, optim_record)
+ * or its order. So the record, w, state, t and ctx come out bit for bit as
+ * the three kernels leave them (tests/emu/test_emu_step_finish.cpp), and
+ * the choice between them changes no figure.
+ *
+ * Limits: both arenas at most FINISH_MAX_PARAMS elements. There the stats
+ * chunk is STATS_MIN_CHUNK (a virtual thread sees at most 16 elements) and
+ * the optimizer has one element per virtual thread; past it the launcher
+ * queues the three kernels, whose full grids are faster for a large arena.
+ */
+#ifndef CUTRAIN_KERNELS_CUDA_STEP_FINISH_KERNEL_CUH
+#define CUTRAIN_KERNELS_CUDA_STEP_FINISH_KERNEL_CUH
+
+#include "kernels/cuda/optim_kernel.cuh"
+#include "kernels/cuda/stats_kernel.cuh"
+
+#define FINISH_THREADS 512 /* 16 warps */
+#define FINISH_WARPS (FINISH_THREADS / 32)
+#define FINISH_MAX_PARAMS 32768
+#define FINISH_MAX_STATS_BLOCKS (FINISH_MAX_PARAMS / STATS_MIN_CHUNK + STATS_MAX_SEGMENTS)
+#define FINISH_MAX_OPT_BLOCKS (FINISH_MAX_PARAMS / OPT_THREADS)
+
+/* A 256-thread block's tree over v[t], t = w*32 + lane, from the warp that
+ * holds v[w*32 + lane] in lane's v[w]; lane 0 gets the block's sum. */
+static __device__ __forceinline__ double tree256(const double v[8]) {
+    double c = __dadd_rn(__dadd_rn(__dadd_rn(v[0], v[4]), __dadd_rn(v[2], v[6])),
+                         __dadd_rn(__dadd_rn(v[1], v[5]), __dadd_rn(v[3], v[7])));
+    for (int off = 16; off > 0; off >>= 1) c = __dadd_rn(c, __shfl_down_sync(0xffffffffu, c, off));
+    return c;
+}
+
+/* stats_kernel's block b (stage 1) by one warp, into part[b] (lane 0). Max
+ * and counts do not depend on the order; the sum of squares keeps it. */
+static __device__ void finish_stats_block(const float *g, const stats_plan &p, unsigned int b, stats_part *part) {
+    const unsigned int lane = threadIdx.x & 31u;
+    unsigned int s = 0;
+    while (b >= p.first_block[s + 1]) ++s;
+    const unsigned long long end = seg_hi(p, s);
+    const unsigned long long lo = seg_lo(p, s) + (unsigned long long)(b - p.first_block[s]) * p.chunk;
+    const unsigned long long hi = lo + p.chunk < end ? lo + p.chunk : end;
+
+    double sq[8], mx[8];
+    unsigned int nf[8], zeros[8]; /* at most chunk / 256 = 16 each */
+#pragma unroll
+    for (int w = 0; w < 8; ++w) {
+        sq[w] = mx[w] = 0.0;
+        nf[w] = zeros[w] = 0u;
+    }
+    /* Virtual thread w*32 + lane takes lo + w*32 + lane + 256 m, m = 0, 1, ...
+     * (stats_kernel's thread order); the 8 run side by side. */
+    for (unsigned long long base = lo; base < hi; base += STATS_THREADS) {
+#pragma unroll
+        for (int w = 0; w < 8; ++w) {
+            const unsigned long long i = base + (unsigned long long)(w * 32) + lane;
+            if (i < hi) stats_add(g[i], sq[w], mx[w], nf[w], zeros[w]);
+        }
+    }
+    const double sum = tree256(sq);
+    double m = 0.0;
+    unsigned long long cnt_nf = 0, cnt_zero = 0;
+#pragma unroll
+    for (int w = 0; w < 8; ++w) {
+        if (mx[w] > m) m = mx[w];
+        cnt_nf += nf[w];
+        cnt_zero += zeros[w];
+    }
+    for (int off = 16; off > 0; off >>= 1) {
+        const double o = __shfl_down_sync(0xffffffffu, m, off);
+        if (o > m) m = o;
+        cnt_nf += __shfl_down_sync(0xffffffffu, cnt_nf, off);
+        cnt_zero += __shfl_down_sync(0xffffffffu, cnt_zero, off);
+    }
+    if (lane == 0) {
+        part[b].sq = sum;
+        part[b].mx = m;
+        part[b].nf = cnt_nf;
+        part[b].zeros = cnt_zero;
+    }
+}
+
+static __global__ void __launch_bounds__(FINISH_THREADS, 1)
+    step_finish_kernel(const float *g, stats_plan sp, const float *row_loss, const float *row_correct, uint32_t rows,
+                       double exploding, optim_plan op, float *w, const float *grads, float *state, uint64_t *t,
+                       ct_step_ctx *ctx, ct_step_record *ring) {
+    __shared__ stats_part s_part[FINISH_MAX_STATS_BLOCKS];
+    __shared__ stats_part s_seg[STATS_MAX_SEGMENTS];
+    __shared__ double s_ps[FINISH_MAX_OPT_BLOCKS], s_us[FINISH_MAX_OPT_BLOCKS];
+    __shared__ ct_step_record s_rec;
+    __shared__ optim_plan s_p; /* op with this step's scheduled rate */
+    __shared__ int s_skip;
+    __shared__ float s_gs, s_alpha;
+    const unsigned int tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5;
+
+    /* Statistics, stage 1 (stats_kernel's blocks) and stage 2 (stats_finish). */
+    for (unsigned int b = warp; b < sp.nblocks; b += FINISH_WARPS) finish_stats_block(g, sp, b, s_part);
+    __syncthreads();
+    const stats_part *parts = s_part;
+    stats_segments(sp, FINISH_WARPS, [parts](unsigned int j, stats_part *out) { *out = parts[j]; }, s_seg);
+    double loss, correct;
+    bool bad_row;
+    stats_rows<FINISH_THREADS>(row_loss, row_correct, rows, &loss, &correct, &bad_row);
+    __syncthreads(); /* the segment figures are in (also when rows == 0) */
+    if (tid == 0) {
+        stats_record(sp, s_seg, loss, correct, bad_row, rows, exploding, ctx, &s_rec);
+        /* optim_kernel's per-step scalars, from the record as it stands. */
+        int skip;
+        optim_scalars(op, &s_rec, ctx->step, *t, &s_p, &skip, &s_gs, &s_alpha);
+        s_skip = skip;
+    }
+    __syncthreads();
+
+    /* The update (optim_kernel's blocks): virtual thread v of block k takes
+     * k*256 + v, then steps of nblocks*256 (one element within the limits). */
+    const bool skip = s_skip != 0;
+    const float gs = s_gs, alpha = s_alpha;
+    const size_t n = (size_t)op.n, stride = (size_t)op.nblocks * OPT_THREADS;
+    for (unsigned int k = warp; k < op.nblocks; k += FINISH_WARPS) {
+        double ps[8], us[8];
+#pragma unroll
+        for (int v = 0; v < 8; ++v) {
+            ps[v] = us[v] = 0.0;
+            for (size_t i = (size_t)k * OPT_THREADS + (size_t)(v * 32) + lane; i < n; i += stride)
+                optim_element(s_p, i, n, skip, gs, alpha, w, grads, state, ps[v], us[v]);
+        }
+        const double bps = tree256(ps), bus = tree256(us);
+        if (lane == 0) {
+            s_ps[k] = bps;
+            s_us[k] = bus;
+        }
+    }
+    __syncthreads();
+
+    /* optim_finish's order: thread v adds blocks v, v+256, ... from 0.0,
+     * then the 256-thread tree. */
+    if (warp != 0) return;
+    double ps[8], us[8];
+#pragma unroll
+    for (int v = 0; v < 8; ++v) {
+        ps[v] = us[v] = 0.0;
+        for (unsigned int j = (unsigned int)(v * 32) + lane; j < op.nblocks; j += OPT_THREADS) {
+            ps[v] = __dadd_rn(ps[v], s_ps[j]);
+            us[v] = __dadd_rn(us[v], s_us[j]);
+        }
+    }
+    const double total_ps = tree256(ps), total_us = tree256(us);
+    if (lane != 0) return;
+    optim_record(op, total_ps, total_us, t, &s_rec);
+    ring[ctx->slot] = s_rec;
+    step_advance_one(ctx);
+}
+
+#endif
