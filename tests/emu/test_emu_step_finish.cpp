@@ -117,8 +117,8 @@ void expect_close_to_cpu(const StepCase &c, const StepOut &got, const StepOut &c
         for (size_t i = 0; i < got.state.size(); ++i)
             ASSERT_TRUE(close("state", got.state[i], cpu.state[i], 1e-6)) << "state[" << i << "]";
     } else {
-        EXPECT_EQ(std::memcmp(got.w.data(), cpu.w.data(), got.w.size() * sizeof(float)), 0) << "w differs";
-        EXPECT_EQ(std::memcmp(got.state.data(), cpu.state.data(), got.state.size() * sizeof(float)), 0)
+        EXPECT_TRUE(ct_test::same_bytes(got.w.data(), cpu.w.data(), got.w.size() * sizeof(float))) << "w differs";
+        EXPECT_TRUE(ct_test::same_bytes(got.state.data(), cpu.state.data(), got.state.size() * sizeof(float)))
             << "state differs";
     }
     EXPECT_EQ(got.t, cpu.t);
@@ -209,7 +209,7 @@ TEST_F(EmuStepFinish, AnotherSummationOrderFailsTheComparison) {
     EXPECT_NEAR(a.grad_sumsq, b.grad_sumsq, 1e-12 * b.grad_sumsq);
     EXPECT_EQ(a.zero_count, b.zero_count);
     EXPECT_EQ(a.flags, b.flags);
-    EXPECT_EQ(std::memcmp(got.w.data(), want.w.data(), got.w.size() * sizeof(float)), 0);
+    EXPECT_TRUE(ct_test::same_bytes(got.w.data(), want.w.data(), got.w.size() * sizeof(float)));
 }
 
 }  // namespace
