@@ -217,13 +217,23 @@ static __device__ void optim_finish(const optim_plan &p, const double *partials,
     if (tid == 0) optim_record(p, s_ps[0], s_us[0], t, ring + ctx->slot);
 }
 
+/* ctx->step += 1, ctx->batch += 1, the ring slot on by one (one thread). */
+static __device__ __forceinline__ void step_advance_one(ct_step_ctx *ctx) {
+    ctx->step += 1;
+    ctx->batch += 1;
+    ctx->slot = ctx->ring_len ? (ctx->slot + 1) % ctx->ring_len : 0;
+}
+
 /* The whole arena in one grid-stride pass (a grid of at least one block:
  * with n == 0 a lone block only fills the record). Nothing in the record or
  * *t is written until every block is done (the last one writes them), so
- * every block reads the same flags, grad_sumsq and t. */
+ * every block reads the same flags, grad_sumsq and t. With `advance` (the
+ * step's ctx, or NULL) the last block also advances the step, as
+ * step_advance_kernel would after it: every other block has read ctx by
+ * then, so step_finish saves that launch. */
 static __global__ void __launch_bounds__(OPT_THREADS)
     optim_kernel(optim_plan p, float *w, const float *grads, float *state, uint64_t *t, const ct_step_ctx *ctx,
-                 ct_step_record *ring, double *partials, unsigned int *done) {
+                 ct_step_record *ring, double *partials, unsigned int *done, ct_step_ctx *advance) {
     __shared__ int s_skip;
     __shared__ bool s_last;
     __shared__ float s_gs, s_alpha;
@@ -272,14 +282,10 @@ static __global__ void __launch_bounds__(OPT_THREADS)
     if (!s_last) return;
     __threadfence();
     optim_finish(p, partials, t, ctx, ring, s_ps, s_us);
-    if (tid == 0) *done = 0u; /* ready for the next step (or graph replay) */
-}
-
-/* ctx->step += 1, ctx->batch += 1, the ring slot on by one (one thread). */
-static __device__ __forceinline__ void step_advance_one(ct_step_ctx *ctx) {
-    ctx->step += 1;
-    ctx->batch += 1;
-    ctx->slot = ctx->ring_len ? (ctx->slot + 1) % ctx->ring_len : 0;
+    if (tid == 0) {
+        *done = 0u; /* ready for the next step (or graph replay) */
+        if (advance) step_advance_one(advance);
+    }
 }
 
 static __global__ void step_advance_kernel(ct_step_ctx *ctx) { step_advance_one(ctx); }

@@ -22,15 +22,22 @@ extern "C" void cuda_step_stats(ct_backend *b, const ct_stats_args *a, const ct_
     CT_LAUNCH_CHECK("stats_kernel");
 }
 
-extern "C" void cuda_optimizer_step(ct_backend *b, const ct_optim_config *cfg, const ct_optim_buffers *buf,
-                                    const ct_health_thresholds *th, const ct_step_ctx *ctx, ct_step_record *ring) {
-    ct_cuda_impl *impl = ct_cuda(b);
+/* The optimizer; with `advance` (the step's ctx) its last block also
+ * advances the step. */
+static void queue_optimizer(ct_cuda_impl *impl, const ct_optim_config *cfg, const ct_optim_buffers *buf,
+                            const ct_health_thresholds *th, const ct_step_ctx *ctx, ct_step_record *ring,
+                            ct_step_ctx *advance) {
     const optim_plan p = optim_make_plan(cfg, th, buf->n);
     /* n == 0: nothing to update; one block still fills the record. */
     const unsigned int grid = p.nblocks > 0 ? p.nblocks : 1u;
     optim_kernel<<<grid, OPT_THREADS, 0, impl->stream>>>(p, buf->params, buf->grads, buf->state, buf->t, ctx, ring,
-                                                         impl->partials, impl->done + CT_CUDA_COUNTER_OPTIM);
+                                                         impl->partials, impl->done + CT_CUDA_COUNTER_OPTIM, advance);
     CT_LAUNCH_CHECK("optim_kernel");
+}
+
+extern "C" void cuda_optimizer_step(ct_backend *b, const ct_optim_config *cfg, const ct_optim_buffers *buf,
+                                    const ct_health_thresholds *th, const ct_step_ctx *ctx, ct_step_record *ring) {
+    queue_optimizer(ct_cuda(b), cfg, buf, th, ctx, ring, NULL);
 }
 
 extern "C" void cuda_step_advance(ct_backend *b, ct_step_ctx *ctx) {
@@ -39,16 +46,16 @@ extern "C" void cuda_step_advance(ct_backend *b, ct_step_ctx *ctx) {
 }
 
 /* One kernel where the backend was created with CUTRAIN_CUDA_STEP_FINISH=on
- * and both arenas are within its limits, else the three launches: the same
- * bits either way (step_finish_kernel.cuh). */
+ * and both arenas are within its limits, else the statistics and the
+ * optimizer with the advance folded into its last block: the same bits as
+ * the three ops either way (step_finish_kernel.cuh, optim_kernel.cuh). */
 extern "C" void cuda_step_finish(ct_backend *b, const ct_stats_args *a, const ct_optim_config *cfg,
                                  const ct_optim_buffers *buf, const ct_health_thresholds *th, ct_step_ctx *ctx,
                                  ct_step_record *ring) {
     ct_cuda_impl *impl = ct_cuda(b);
     if (!impl->fused_finish || a->n > FINISH_MAX_PARAMS || buf->n > FINISH_MAX_PARAMS) {
         cuda_step_stats(b, a, ctx, ring);
-        cuda_optimizer_step(b, cfg, buf, th, ctx, ring);
-        cuda_step_advance(b, ctx);
+        queue_optimizer(impl, cfg, buf, th, ctx, ring, ctx);
         return;
     }
     stats_plan sp;

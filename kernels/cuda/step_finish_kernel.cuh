@@ -25,7 +25,9 @@
  * Limits: both arenas at most FINISH_MAX_PARAMS elements. There the stats
  * chunk is STATS_MIN_CHUNK (a virtual thread sees at most 16 elements) and
  * the optimizer has one element per virtual thread; past it the launcher
- * queues the three kernels, whose full grids are faster for a large arena.
+ * queues the statistics and the optimizer kernels, whose full grids are
+ * faster for a large arena, with the advance folded into the optimizer's
+ * last block (optim_kernel's `advance`): two launches instead of three.
  */
 #ifndef CUTRAIN_KERNELS_CUDA_STEP_FINISH_KERNEL_CUH
 #define CUTRAIN_KERNELS_CUDA_STEP_FINISH_KERNEL_CUH

@@ -1,7 +1,8 @@
 // The end of a step on the GPU, its device code run on the CPU by the fiber
 // emulator: the statistics and optimizer kernels with their full grids
-// (kernels/cuda/stats_kernel.cuh, optim_kernel.cuh) against the CPU backend,
-// and the one-block kernel that fuses them (step_finish_kernel.cuh) against
+// (kernels/cuda/stats_kernel.cuh, optim_kernel.cuh) against the CPU backend
+// (also with the step advance folded into the optimizer's last block, as
+// step_finish queues them for a large arena), and the one-block kernel that fuses them (step_finish_kernel.cuh) against
 // those two kernels, bit for bit, its threads scheduled in both orders. The
 // cases are tests/support/step_finish_cases.h, which the GPU parity test
 // runs on a GPU too.
@@ -27,9 +28,11 @@ using ct_test::StepCase;
 using ct_test::StepHost;
 using ct_test::StepOut;
 
-// The three kernels as step_cuda.cu queues them, with their scratch.
-void emulate_three(const ct_stats_args &a, const ct_optim_config &cfg, const ct_optim_buffers &buf,
-                   const ct_health_thresholds &th, ct_step_ctx *ctx, ct_step_record *ring) {
+// The full-grid kernels as step_cuda.cu queues them, with their scratch:
+// for the three ops (fold false), or for step_finish past the one kernel's
+// limit (fold true: the optimizer's last block advances the step).
+void emulate_grids(const ct_stats_args &a, const ct_optim_config &cfg, const ct_optim_buffers &buf,
+                   const ct_health_thresholds &th, ct_step_ctx *ctx, ct_step_record *ring, bool fold) {
     std::vector<double> partials((size_t)CT_CUDA_MAX_PARTIAL_BLOCKS * CT_CUDA_PARTIAL_STRIDE);
     unsigned done[2] = {0, 0};
     stats_plan sp;
@@ -40,9 +43,10 @@ void emulate_three(const ct_stats_args &a, const ct_optim_config &cfg, const ct_
     });
     const optim_plan op = optim_make_plan(&cfg, &th, buf.n);
     ct_emu::launch(op.nblocks > 0 ? op.nblocks : 1, OPT_THREADS, [&] {
-        optim_kernel(op, buf.params, buf.grads, buf.state, buf.t, ctx, ring, partials.data(), &done[1]);
+        optim_kernel(op, buf.params, buf.grads, buf.state, buf.t, ctx, ring, partials.data(), &done[1],
+                     fold ? ctx : nullptr);
     });
-    ct_emu::launch(1, 1, [&] { step_advance_kernel(ctx); });
+    if (!fold) ct_emu::launch(1, 1, [&] { step_advance_kernel(ctx); });
     // The last block of each pass puts its counter back for the next one.
     EXPECT_EQ(done[0], 0u);
     EXPECT_EQ(done[1], 0u);
@@ -61,7 +65,13 @@ void emulate_one(const ct_stats_args &a, const ct_optim_config &cfg, const ct_op
     }, order);
 }
 
-ct_test::HostStepRunner three_runner() { return ct_test::HostStepRunner(emulate_three); }
+ct_test::HostStepRunner grids_runner(bool fold) {
+    return ct_test::HostStepRunner([fold](const ct_stats_args &a, const ct_optim_config &cfg,
+                                          const ct_optim_buffers &buf, const ct_health_thresholds &th,
+                                          ct_step_ctx *ctx, ct_step_record *ring) {
+        emulate_grids(a, cfg, buf, th, ctx, ring, fold);
+    });
+}
 
 ct_test::HostStepRunner one_runner(ct_emu::Order order) {
     return ct_test::HostStepRunner([order](const ct_stats_args &a, const ct_optim_config &cfg,
@@ -147,16 +157,18 @@ class EmuStepFinish : public ::testing::Test {
     ct_backend *cpu_ = nullptr;
 };
 
-TEST_F(EmuStepFinish, TheStatsAndOptimizerKernelsAgreeWithTheCpu) {
+TEST_F(EmuStepFinish, TheStatsAndOptimizerKernelsAgreeWithTheCpuAndFoldTheAdvance) {
     unsigned seed = 1;
     for (const StepCase &c : ct_test::step_finish_cases()) {
         SCOPED_TRACE(c.name);
         std::mt19937 g(seed++);
         const StepHost h = ct_test::draw_step(c, g);
-        ct_test::HostStepRunner cpu = cpu_runner(), three = three_runner();
+        ct_test::HostStepRunner cpu = cpu_runner(), three = grids_runner(false), folded = grids_runner(true);
         const StepOut want = ct_test::run_step(c, h, cpu), got = ct_test::run_step(c, h, three);
         ct_test::expect_step_case_point(c, h, want);
         expect_close_to_cpu(c, got, want);
+        // step_finish past the one kernel's limit: the advance in the optimizer's last block.
+        ct_test::expect_step_same_bits(ct_test::run_step(c, h, folded), got);
     }
 }
 
@@ -166,7 +178,7 @@ TEST_F(EmuStepFinish, TheOneKernelGivesTheBitsOfTheThreeInBothThreadOrders) {
         SCOPED_TRACE(c.name);
         std::mt19937 g(seed++);
         const StepHost h = ct_test::draw_step(c, g);
-        ct_test::HostStepRunner three = three_runner(), up = one_runner(ct_emu::Order::kAscending),
+        ct_test::HostStepRunner three = grids_runner(false), up = one_runner(ct_emu::Order::kAscending),
                                 down = one_runner(ct_emu::Order::kDescending);
         const StepOut want = ct_test::run_step(c, h, three), got = ct_test::run_step(c, h, up);
         ct_test::expect_step_case_point(c, h, got);
@@ -182,7 +194,7 @@ TEST_F(EmuStepFinish, AnotherSummationOrderFailsTheComparison) {
     const StepCase c = ct_test::step_finish_cases()[0];  // seed
     std::mt19937 g(7);
     const StepHost h = ct_test::draw_step(c, g);
-    ct_test::HostStepRunner three = three_runner();
+    ct_test::HostStepRunner three = grids_runner(false);
     ct_test::HostStepRunner halved([](const ct_stats_args &a, const ct_optim_config &cfg, const ct_optim_buffers &buf,
                                       const ct_health_thresholds &th, ct_step_ctx *ctx, ct_step_record *ring) {
         stats_plan sp;

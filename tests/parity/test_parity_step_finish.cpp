@@ -1,9 +1,10 @@
 // The end of a step as one op on the GPU: step_finish on a backend created
 // with CUTRAIN_CUDA_STEP_FINISH=on (one kernel for an arena of up to
-// FINISH_MAX_PARAMS elements) against step_stats + optimizer_step +
-// step_advance on a backend without it, bit for bit, at the cases of
+// FINISH_MAX_PARAMS elements) and on one without it (the statistics, then the
+// optimizer advancing the step in its last block) against step_stats +
+// optimizer_step + step_advance, bit for bit, at the cases of
 // tests/support/step_finish_cases.h plus an arena past the limit (where the
-// op queues the three itself); then the op captured in a graph and replayed
+// op queues the two full-grid kernels itself); then the op captured in a graph and replayed
 // step after step; then the setting's refusal of a value it does not know.
 // Skipped without a GPU. (tests/emu runs the same kernels' device code on
 // the CPU against the same cases in every CI run.)
@@ -101,10 +102,12 @@ TEST_F(StepFinishParity, TheOneKernelGivesTheBitsOfTheThreeOps) {
         SCOPED_TRACE(c.name);
         std::mt19937 g(seed++);
         const StepHost h = ct_test::draw_step(c, g);
-        GpuStepRunner three(plain_.get(), false), one(fused_.get(), true);
+        GpuStepRunner three(plain_.get(), false), one(fused_.get(), true), folded(plain_.get(), true);
         const StepOut want = ct_test::run_step(c, h, three), got = ct_test::run_step(c, h, one);
         ct_test::expect_step_case_point(c, h, got);
         ct_test::expect_step_same_bits(got, want);
+        // The setting off: statistics, then the optimizer advancing the step in its last block.
+        ct_test::expect_step_same_bits(ct_test::run_step(c, h, folded), want);
     }
 }
 
