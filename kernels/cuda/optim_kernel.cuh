@@ -57,6 +57,7 @@ typedef struct optim_plan {
     int kind;
     int nesterov;
     int skip_nonfinite;
+    int slots;                             /* state floats per element: ct_optim_state_slots */
     float lr, mom, eps;
     float fb1, fb2, one_b1, one_b2, decay; /* Adam, AdamW */
     float rho, one_rho;                    /* RMSprop      */
@@ -92,15 +93,17 @@ static __device__ __forceinline__ float adam_alpha(const optim_plan &p, unsigned
     return __double2float_rn(__ddiv_rn(num, __dsub_rn(1.0, pow(p.b1_d, t))));
 }
 
-/* One element's update: returns w_new and updates its state. The state is
- * indexed only on the paths that have it (state may be NULL for plain SGD). */
-static __device__ __forceinline__ float update_one(const optim_plan &p, size_t i, size_t n, float w0, float g,
-                                                   float alpha, float *state) {
+/* One element's update from its values: returns w_new and updates the
+ * state slots the kind has (s0: SGD's velocity, Adam's m, RMSprop's mean
+ * square; s1: Adam's v, RMSprop's momentum buffer); the others are left
+ * as they are. */
+static __device__ __forceinline__ float update_vals(const optim_plan &p, float w0, float g, float alpha, float &s0,
+                                                    float &s1) {
     switch (p.kind) {
     case CT_OPT_SGD:
         if (p.mom > 0.0f) {
-            const float v = __fsub_rn(__fmul_rn(p.mom, state[i]), __fmul_rn(p.lr, g));
-            state[i] = v;
+            const float v = __fsub_rn(__fmul_rn(p.mom, s0), __fmul_rn(p.lr, g));
+            s0 = v;
             return p.nesterov ? __fadd_rn(w0, __fsub_rn(__fmul_rn(p.mom, v), __fmul_rn(p.lr, g)))
                               : __fadd_rn(w0, v);
         }
@@ -109,25 +112,37 @@ static __device__ __forceinline__ float update_one(const optim_plan &p, size_t i
     case CT_OPT_ADAMW: {
         /* decay is 0 for Adam: w0 is then used as it is (the CPU's test). */
         const float wd = p.decay != 0.0f ? __fsub_rn(w0, __fmul_rn(w0, p.decay)) : w0;
-        const float m = __fadd_rn(__fmul_rn(p.fb1, state[i]), __fmul_rn(p.one_b1, g));
-        const float v = __fadd_rn(__fmul_rn(p.fb2, state[n + i]), __fmul_rn(p.one_b2, __fmul_rn(g, g)));
-        state[i] = m;
-        state[n + i] = v;
+        const float m = __fadd_rn(__fmul_rn(p.fb1, s0), __fmul_rn(p.one_b1, g));
+        const float v = __fadd_rn(__fmul_rn(p.fb2, s1), __fmul_rn(p.one_b2, __fmul_rn(g, g)));
+        s0 = m;
+        s1 = v;
         return __fsub_rn(wd, __fdiv_rn(__fmul_rn(m, alpha), __fadd_rn(__fsqrt_rn(v), p.eps)));
     }
     case CT_OPT_RMSPROP: {
-        const float ms = __fadd_rn(__fmul_rn(p.rho, state[i]), __fmul_rn(p.one_rho, __fmul_rn(g, g)));
-        state[i] = ms;
+        const float ms = __fadd_rn(__fmul_rn(p.rho, s0), __fmul_rn(p.one_rho, __fmul_rn(g, g)));
+        s0 = ms;
         const float inc = __fdiv_rn(__fmul_rn(p.lr, g), __fsqrt_rn(__fadd_rn(ms, p.eps)));
         if (p.mom > 0.0f) {
-            const float u = __fadd_rn(__fmul_rn(p.mom, state[n + i]), inc);
-            state[n + i] = u;
+            const float u = __fadd_rn(__fmul_rn(p.mom, s1), inc);
+            s1 = u;
             return __fsub_rn(w0, u);
         }
         return __fsub_rn(w0, inc);
     }
     }
     return w0;
+}
+
+/* One element's update in place: state is slot-major (slot s of element i
+ * at state[s*n + i]) with p.slots slots, read and written only where the
+ * kind has them (state may be NULL for plain SGD). */
+static __device__ __forceinline__ float update_one(const optim_plan &p, size_t i, size_t n, float w0, float g,
+                                                   float alpha, float *state) {
+    float s0 = p.slots > 0 ? state[i] : 0.0f, s1 = p.slots > 1 ? state[n + i] : 0.0f;
+    const float w1 = update_vals(p, w0, g, alpha, s0, s1);
+    if (p.slots > 0) state[i] = s0;
+    if (p.slots > 1) state[n + i] = s1;
+    return w1;
 }
 
 /* The record's optimizer fields and t from ||w_old||^2 (ps) and ||dw||^2
@@ -298,6 +313,7 @@ static inline optim_plan optim_make_plan(const ct_optim_config *cfg, const ct_he
     p.kind = (int)cfg->kind;
     p.nesterov = cfg->nesterov;
     p.skip_nonfinite = cfg->skip_nonfinite;
+    p.slots = ct_optim_state_slots(cfg);
     p.lr = cfg->lr;
     p.mom = cfg->momentum;
     p.eps = cfg->eps;

@@ -24,7 +24,8 @@
  *
  * Limits: both arenas at most FINISH_MAX_PARAMS elements. There the stats
  * chunk is STATS_MIN_CHUNK (a virtual thread sees at most 16 elements) and
- * the optimizer has one element per virtual thread; past it the launcher
+ * the optimizer has one element per virtual thread (the kernel relies on
+ * it); past it the launcher
  * queues the statistics and the optimizer kernels, whose full grids are
  * faster for a large arena, with the advance folded into the optimizer's
  * last block (optim_kernel's `advance`): two launches instead of three.
@@ -40,6 +41,8 @@
 #define FINISH_MAX_PARAMS 32768
 #define FINISH_MAX_STATS_BLOCKS (FINISH_MAX_PARAMS / STATS_MIN_CHUNK + STATS_MAX_SEGMENTS)
 #define FINISH_MAX_OPT_BLOCKS (FINISH_MAX_PARAMS / OPT_THREADS)
+/* Values of m whose loads a lane issues together in the statistics' stage 1. */
+#define STATS_BATCH 4
 
 /* A 256-thread block's tree over v[t], t = w*32 + lane, from the warp that
  * holds v[w*32 + lane] in lane's v[w]; lane 0 gets the block's sum. */
@@ -68,13 +71,26 @@ static __device__ void finish_stats_block(const float *g, const stats_plan &p, u
         nf[w] = zeros[w] = 0u;
     }
     /* Virtual thread w*32 + lane takes lo + w*32 + lane + 256 m, m = 0, 1, ...
-     * (stats_kernel's thread order); the 8 run side by side. */
-    for (unsigned long long base = lo; base < hi; base += STATS_THREADS) {
+     * (stats_kernel's thread order); the 8 run side by side. The loads of
+     * STATS_BATCH values of m are issued before any is added (one round
+     * trip to memory for them all, not one each); the additions keep the
+     * order. */
+    for (unsigned long long base = lo; base < hi; base += STATS_BATCH * STATS_THREADS) {
+        float v[STATS_BATCH][8];
 #pragma unroll
-        for (int w = 0; w < 8; ++w) {
-            const unsigned long long i = base + (unsigned long long)(w * 32) + lane;
-            if (i < hi) stats_add(g[i], sq[w], mx[w], nf[w], zeros[w]);
-        }
+        for (int m = 0; m < STATS_BATCH; ++m)
+#pragma unroll
+            for (int w = 0; w < 8; ++w) {
+                const unsigned long long i = base + (unsigned long long)(m * STATS_THREADS + w * 32) + lane;
+                v[m][w] = i < hi ? g[i] : 0.0f;
+            }
+#pragma unroll
+        for (int m = 0; m < STATS_BATCH; ++m)
+#pragma unroll
+            for (int w = 0; w < 8; ++w) {
+                const unsigned long long i = base + (unsigned long long)(m * STATS_THREADS + w * 32) + lane;
+                if (i < hi) stats_add(v[m][w], sq[w], mx[w], nf[w], zeros[w]);
+            }
     }
     const double sum = tree256(sq);
     double m = 0.0;
@@ -131,17 +147,40 @@ static __global__ void __launch_bounds__(FINISH_THREADS, 1)
     __syncthreads();
 
     /* The update (optim_kernel's blocks): virtual thread v of block k takes
-     * k*256 + v, then steps of nblocks*256 (one element within the limits). */
+     * element k*256 + v (within the limits, nblocks*256 >= n: one element
+     * each, as there). A lane loads its 8 elements' weights, gradients and
+     * state first, then updates them: one round trip to memory, not eight. */
     const bool skip = s_skip != 0;
     const float gs = s_gs, alpha = s_alpha;
-    const size_t n = (size_t)op.n, stride = (size_t)op.nblocks * OPT_THREADS;
+    const size_t n = (size_t)op.n;
     for (unsigned int k = warp; k < op.nblocks; k += FINISH_WARPS) {
+        const size_t i0 = (size_t)k * OPT_THREADS + lane;
+        float w0[8], gv[8], s0[8], s1[8];
+#pragma unroll
+        for (int v = 0; v < 8; ++v) {
+            const size_t i = i0 + (size_t)(v * 32);
+            const bool in = i < n;
+            w0[v] = in ? w[i] : 0.0f;
+            gv[v] = in ? grads[i] : 0.0f;
+            s0[v] = in && s_p.slots > 0 ? state[i] : 0.0f;
+            s1[v] = in && s_p.slots > 1 ? state[n + i] : 0.0f;
+        }
         double ps[8], us[8];
 #pragma unroll
         for (int v = 0; v < 8; ++v) {
+            const size_t i = i0 + (size_t)(v * 32);
             ps[v] = us[v] = 0.0;
-            for (size_t i = (size_t)k * OPT_THREADS + (size_t)(v * 32) + lane; i < n; i += stride)
-                optim_element(s_p, i, n, skip, gs, alpha, w, grads, state, ps[v], us[v]);
+            if (i >= n) continue;
+            /* optim_element's arithmetic on the loaded values */
+            const double w0d = (double)w0[v];
+            ps[v] = __dadd_rn(ps[v], __dmul_rn(w0d, w0d));
+            if (skip) continue;
+            const float w1 = update_vals(s_p, w0[v], __fmul_rn(gv[v], gs), alpha, s0[v], s1[v]);
+            w[i] = w1;
+            if (s_p.slots > 0) state[i] = s0[v];
+            if (s_p.slots > 1) state[n + i] = s1[v];
+            const double d = __dsub_rn((double)w1, w0d);
+            us[v] = __dadd_rn(us[v], __dmul_rn(d, d));
         }
         const double bps = tree256(ps), bus = tree256(us);
         if (lane == 0) {
