@@ -7,7 +7,9 @@
 // kernels; the grids are those of a 2-SM GPU, so the grid-stride loops wrap.
 // Elementwise results are the CPU's bits (both use the host's expf/tanhf
 // here); softmax sums its row in another order, so its values may differ in
-// the last bit of the double sum before rounding to float.
+// the last bit of the double sum before rounding to float. Every buffer has
+// one element more than the op's (never a null pointer, even at 0 rows),
+// which neither side may touch.
 #include "emu/cuda_emu.h"
 // The device code, after the emulator's definitions of the CUDA keywords.
 #include "kernels/cuda/activation_kernel.cuh"
@@ -111,7 +113,7 @@ TEST(EmuActivation, ForwardWithAndWithoutBiasMatchesTheCpu) {
                 SCOPED_TRACE(describe(act, s) + (with_bias ? ", bias" : ""));
                 std::mt19937 g(seed++);
                 const size_t n = (size_t)s.rows * s.cols;
-                const std::vector<float> z = draw(g, n, -6, 6), bias = draw(g, (size_t)s.cols, -1, 1);
+                const std::vector<float> z = draw(g, n + 1, -6, 6), bias = draw(g, (size_t)s.cols + 1, -1, 1);
                 std::vector<float> cpu = z, got = z;
                 cpu_bias_act_forward(nullptr, act, s.rows, s.cols, with_bias ? bias.data() : nullptr, cpu.data());
                 emu_forward(act, s.rows, s.cols, with_bias ? bias.data() : nullptr, got.data());
@@ -128,12 +130,12 @@ TEST(EmuActivation, BackwardWithAndWithoutDbiasMatchesTheCpu) {
                 std::mt19937 g(seed++);
                 const size_t n = (size_t)s.rows * s.cols;
                 // y: a real output of the activation (ReLU's exact zeros, softmax rows summing to 1).
-                std::vector<float> y = draw(g, n, -3, 3);
+                std::vector<float> y = draw(g, n + 1, -3, 3);
                 cpu_bias_act_forward(nullptr, act, s.rows, s.cols, nullptr, y.data());
-                const std::vector<float> dy = draw(g, n, -1, 1);
+                const std::vector<float> dy = draw(g, n + 1, -1, 1);
                 std::vector<float> dz_cpu = dy, dz_got = dy;
                 // A finite poison: a dbias the op never writes shows up.
-                std::vector<float> db_cpu((size_t)s.cols, 7.0f), db_got((size_t)s.cols, 7.0f);
+                std::vector<float> db_cpu((size_t)s.cols + 1, 7.0f), db_got((size_t)s.cols + 1, 7.0f);
                 cpu_bias_act_backward(nullptr, act, s.rows, s.cols, y.data(), dz_cpu.data(),
                                       with_dbias ? db_cpu.data() : nullptr);
                 emu_backward(act, s.rows, s.cols, y.data(), dz_got.data(), with_dbias ? db_got.data() : nullptr);
@@ -153,13 +155,14 @@ TEST(EmuActivation, DzAndDbiasInOnePassGiveTheBitsOfTheTwoKernels) {
             SCOPED_TRACE(describe(act, s));
             std::mt19937 g(seed++);
             const size_t n = (size_t)s.rows * s.cols;
-            const std::vector<float> y = draw(g, n, -1, 1), dy = draw(g, n, -1, 1);
-            std::vector<float> dz1 = dy, dz2 = dy, db1((size_t)s.cols, 7.0f), db2((size_t)s.cols, 7.0f);
+            const std::vector<float> y = draw(g, n + 1, -1, 1), dy = draw(g, n + 1, -1, 1);
+            std::vector<float> dz1 = dy, dz2 = dy, db1((size_t)s.cols + 1, 7.0f), db2((size_t)s.cols + 1, 7.0f);
             emu_backward(act, s.rows, s.cols, y.data(), dz1.data(), db1.data(), true);
             emu_backward(act, s.rows, s.cols, y.data(), dz2.data(), db2.data(), false);
             expect_close(dz1, dz2, 0.0, "dz");
             expect_close(db1, db2, 0.0, "dbias");
-            for (float d : db1) EXPECT_NE(d, 7.0f) << "a dbias left unwritten";
+            for (int c = 0; c < s.cols; ++c) EXPECT_NE(db1[(size_t)c], 7.0f) << "dbias[" << c << "] left unwritten";
+            EXPECT_EQ(db1[(size_t)s.cols], 7.0f) << "written past dbias";
         }
 }
 
