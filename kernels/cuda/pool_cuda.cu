@@ -1,91 +1,13 @@
-/* Max pooling, size x size windows with stride size and no padding, over
- * NCHW [n, c, h, w] -> [n, c, h/size, w/size] (floor: the last h % size rows
- * and w % size columns belong to no window).
- *
- * Forward: y = the window's max; a NaN anywhere in the window makes y NaN.
- * Backward: dx gets dy at the first position of the window, in row-major
- * order, where x == y - or, when y is NaN, where x is NaN (the CPU
- * reference's rule, and PyTorch's, whose argmax is the first NaN); 0
- * everywhere else, including the cut-off rows and columns and a window
- * where nothing matches (y not this window's max).
- *
- * Hand-written rather than cuDNN, whose tie-breaking and NaN rules are not
- * the CPU reference's. Both kernels take one output (one window) per thread
- * in a grid-stride loop. Windows do not overlap (stride == size), so the
- * backward kernel writes each dx element at most once: zero dx with a
- * memset, then each window writes its one routed element. No atomics, no
- * arithmetic: both directions are exact, bit for bit the CPU's values.
- */
+/* Max pooling on the GPU: the launches. The kernels and their rules (ties,
+ * NaN, the cut-off rows and columns) are in pool_kernel.cuh. */
 #include "kernels/cuda/cuda_common.h"
-
-#define CT_POOL_THREADS 256
-
-/* Blocks for a grid-stride loop over n items: a few waves, never more than needed. */
-static unsigned pool_blocks(ct_backend *b, size_t n) {
-    size_t blocks = (n + CT_POOL_THREADS - 1) / CT_POOL_THREADS;
-    const size_t cap = (size_t)ct_cuda(b)->sm_count * 8;
-    return (unsigned)(blocks < cap ? blocks : cap);
-}
-
-/* Output o = ((plane * oh) + oy) * ow + ox, plane = image * c + channel; its
- * window starts at row oy*size, column ox*size of that plane of x. */
-static __device__ __forceinline__ size_t window_start(size_t o, int h, int w, int size, int oh, int ow) {
-    const size_t ox = o % (size_t)ow;
-    const size_t t = o / (size_t)ow;
-    const size_t oy = t % (size_t)oh;
-    const size_t plane = t / (size_t)oh;
-    return plane * (size_t)h * (size_t)w + oy * (size_t)size * (size_t)w + ox * (size_t)size;
-}
-
-static __global__ void maxpool_forward_kernel(size_t total, int h, int w, int size, int oh, int ow, const float *x,
-                                              float *y) {
-    const size_t step = (size_t)gridDim.x * blockDim.x;
-    for (size_t o = (size_t)blockIdx.x * blockDim.x + threadIdx.x; o < total; o += step) {
-        const float *win = x + window_start(o, h, w, size, oh, ow);
-        /* The first element, then strictly greater ones: on ties the first
-         * stays. Once m is NaN nothing replaces it (v > NaN is false and a
-         * later NaN would be NaN anyway); a NaN v always replaces m. */
-        float m = win[0];
-        for (int i = 0; i < size; i++) {
-            const float *row = win + (size_t)i * (size_t)w;
-            for (int j = 0; j < size; j++) {
-                const float v = row[j];
-                if (v > m || v != v) m = v;
-            }
-        }
-        y[o] = m;
-    }
-}
-
-static __global__ void maxpool_backward_kernel(size_t total, int h, int w, int size, int oh, int ow, const float *x,
-                                               const float *y, const float *dy, float *dx) {
-    const size_t step = (size_t)gridDim.x * blockDim.x;
-    for (size_t o = (size_t)blockIdx.x * blockDim.x + threadIdx.x; o < total; o += step) {
-        const size_t start = window_start(o, h, w, size, oh, ow);
-        const float *win = x + start;
-        const float m = y[o];
-        const bool m_nan = m != m;
-        /* The first row-major position holding the max (a NaN, if m is NaN). */
-        bool found = false;
-        for (int i = 0; i < size && !found; i++) {
-            for (int j = 0; j < size; j++) {
-                const size_t off = (size_t)i * (size_t)w + (size_t)j;
-                const float v = win[off];
-                if (v == m || (m_nan && v != v)) {
-                    dx[start + off] = dy[o];
-                    found = true;
-                    break;
-                }
-            }
-        }
-    }
-}
+#include "kernels/cuda/pool_kernel.cuh"
 
 void cuda_maxpool_forward(ct_backend *b, int n, int c, int h, int w, int size, const float *x, float *y) {
     if (n <= 0 || c <= 0 || size <= 0 || h < size || w < size) return; /* y is empty */
     const int oh = h / size, ow = w / size;
     const size_t total = (size_t)n * (size_t)c * (size_t)oh * (size_t)ow;
-    maxpool_forward_kernel<<<pool_blocks(b, total), CT_POOL_THREADS, 0, ct_cuda(b)->stream>>>(total, h, w, size, oh,
+    maxpool_forward_kernel<<<pool_blocks(ct_cuda(b)->sm_count, total), CT_POOL_THREADS, 0, ct_cuda(b)->stream>>>(total, h, w, size, oh,
                                                                                                ow, x, y);
     CT_LAUNCH_CHECK("maxpool_forward_kernel");
 }
@@ -99,7 +21,7 @@ void cuda_maxpool_backward(ct_backend *b, int n, int c, int h, int w, int size, 
     if (size <= 0 || h < size || w < size) return; /* no window: all of dx is cut off */
     const int oh = h / size, ow = w / size;
     const size_t total = (size_t)n * (size_t)c * (size_t)oh * (size_t)ow;
-    maxpool_backward_kernel<<<pool_blocks(b, total), CT_POOL_THREADS, 0, s>>>(total, h, w, size, oh, ow, x, y, dy,
+    maxpool_backward_kernel<<<pool_blocks(ct_cuda(b)->sm_count, total), CT_POOL_THREADS, 0, s>>>(total, h, w, size, oh, ow, x, y, dy,
                                                                              dx);
     CT_LAUNCH_CHECK("maxpool_backward_kernel");
 }
