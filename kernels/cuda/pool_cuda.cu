@@ -16,9 +16,13 @@ void cuda_maxpool_backward(ct_backend *b, int n, int c, int h, int w, int size, 
                            const float *dy, float *dx) {
     if (n <= 0 || c <= 0 || h <= 0 || w <= 0) return; /* dx is empty */
     cudaStream_t s = ct_cuda(b)->stream;
-    /* Every element of dx is overwritten: 0 here, then the routed ones. */
-    CT_CUDA_CHECK(cudaMemsetAsync(dx, 0, (size_t)n * (size_t)c * (size_t)h * (size_t)w * sizeof(float), s));
-    if (size <= 0 || h < size || w < size) return; /* no window: all of dx is cut off */
+    /* Every element of dx is overwritten: the windows' by the kernel, the
+     * rows and columns no window covers (all of dx without a window) by a
+     * memset first. */
+    const int windows = size > 0 && h >= size && w >= size;
+    if (!windows || h % size != 0 || w % size != 0)
+        CT_CUDA_CHECK(cudaMemsetAsync(dx, 0, (size_t)n * (size_t)c * (size_t)h * (size_t)w * sizeof(float), s));
+    if (!windows) return;
     const int oh = h / size, ow = w / size;
     const size_t total = (size_t)n * (size_t)c * (size_t)oh * (size_t)ow;
     maxpool_backward_kernel<<<pool_blocks(ct_cuda(b)->sm_count, total), CT_POOL_THREADS, 0, s>>>(total, h, w, size, oh, ow, x, y, dy,

@@ -12,9 +12,10 @@
  * Hand-written rather than cuDNN, whose tie-breaking and NaN rules are not
  * the CPU reference's. Both kernels take one output (one window) per thread
  * in a grid-stride loop. Windows do not overlap (stride == size), so the
- * backward kernel writes each dx element at most once: zero dx with a
- * memset, then each window writes its one routed element. No atomics, no
- * arithmetic: both directions are exact, bit for bit the CPU's values.
+ * backward kernel writes each dx element of a window exactly once: dy at
+ * the routed element, 0 at the others; a memset zeroes dx first only when
+ * rows or columns are cut off. No atomics, no arithmetic: both directions
+ * are exact, bit for bit the CPU's values.
  *
  * The device code (pool_cuda.cu launches it; tests/emu runs it on the CPU).
  */
@@ -55,6 +56,9 @@ static __global__ void maxpool_forward_kernel(size_t total, int h, int w, int si
     }
 }
 
+/* Each window writes all of its dx: dy at the routed position, 0 elsewhere
+ * (windows do not overlap), so dx needs no zeroing first except in the
+ * cut-off rows and columns, which no window covers. */
 static __global__ void maxpool_backward_kernel(size_t total, int h, int w, int size, int oh, int ow, const float *x,
                                                const float *y, const float *dy, float *dx) {
     const size_t step = (size_t)gridDim.x * blockDim.x;
@@ -64,18 +68,23 @@ static __global__ void maxpool_backward_kernel(size_t total, int h, int w, int s
         const float m = y[o];
         const bool m_nan = m != m;
         /* The first row-major position holding the max (a NaN, if m is NaN). */
-        bool found = false;
-        for (int i = 0; i < size && !found; i++) {
+        size_t routed = (size_t)-1;
+        for (int i = 0; i < size && routed == (size_t)-1; i++) {
             for (int j = 0; j < size; j++) {
                 const size_t off = (size_t)i * (size_t)w + (size_t)j;
                 const float v = win[off];
                 if (v == m || (m_nan && v != v)) {
-                    dx[start + off] = dy[o];
-                    found = true;
+                    routed = off;
                     break;
                 }
             }
         }
+        const float g = dy[o];
+        for (int i = 0; i < size; i++)
+            for (int j = 0; j < size; j++) {
+                const size_t off = (size_t)i * (size_t)w + (size_t)j;
+                dx[start + off] = off == routed ? g : 0.0f;
+            }
     }
 }
 

@@ -69,7 +69,8 @@ struct PoolShape {
     int n, c, h, w, size;
 };
 
-// pool_cuda.cu's launches, emulated (the backward's memset as the host's).
+// pool_cuda.cu's launches, emulated (the backward's memset, only where rows
+// or columns are cut off, as the host's).
 void emu_pool_forward(const PoolShape &s, const float *x, float *y) {
     if (s.n <= 0 || s.c <= 0 || s.size <= 0 || s.h < s.size || s.w < s.size) return;
     const int oh = s.h / s.size, ow = s.w / s.size;
@@ -80,14 +81,18 @@ void emu_pool_forward(const PoolShape &s, const float *x, float *y) {
 
 void emu_pool_backward(const PoolShape &s, const float *x, const float *y, const float *dy, float *dx) {
     if (s.n <= 0 || s.c <= 0 || s.h <= 0 || s.w <= 0) return;
-    std::memset(dx, 0, (size_t)s.n * s.c * s.h * s.w * sizeof(float));
-    if (s.size <= 0 || s.h < s.size || s.w < s.size) return;
+    const bool windows = s.size > 0 && s.h >= s.size && s.w >= s.size;
+    if (!windows || s.h % s.size != 0 || s.w % s.size != 0)
+        std::memset(dx, 0, (size_t)s.n * s.c * s.h * s.w * sizeof(float));
+    if (!windows) return;
     const int oh = s.h / s.size, ow = s.w / s.size;
     const size_t total = (size_t)s.n * s.c * oh * ow;
     ct_emu::launch(pool_blocks(kSmCount, total), CT_POOL_THREADS,
                    [&] { maxpool_backward_kernel(total, s.h, s.w, s.size, oh, ow, x, y, dy, dx); });
 }
 
+// dx starts as a finite poison, so an element the backward leaves unwritten
+// shows up.
 TEST(EmuPool, ForwardAndBackwardAreTheCpuBitsWithTiesNaNAndCutOffEdges) {
     const PoolShape shapes[] = {{1, 1, 2, 2, 2}, {2, 3, 5, 7, 2}, {3, 2, 6, 6, 3}, {2, 4, 24, 24, 2},
                                 {1, 2, 4, 5, 1}, {1, 1, 1, 3, 2}};
