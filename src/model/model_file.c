@@ -242,6 +242,17 @@ static int directive_optimizer(parser *p, char **tok, int n) {
     return 0;
 }
 
+/* v as a whole number of steps (0 .. 2^63) into *out; -1 when it is not one.
+ * The range test comes first: converting a double outside uint64_t's range
+ * is undefined behaviour (the fuzzer found step_size=1e108). */
+static int whole_steps(double v, uint64_t *out) {
+    if (!(v >= 0.0 && v < 9223372036854775808.0)) return -1;
+    const uint64_t u = (uint64_t)v;
+    if ((double)u != v) return -1;
+    *out = u;
+    return 0;
+}
+
 /* schedule KIND [key=value ...]: keys pct, div, final_div, step_size, gamma, final_frac, total_steps. */
 static int directive_schedule(parser *p, char **tok, int n) {
     static const char *const kinds[] = {"constant", "step", "cosine", "onecycle"};
@@ -261,8 +272,8 @@ static int directive_schedule(parser *p, char **tok, int n) {
         else if (KEY("final_div") && v >= 1) sc.final_div = (float)v;
         else if (KEY("gamma") && v > 0 && v <= 1) sc.gamma = (float)v;
         else if (KEY("final_frac") && v <= 1) sc.final_frac = (float)v;
-        else if (KEY("step_size") && v >= 1 && v == (double)(uint64_t)v) sc.step_size = (uint64_t)v;
-        else if (KEY("total_steps") && v == (double)(uint64_t)v) sc.total_steps = (uint64_t)v;
+        else if (KEY("step_size") && v >= 1 && whole_steps(v, &sc.step_size) == 0) continue;
+        else if (KEY("total_steps") && whole_steps(v, &sc.total_steps) == 0) continue;
         else return PFAIL(p, "schedule: '%s' is not a known setting or is out of range", tok[i]);
 #undef KEY
     }

@@ -109,6 +109,10 @@ TEST(ModelFile, RejectsBadFilesNamingLineAndProblem) {
         {"input 784\ndense 16 relu name=\ndense 10 softmax\n", ":2: name: expected 1 to 31"},
         {"input 784\ndense 16 relu name=a\xff\ndense 10 softmax\n", ":2: name: expected 1 to 31"},
         {"input 784\ndropout 0.1 name=a\"b\ndense 10 softmax\n", ":2: name: expected 1 to 31"},
+        // Past what a step count can hold, or not whole (fuzz/corpus/model_file/crash-schedule-huge-step-size).
+        {"input 784\ndense 10 softmax\nschedule step step_size=1e108\n", ":3: schedule: 'step_size=1e108' is not"},
+        {"input 784\ndense 10 softmax\nschedule cosine total_steps=2.5\n", ":3: schedule: 'total_steps=2.5' is not"},
+        {"input 784\ndense 10 softmax\nschedule cosine total_steps=18446744073709551616\n", "is not a known setting"},
     };
     TempDir dir;
     for (const BadCase &c : cases) {
