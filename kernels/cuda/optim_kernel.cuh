@@ -51,6 +51,8 @@
 #include "kernels/cuda/partials.h"
 
 #define OPT_THREADS 256
+/* Elements of one thread whose loads are issued together. */
+#define OPT_LOAD_BATCH 4
 
 /* Everything the kernels need from cfg and th, read on the host. */
 typedef struct optim_plan {
@@ -133,18 +135,6 @@ static __device__ __forceinline__ float update_vals(const optim_plan &p, float w
     return w0;
 }
 
-/* One element's update in place: state is slot-major (slot s of element i
- * at state[s*n + i]) with p.slots slots, read and written only where the
- * kind has them (state may be NULL for plain SGD). */
-static __device__ __forceinline__ float update_one(const optim_plan &p, size_t i, size_t n, float w0, float g,
-                                                   float alpha, float *state) {
-    float s0 = p.slots > 0 ? state[i] : 0.0f, s1 = p.slots > 1 ? state[n + i] : 0.0f;
-    const float w1 = update_vals(p, w0, g, alpha, s0, s1);
-    if (p.slots > 0) state[i] = s0;
-    if (p.slots > 1) state[n + i] = s1;
-    return w1;
-}
-
 /* The record's optimizer fields and t from ||w_old||^2 (ps) and ||dw||^2
  * (us), once every element is done (one thread). */
 static __device__ void optim_record(const optim_plan &p, double ps, double us, uint64_t *t, ct_step_record *rec) {
@@ -192,19 +182,20 @@ static __device__ void optim_scalars(const optim_plan &p, const ct_step_record *
     *alpha_out = alpha;
 }
 
-/* One element: ||w_old||^2 into ps (also on a skipped step: the CPU reports
- * it there too) and, unless skipped, the update into w, state and us. */
-static __device__ __forceinline__ void optim_element(const optim_plan &now, size_t i, size_t n, bool skip, float gs,
-                                                     float alpha, float *w, const float *grads, float *state,
-                                                     double &ps, double &us) {
-    const float w0 = w[i];
+/* One element from its loaded values: ||w_old||^2 into ps (also on a
+ * skipped step: the CPU reports it there too) and, unless skipped, the
+ * update into w1, s0, s1 and ||dw||^2 into us. Returns whether w1 and the
+ * state are to be stored. */
+static __device__ __forceinline__ bool optim_element(const optim_plan &now, bool skip, float gs, float alpha, float w0,
+                                                     float g, float &s0, float &s1, float &w1, double &ps,
+                                                     double &us) {
     const double w0d = (double)w0;
     ps = __dadd_rn(ps, __dmul_rn(w0d, w0d));
-    if (skip) return;
-    const float w1 = update_one(now, i, n, w0, __fmul_rn(grads[i], gs), alpha, state);
-    w[i] = w1;
+    if (skip) return false;
+    w1 = update_vals(now, w0, __fmul_rn(g, gs), alpha, s0, s1);
     const double d = __dsub_rn((double)w1, w0d);
     us = __dadd_rn(us, __dmul_rn(d, d));
+    return true;
 }
 
 /* The record's optimizer fields and t, once the block partials are in
@@ -269,11 +260,35 @@ static __global__ void __launch_bounds__(OPT_THREADS)
     const bool skip = s_skip != 0;
     const float gs = s_gs, alpha = s_alpha;
 
+    /* A thread's elements i, i + step, ... in that order; the loads of
+     * OPT_LOAD_BATCH of them are issued before the first is updated (one
+     * round trip to memory for them, not one each; the stores in between
+     * would otherwise keep the next loads waiting). */
     const size_t n = (size_t)p.n;
     const size_t step = (size_t)gridDim.x * OPT_THREADS;
     double ps = 0.0, us = 0.0;
-    for (size_t i = (size_t)blockIdx.x * OPT_THREADS + tid; i < n; i += step)
-        optim_element(s_p, i, n, skip, gs, alpha, w, grads, state, ps, us);
+    for (size_t i0 = (size_t)blockIdx.x * OPT_THREADS + tid; i0 < n; i0 += OPT_LOAD_BATCH * step) {
+        float w0[OPT_LOAD_BATCH], gv[OPT_LOAD_BATCH], s0[OPT_LOAD_BATCH], s1[OPT_LOAD_BATCH];
+#pragma unroll
+        for (int k = 0; k < OPT_LOAD_BATCH; ++k) {
+            const size_t i = i0 + (size_t)k * step;
+            const bool in = i < n;
+            w0[k] = in ? w[i] : 0.0f;
+            gv[k] = in ? grads[i] : 0.0f;
+            s0[k] = in && s_p.slots > 0 ? state[i] : 0.0f;
+            s1[k] = in && s_p.slots > 1 ? state[n + i] : 0.0f;
+        }
+#pragma unroll
+        for (int k = 0; k < OPT_LOAD_BATCH; ++k) {
+            const size_t i = i0 + (size_t)k * step;
+            float w1;
+            if (i < n && optim_element(s_p, skip, gs, alpha, w0[k], gv[k], s0[k], s1[k], w1, ps, us)) {
+                w[i] = w1;
+                if (s_p.slots > 0) state[i] = s0[k];
+                if (s_p.slots > 1) state[n + i] = s1[k];
+            }
+        }
+    }
     s_ps[tid] = ps;
     s_us[tid] = us;
     __syncthreads();

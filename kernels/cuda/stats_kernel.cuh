@@ -55,6 +55,8 @@
 /* Smallest chunk a block reduces (a multiple of STATS_THREADS): below this a
  * block does too little work to pay for its launch and its partials row. */
 #define STATS_MIN_CHUNK 4096ull
+/* Elements of one thread whose loads stage 1 issues together. */
+#define STATS_LOAD_BATCH 8
 #define STATS_MAX_SEGMENTS (CT_MAX_PARAM_LAYERS + 2)
 /* Blocks left for the chunks once every segment has had its rounding-up
  * block: sum_s ceil(len_s / chunk) < n / chunk + nseg <= this + nseg. */
@@ -278,9 +280,22 @@ static __global__ void __launch_bounds__(STATS_THREADS)
         const unsigned long long lo = seg_lo(p, s) + (unsigned long long)(blk - p.first_block[s]) * p.chunk;
         const unsigned long long hi = lo + p.chunk < end ? lo + p.chunk : end;
 
+        /* Elements lo + tid + 256 m in ascending m; the loads of
+         * STATS_LOAD_BATCH of them are issued before the first is added (one
+         * round trip to memory for them, not one each). */
         double sq = 0.0, mx = 0.0;
         unsigned long long nf = 0, zeros = 0;
-        for (unsigned long long i = lo + tid; i < hi; i += STATS_THREADS) stats_add(g[i], sq, mx, nf, zeros);
+        for (unsigned long long base = lo + tid; base < hi; base += STATS_LOAD_BATCH * STATS_THREADS) {
+            float v[STATS_LOAD_BATCH];
+#pragma unroll
+            for (int k = 0; k < STATS_LOAD_BATCH; ++k) {
+                const unsigned long long i = base + (unsigned long long)k * STATS_THREADS;
+                v[k] = i < hi ? g[i] : 0.0f;
+            }
+#pragma unroll
+            for (int k = 0; k < STATS_LOAD_BATCH; ++k)
+                if (base + (unsigned long long)k * STATS_THREADS < hi) stats_add(v[k], sq, mx, nf, zeros);
+        }
         s_sq[tid] = sq;
         s_max[tid] = mx;
         s_nf[tid] = nf;

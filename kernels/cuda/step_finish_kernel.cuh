@@ -42,7 +42,7 @@
 #define FINISH_MAX_STATS_BLOCKS (FINISH_MAX_PARAMS / STATS_MIN_CHUNK + STATS_MAX_SEGMENTS)
 #define FINISH_MAX_OPT_BLOCKS (FINISH_MAX_PARAMS / OPT_THREADS)
 /* Values of m whose loads a lane issues together in the statistics' stage 1. */
-#define STATS_BATCH 4
+#define FINISH_STATS_BATCH 4
 
 /* A 256-thread block's tree over v[t], t = w*32 + lane, from the warp that
  * holds v[w*32 + lane] in lane's v[w]; lane 0 gets the block's sum. */
@@ -72,20 +72,20 @@ static __device__ void finish_stats_block(const float *g, const stats_plan &p, u
     }
     /* Virtual thread w*32 + lane takes lo + w*32 + lane + 256 m, m = 0, 1, ...
      * (stats_kernel's thread order); the 8 run side by side. The loads of
-     * STATS_BATCH values of m are issued before any is added (one round
+     * FINISH_STATS_BATCH values of m are issued before any is added (one round
      * trip to memory for them all, not one each); the additions keep the
      * order. */
-    for (unsigned long long base = lo; base < hi; base += STATS_BATCH * STATS_THREADS) {
-        float v[STATS_BATCH][8];
+    for (unsigned long long base = lo; base < hi; base += FINISH_STATS_BATCH * STATS_THREADS) {
+        float v[FINISH_STATS_BATCH][8];
 #pragma unroll
-        for (int m = 0; m < STATS_BATCH; ++m)
+        for (int m = 0; m < FINISH_STATS_BATCH; ++m)
 #pragma unroll
             for (int w = 0; w < 8; ++w) {
                 const unsigned long long i = base + (unsigned long long)(m * STATS_THREADS + w * 32) + lane;
                 v[m][w] = i < hi ? g[i] : 0.0f;
             }
 #pragma unroll
-        for (int m = 0; m < STATS_BATCH; ++m)
+        for (int m = 0; m < FINISH_STATS_BATCH; ++m)
 #pragma unroll
             for (int w = 0; w < 8; ++w) {
                 const unsigned long long i = base + (unsigned long long)(m * STATS_THREADS + w * 32) + lane;
@@ -170,17 +170,12 @@ static __global__ void __launch_bounds__(FINISH_THREADS, 1)
         for (int v = 0; v < 8; ++v) {
             const size_t i = i0 + (size_t)(v * 32);
             ps[v] = us[v] = 0.0;
-            if (i >= n) continue;
-            /* optim_element's arithmetic on the loaded values */
-            const double w0d = (double)w0[v];
-            ps[v] = __dadd_rn(ps[v], __dmul_rn(w0d, w0d));
-            if (skip) continue;
-            const float w1 = update_vals(s_p, w0[v], __fmul_rn(gv[v], gs), alpha, s0[v], s1[v]);
-            w[i] = w1;
-            if (s_p.slots > 0) state[i] = s0[v];
-            if (s_p.slots > 1) state[n + i] = s1[v];
-            const double d = __dsub_rn((double)w1, w0d);
-            us[v] = __dadd_rn(us[v], __dmul_rn(d, d));
+            float w1;
+            if (i < n && optim_element(s_p, skip, gs, alpha, w0[v], gv[v], s0[v], s1[v], w1, ps[v], us[v])) {
+                w[i] = w1;
+                if (s_p.slots > 0) state[i] = s0[v];
+                if (s_p.slots > 1) state[n + i] = s1[v];
+            }
         }
         const double bps = tree256(ps), bus = tree256(us);
         if (lane == 0) {

@@ -1,6 +1,7 @@
 // The fiber scheduler behind cuda_emu.h. One block at a time: every thread
 // a ucontext fiber with its own stack (a guard page below it, so an overflow
-// faults instead of corrupting a neighbour); the scheduler resumes, in the
+// faults instead of corrupting a neighbour; mapped once per launch and
+// reused by each block, whose fibers have all returned); the scheduler resumes, in the
 // chosen order, every fiber that is not waiting on a barrier that has not
 // yet opened, until all have returned. A pass that resumes nobody while
 // fibers remain is a deadlock.
@@ -45,9 +46,7 @@ struct Barrier {
 
 struct Fiber {
     ucontext_t ctx;
-    void *mapping = nullptr;
-    size_t mapping_bytes = 0;
-    void *stack = nullptr;     // the usable part of the mapping
+    void *stack = nullptr;     // the usable part of its mapping (Launch::stacks)
     void *fake_stack = nullptr;  // AddressSanitizer's, while switched out
     Dim3 tid;
     int warp = 0, lane = 0;
@@ -75,6 +74,11 @@ struct Launch {
     Barrier block_barrier;
     Fiber *current = nullptr;
     std::string error;
+    // Stack mappings, made for the first block and reused by the next ones
+    // (a grid of a thousand blocks would otherwise map and unmap a quarter
+    // of a million stacks); unmapped when the launch ends.
+    std::vector<void *> stacks;
+    size_t stack_mapping_bytes = 0;
 };
 
 Launch *g_launch = nullptr;
@@ -142,8 +146,8 @@ void fiber_main() {
 }  // returns to uc_link, the scheduler
 
 void free_stacks(Launch &l) {
-    for (Fiber &f : l.fibers)
-        if (f.mapping) munmap(f.mapping, f.mapping_bytes);
+    for (void *m : l.stacks) munmap(m, l.stack_mapping_bytes);
+    l.stacks.clear();
     l.fibers.clear();
 }
 
@@ -175,21 +179,23 @@ void run_block(Launch &l, Order order) {
         wp.barrier.name = "the shuffle of warp " + std::to_string(w);
     }
     l.warp_exchanges.assign(n, 0);
+    l.stack_mapping_bytes = kStackBytes + (size_t)page;
     for (unsigned t = 0; t < n; ++t) {
         Fiber &f = l.fibers[t];
         f.tid.x = t;
         f.warp = (int)(t / kWarp);
         f.lane = (int)(t % kWarp);
-        f.mapping_bytes = kStackBytes + (size_t)page;
-        f.mapping = mmap(nullptr, f.mapping_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (f.mapping == MAP_FAILED) {
-            f.mapping = nullptr;
-            free_stacks(l);
-            throw std::runtime_error("ct_emu: cannot map a fiber stack");
+        if (t >= l.stacks.size()) {
+            void *m = mmap(nullptr, l.stack_mapping_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (m == MAP_FAILED) {
+                free_stacks(l);
+                throw std::runtime_error("ct_emu: cannot map a fiber stack");
+            }
+            mprotect(m, (size_t)page, PROT_NONE);  // the guard page (stacks grow down)
+            l.stacks.push_back(m);
         }
-        mprotect(f.mapping, (size_t)page, PROT_NONE);  // the guard page (stacks grow down)
         getcontext(&f.ctx);
-        f.stack = (char *)f.mapping + page;
+        f.stack = (char *)l.stacks[t] + page;
         f.ctx.uc_stack.ss_sp = f.stack;
         f.ctx.uc_stack.ss_size = kStackBytes;
         f.ctx.uc_link = &l.scheduler;
@@ -204,7 +210,7 @@ void run_block(Launch &l, Order order) {
             if (f.waiting && f.waiting->generation == f.waiting_generation) continue;
             f.waiting = nullptr;
             l.current = &f;
-                    void *scheduler_fake_stack = nullptr;
+            void *scheduler_fake_stack = nullptr;
             before_switch(&scheduler_fake_stack, f.stack, kStackBytes);
             swapcontext(&l.scheduler, &f.ctx);
             after_switch(scheduler_fake_stack, nullptr, nullptr);
@@ -224,7 +230,7 @@ void run_block(Launch &l, Order order) {
             throw std::runtime_error(e);
         }
     }
-    free_stacks(l);
+    l.fibers.clear();  // every fiber returned: its stack can serve the next block
 }
 
 }  // namespace
@@ -244,9 +250,11 @@ void launch(unsigned grid, unsigned threads, const std::function<void()> &kernel
             run_block(l, order);
         }
     } catch (...) {
+        free_stacks(l);
         g_launch = nullptr;
         throw;
     }
+    free_stacks(l);
     g_launch = nullptr;
 }
 

@@ -172,6 +172,29 @@ TEST_F(EmuStepFinish, TheStatsAndOptimizerKernelsAgreeWithTheCpuAndFoldTheAdvanc
     }
 }
 
+// Past 1024 blocks x 256 threads (262,144 elements) an optimizer thread
+// takes several elements, whose loads it issues in batches of
+// OPT_LOAD_BATCH: an arena of mlp's layers and one past four such batches.
+TEST_F(EmuStepFinish, TheFullGridKernelsAgreeWithTheCpuWhereAThreadHasSeveralElements) {
+    using K = ct_optimizer_kind;
+    const std::vector<StepCase> cases = {
+        {"mlp_adam", 0, {401920, 262656, 5130}, 0, 128, K::CT_OPT_ADAM, 1e-3f, 0, 0, 0, 0, CT_SCHED_CONSTANT,
+         ct_test::kPlantNone, 0, 1e-7, 0, 1},
+        {"past_four_batches_rmsprop_momentum_nonfinite", 3, {700000, 400001}, 2, 64, K::CT_OPT_RMSPROP, 1e-3f, 0.9f, 0,
+         0, 0, CT_SCHED_CONSTANT, ct_test::kPlantNonfiniteGrad, 0, 1e-7, 1, 2},
+    };
+    unsigned seed = 500;
+    for (const StepCase &c : cases) {
+        SCOPED_TRACE(c.name);
+        std::mt19937 g(seed++);
+        const StepHost h = ct_test::draw_step(c, g);
+        ct_test::HostStepRunner cpu = cpu_runner(), folded = grids_runner(true);
+        const StepOut want = ct_test::run_step(c, h, cpu), got = ct_test::run_step(c, h, folded);
+        ct_test::expect_step_case_point(c, h, want);
+        expect_close_to_cpu(c, got, want);
+    }
+}
+
 TEST_F(EmuStepFinish, TheOneKernelGivesTheBitsOfTheThreeInBothThreadOrders) {
     unsigned seed = 100;
     for (const StepCase &c : ct_test::step_finish_cases()) {
