@@ -198,6 +198,23 @@ static __device__ __forceinline__ bool optim_element(const optim_plan &now, bool
     return true;
 }
 
+/* The block's sums of its threads' ps and us, in s_ps[0] and s_us[0]: a
+ * shared-memory tree, s[t] += s[t + stride] for stride 128 .. 1. Every
+ * thread of the block calls it, with s_ps and s_us free. */
+static __device__ void optim_block_tree(double *s_ps, double *s_us, double ps, double us) {
+    const unsigned int tid = threadIdx.x;
+    s_ps[tid] = ps;
+    s_us[tid] = us;
+    __syncthreads();
+    for (unsigned int stride = OPT_THREADS / 2; stride > 0; stride >>= 1) {
+        if (tid < stride) {
+            s_ps[tid] = __dadd_rn(s_ps[tid], s_ps[tid + stride]);
+            s_us[tid] = __dadd_rn(s_us[tid], s_us[tid + stride]);
+        }
+        __syncthreads();
+    }
+}
+
 /* The record's optimizer fields and t, once the block partials are in
  * (the last block, all OPT_THREADS threads). */
 static __device__ void optim_finish(const optim_plan &p, const double *partials, uint64_t *t, const ct_step_ctx *ctx,
@@ -210,16 +227,7 @@ static __device__ void optim_finish(const optim_plan &p, const double *partials,
         us = __dadd_rn(us, __ldcg(partials + (size_t)j * CT_CUDA_PARTIAL_STRIDE + 1));
     }
     __syncthreads(); /* s_ps, s_us are free again */
-    s_ps[tid] = ps;
-    s_us[tid] = us;
-    __syncthreads();
-    for (unsigned int stride = OPT_THREADS / 2; stride > 0; stride >>= 1) {
-        if (tid < stride) {
-            s_ps[tid] = __dadd_rn(s_ps[tid], s_ps[tid + stride]);
-            s_us[tid] = __dadd_rn(s_us[tid], s_us[tid + stride]);
-        }
-        __syncthreads();
-    }
+    optim_block_tree(s_ps, s_us, ps, us);
     if (tid == 0) optim_record(p, s_ps[0], s_us[0], t, ring + ctx->slot);
 }
 
@@ -289,16 +297,7 @@ static __global__ void __launch_bounds__(OPT_THREADS)
             }
         }
     }
-    s_ps[tid] = ps;
-    s_us[tid] = us;
-    __syncthreads();
-    for (unsigned int stride = OPT_THREADS / 2; stride > 0; stride >>= 1) {
-        if (tid < stride) {
-            s_ps[tid] = __dadd_rn(s_ps[tid], s_ps[tid + stride]);
-            s_us[tid] = __dadd_rn(s_us[tid], s_us[tid + stride]);
-        }
-        __syncthreads();
-    }
+    optim_block_tree(s_ps, s_us, ps, us);
     if (tid == 0) {
         if (blockIdx.x < p.nblocks) {
             double *out = partials + (size_t)blockIdx.x * CT_CUDA_PARTIAL_STRIDE;

@@ -126,6 +126,19 @@ static __device__ __forceinline__ void stats_add(float x, double &sq, double &mx
     if (ad > mx) mx = ad;
 }
 
+/* A warp's figures combined into lane 0 in a fixed shuffle tree (offsets
+ * 16, 8, 4, 2, 1); the max and the counts do not depend on the order. */
+static __device__ __forceinline__ void stats_warp_combine(double &sq, double &mx, unsigned long long &nf,
+                                                          unsigned long long &zeros) {
+    for (int off = 16; off > 0; off >>= 1) {
+        sq = __dadd_rn(sq, __shfl_down_sync(0xffffffffu, sq, off));
+        const double m = __shfl_down_sync(0xffffffffu, mx, off);
+        if (m > mx) mx = m;
+        nf += __shfl_down_sync(0xffffffffu, nf, off);
+        zeros += __shfl_down_sync(0xffffffffu, zeros, off);
+    }
+}
+
 /* Stage 2's segment figures, into seg[s]: warp `warp` of `nwarps` takes the
  * segments s = warp, warp + nwarps, ...; lane j adds the segment's block
  * partials j, j+32, ... (load(j, &part) gives block j's) left to right from
@@ -144,19 +157,8 @@ static __device__ void stats_segments(const stats_plan &p, unsigned int nwarps, 
             nf += in.nf;
             zeros += in.zeros;
         }
-        for (int off = 16; off > 0; off >>= 1) {
-            sq = __dadd_rn(sq, __shfl_down_sync(0xffffffffu, sq, off));
-            const double m = __shfl_down_sync(0xffffffffu, mx, off);
-            if (m > mx) mx = m;
-            nf += __shfl_down_sync(0xffffffffu, nf, off);
-            zeros += __shfl_down_sync(0xffffffffu, zeros, off);
-        }
-        if (lane == 0) {
-            seg[s].sq = sq;
-            seg[s].mx = mx;
-            seg[s].nf = nf;
-            seg[s].zeros = zeros;
-        }
+        stats_warp_combine(sq, mx, nf, zeros);
+        if (lane == 0) seg[s] = stats_part{sq, mx, nf, zeros};
     }
 }
 

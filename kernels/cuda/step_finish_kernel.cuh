@@ -45,10 +45,16 @@
 #define FINISH_STATS_BATCH 4
 
 /* A 256-thread block's tree over v[t], t = w*32 + lane, from the warp that
- * holds v[w*32 + lane] in lane's v[w]; lane 0 gets the block's sum. */
+ * holds v[w*32 + lane] in lane's v[w]: strides 128, 64 and 32 within the
+ * lane (tree256_lane), then 16 .. 1 as a down-shuffle tree; lane 0 gets the
+ * block's sum. */
+static __device__ __forceinline__ double tree256_lane(const double v[8]) {
+    return __dadd_rn(__dadd_rn(__dadd_rn(v[0], v[4]), __dadd_rn(v[2], v[6])),
+                     __dadd_rn(__dadd_rn(v[1], v[5]), __dadd_rn(v[3], v[7])));
+}
+
 static __device__ __forceinline__ double tree256(const double v[8]) {
-    double c = __dadd_rn(__dadd_rn(__dadd_rn(v[0], v[4]), __dadd_rn(v[2], v[6])),
-                         __dadd_rn(__dadd_rn(v[1], v[5]), __dadd_rn(v[3], v[7])));
+    double c = tree256_lane(v);
     for (int off = 16; off > 0; off >>= 1) c = __dadd_rn(c, __shfl_down_sync(0xffffffffu, c, off));
     return c;
 }
@@ -92,8 +98,8 @@ static __device__ void finish_stats_block(const float *g, const stats_plan &p, u
                 if (i < hi) stats_add(v[m][w], sq[w], mx[w], nf[w], zeros[w]);
             }
     }
-    const double sum = tree256(sq);
-    double m = 0.0;
+    /* The lane's part of the block's tree, then the warp's (tree256's shuffles). */
+    double sum = tree256_lane(sq), m = 0.0;
     unsigned long long cnt_nf = 0, cnt_zero = 0;
 #pragma unroll
     for (int w = 0; w < 8; ++w) {
@@ -101,18 +107,8 @@ static __device__ void finish_stats_block(const float *g, const stats_plan &p, u
         cnt_nf += nf[w];
         cnt_zero += zeros[w];
     }
-    for (int off = 16; off > 0; off >>= 1) {
-        const double o = __shfl_down_sync(0xffffffffu, m, off);
-        if (o > m) m = o;
-        cnt_nf += __shfl_down_sync(0xffffffffu, cnt_nf, off);
-        cnt_zero += __shfl_down_sync(0xffffffffu, cnt_zero, off);
-    }
-    if (lane == 0) {
-        part[b].sq = sum;
-        part[b].mx = m;
-        part[b].nf = cnt_nf;
-        part[b].zeros = cnt_zero;
-    }
+    stats_warp_combine(sum, m, cnt_nf, cnt_zero);
+    if (lane == 0) part[b] = stats_part{sum, m, cnt_nf, cnt_zero};
 }
 
 static __global__ void __launch_bounds__(FINISH_THREADS, 1)

@@ -22,12 +22,12 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
-#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "cutrain/cutrain.h"
+#include "support/host_blocks.h"
 
 namespace ct_test {
 
@@ -161,25 +161,18 @@ class ChainRunner {
     }
 };
 
-// Host memory, each buffer its own allocation of exactly its size (so that
-// in a sanitizer build an access one past its end is a report); the call is
-// a function (the CPU reference, an emulated kernel).
+// Host memory (HostBlocks: exact-size buffers); the call is a function (the
+// CPU reference, an emulated kernel).
 class HostChainRunner : public ChainRunner {
   public:
     explicit HostChainRunner(std::function<void(const ct_dense_chain &, int)> op) : op_(std::move(op)) {}
-    void *put_bytes(const void *p, size_t n) override {
-        blocks_.emplace_back(new unsigned char[n ? n : 1]);  // new's alignment (16) suits every type here
-        if (n) std::memcpy(blocks_.back().get(), p, n);
-        return blocks_.back().get();
-    }
-    void get_bytes(void *host, const void *p, size_t n) override {
-        if (n) std::memcpy(host, p, n);
-    }
+    void *put_bytes(const void *p, size_t n) override { return mem_.put_bytes(p, n); }
+    void get_bytes(void *host, const void *p, size_t n) override { HostBlocks::get_bytes(host, p, n); }
     void train(const ct_dense_chain &c, int rows) override { op_(c, rows); }
 
   private:
     std::function<void(const ct_dense_chain &, int)> op_;
-    std::vector<std::unique_ptr<unsigned char[]>> blocks_;
+    HostBlocks mem_;
 };
 
 inline ct_dense_chain chain_description(const ChainShape &s) {

@@ -14,12 +14,12 @@
 #include <cstring>
 #include <functional>
 #include <limits>
-#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "cutrain/cutrain.h"
+#include "support/host_blocks.h"
 
 namespace ct_test {
 
@@ -211,19 +211,13 @@ class StepRunner {
 using StepFn = std::function<void(const ct_stats_args &, const ct_optim_config &, const ct_optim_buffers &,
                                   const ct_health_thresholds &, ct_step_ctx *, ct_step_record *)>;
 
-// Host memory, each buffer its own allocation of exactly its size (so that
-// in a sanitizer build an access one past its end is a report).
+// Host memory (HostBlocks: exact-size buffers); the call is a function (the
+// CPU reference, an emulated kernel).
 class HostStepRunner : public StepRunner {
   public:
     explicit HostStepRunner(StepFn op) : op_(std::move(op)) {}
-    void *put_bytes(const void *p, size_t n) override {
-        blocks_.emplace_back(new unsigned char[n ? n : 1]);  // new's alignment (16) suits every type here
-        if (n) std::memcpy(blocks_.back().get(), p, n);
-        return blocks_.back().get();
-    }
-    void get_bytes(void *host, const void *p, size_t n) override {
-        if (n) std::memcpy(host, p, n);
-    }
+    void *put_bytes(const void *p, size_t n) override { return mem_.put_bytes(p, n); }
+    void get_bytes(void *host, const void *p, size_t n) override { HostBlocks::get_bytes(host, p, n); }
     void finish(const ct_stats_args &a, const ct_optim_config &cfg, const ct_optim_buffers &buf,
                 const ct_health_thresholds &th, ct_step_ctx *ctx, ct_step_record *ring) override {
         op_(a, cfg, buf, th, ctx, ring);
@@ -231,7 +225,7 @@ class HostStepRunner : public StepRunner {
 
   private:
     StepFn op_;
-    std::vector<std::unique_ptr<unsigned char[]>> blocks_;
+    HostBlocks mem_;
 };
 
 inline StepOut run_step(const StepCase &c, const StepHost &h, StepRunner &where) {
