@@ -91,6 +91,17 @@ static __host__ __device__ __forceinline__ unsigned long long seg_hi(const stats
     return s <= p.nl ? p.off[s] : p.n;
 }
 
+/* Block b's range [*lo, *hi) of the arena (b < nblocks): a chunk of its
+ * segment; a segment without blocks (empty) is stepped over. */
+static __device__ __forceinline__ void stats_block_range(const stats_plan &p, unsigned int b, unsigned long long *lo,
+                                                         unsigned long long *hi) {
+    unsigned int s = 0;
+    while (b >= p.first_block[s + 1]) ++s; /* b < first_block[nseg]: stops at s <= nseg - 1 */
+    const unsigned long long end = seg_hi(p, s);
+    *lo = seg_lo(p, s) + (unsigned long long)(b - p.first_block[s]) * p.chunk;
+    *hi = *lo + p.chunk < end ? *lo + p.chunk : end;
+}
+
 /* Bit tests: exact whatever the float flags (-ftz, fast math). */
 static __device__ __forceinline__ bool finite_f(float x) {
     return (__float_as_uint(x) & 0x7f800000u) != 0x7f800000u;
@@ -274,13 +285,8 @@ static __global__ void __launch_bounds__(STATS_THREADS)
     const unsigned int blk = blockIdx.x;
 
     if (blk < p.nblocks) {
-        /* blk < nblocks == first_block[nseg], so this stops at s <= nseg-1; a
-         * segment without blocks (empty) is stepped over. */
-        unsigned int s = 0;
-        while (blk >= p.first_block[s + 1]) ++s;
-        const unsigned long long end = seg_hi(p, s);
-        const unsigned long long lo = seg_lo(p, s) + (unsigned long long)(blk - p.first_block[s]) * p.chunk;
-        const unsigned long long hi = lo + p.chunk < end ? lo + p.chunk : end;
+        unsigned long long lo, hi;
+        stats_block_range(p, blk, &lo, &hi);
 
         /* Elements lo + tid + 256 m in ascending m; the loads of
          * STATS_LOAD_BATCH of them are issued before the first is added (one

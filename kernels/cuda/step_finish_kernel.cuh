@@ -63,11 +63,8 @@ static __device__ __forceinline__ double tree256(const double v[8]) {
  * and counts do not depend on the order; the sum of squares keeps it. */
 static __device__ void finish_stats_block(const float *g, const stats_plan &p, unsigned int b, stats_part *part) {
     const unsigned int lane = threadIdx.x & 31u;
-    unsigned int s = 0;
-    while (b >= p.first_block[s + 1]) ++s;
-    const unsigned long long end = seg_hi(p, s);
-    const unsigned long long lo = seg_lo(p, s) + (unsigned long long)(b - p.first_block[s]) * p.chunk;
-    const unsigned long long hi = lo + p.chunk < end ? lo + p.chunk : end;
+    unsigned long long lo, hi;
+    stats_block_range(p, b, &lo, &hi);
 
     double sq[8], mx[8];
     unsigned int nf[8], zeros[8]; /* at most chunk / 256 = 16 each */
