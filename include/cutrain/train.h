@@ -40,6 +40,8 @@ typedef struct ct_train_options {
     unsigned phases;             /* CT_PHASE_* bits queued each step; 0 = all. Fewer than all is for
                                     timing the parts of a step (cutrain bench --phases): the records
                                     then mean nothing, so nothing is logged or checked            */
+    int timing_only;             /* 1: the records are not read, as with fewer phases: for a bench
+                                    whose backend cuts ops out of the steps (cutrain bench --ops) */
     const char *save_path;       /* a training checkpoint here when the run ends (not after a health
                                     stop: those weights are not worth keeping), and ...              */
     uint64_t save_every;         /* ... every this many steps (0: at the end only)                   */

@@ -12,6 +12,7 @@
 #include "src/cli/commands.h"
 #include "src/cli/common.h"
 #include "src/io/clock.h"
+#include "src/train/op_window.h"
 
 #define USAGE                                                                                          \
     "usage: cutrain bench [--model PRESET|FILE] [--data DIR] [--device auto|cpu|cuda] [options]\n\n"  \
@@ -21,7 +22,7 @@
 
 typedef struct bench_flags {
     const char *model, *data, *device, *optimizer, *json, *save_init;
-    int threads, batch_size, steps, warmup, repeats, epochs, seeds, max_epochs, quiet, phases;
+    int threads, batch_size, steps, warmup, repeats, epochs, seeds, max_epochs, quiet, phases, ops;
     uint64_t seed;
     double lr, tta;
 } bench_flags;
@@ -105,6 +106,80 @@ static int phase_times(bench_ctx *c, const bench_flags *f, const ct_model_spec *
             fputs("}\n", j);
         }
     return 0;
+}
+
+/* One timed run on the model's backend as it is (the op window during
+ * op_times); the records are not read, since a cut step writes none. */
+static int timed_cut_run(bench_ctx *c, uint64_t steps, double *seconds, ct_error *err) {
+    ct_train_options o = c->base;
+    o.timing_only = 1;
+    o.max_steps = steps;
+    o.epochs = 1000;
+    o.evaluate = 0;
+    ct_run_summary sum;
+    int rc = ct_train(c->m, c->train, c->test, &o, c->log, &sum, err);
+    if (rc < 0) return -1;
+    if (rc != CT_EXIT_OK) return ct_fail(err, CT_EXIT_FAILURE, "bench: the timed run ended with status %s", sum.status);
+    *seconds = sum.train_seconds;
+    return 0;
+}
+
+/* Where a step's time goes, op by op: the model runs on an op window
+ * (src/train/op_window.h) that passes the first k ops of each step, for
+ * k = 0..n, each --repeats times; an op's cost is the difference of the
+ * medians with and without it: what it adds to a step as the step runs
+ * (captured in a graph on the GPU, so launch gaps count, and one op's
+ * work cannot hide behind another's on one stream). */
+static int op_times_on(bench_ctx *c, const bench_flags *f, const ct_model_spec *spec, ct_op_window *w, FILE *j,
+                       ct_error *err) {
+    double t[64], cum[CT_OP_WINDOW_MAX_OPS + 1];
+    ct_op_window_reset(w, -1);
+    if (timed_cut_run(c, 3, &t[0], err)) return -1; /* the census: the ops of a step, named */
+    const int n = w->count;
+    if (n > CT_OP_WINDOW_MAX_OPS)
+        return ct_fail(err, CT_EXIT_FAILURE, "bench --ops: a %s step has %d ops, more than the %d this can time",
+                       spec->name, n, CT_OP_WINDOW_MAX_OPS);
+    char labels[CT_OP_WINDOW_MAX_OPS][CT_OP_WINDOW_LABEL];
+    memcpy(labels, w->labels, sizeof labels);
+    for (int k = 0; k <= n; ++k) {
+        for (int r = 0; r < f->repeats; ++r) {
+            ct_op_window_reset(w, k);
+            if (timed_cut_run(c, (uint64_t)f->steps, &t[r], err)) return -1;
+        }
+        cum[k] = 1e6 * median(t, f->repeats) / f->steps;
+    }
+    if (!f->quiet) {
+        printf("ops of a %s step (microseconds, median of %d runs of %d steps; each figure is the time an op adds):\n",
+               spec->name, f->repeats, f->steps);
+        printf("  %3s %-60s %8.1f\n", "", "(no op: the step loop and an empty step)", cum[0]);
+        for (int k = 0; k < n; ++k) printf("  %3d %-60s %8.1f\n", k + 1, labels[k], cum[k + 1] - cum[k]);
+        printf("  whole step %.1f (%d ops)\n", cum[n], n);
+    }
+    if (j)
+        for (int k = 0; k <= n; ++k) {
+            fprintf(j, "{\"tool\":\"cutrain\",\"kind\":\"op\",\"model\":");
+            ct_json_string(j, spec->name);
+            fprintf(j, ",\"batch_size\":%d,\"index\":%d,\"op\":", spec->batch_size, k);
+            ct_json_string(j, k ? labels[k - 1] : "none");
+            fputs(",\"us_per_step\":", j);
+            ct_json_number(j, k ? cum[k] - cum[k - 1] : cum[0]);
+            fputs(",\"cumulative_us_per_step\":", j);
+            ct_json_number(j, cum[k]);
+            fputs("}\n", j);
+        }
+    return 0;
+}
+
+static int op_times(bench_ctx *c, const bench_flags *f, const ct_model_spec *spec, FILE *j, ct_error *err) {
+    ct_op_window *w = malloc(sizeof *w);
+    if (!w) return ct_fail(err, CT_EXIT_FAILURE, "bench --ops: out of host memory");
+    ct_backend *real = c->m->be;
+    ct_op_window_init(w, real);
+    c->m->be = &w->outer;
+    int rc = op_times_on(c, f, spec, w, j, err);
+    c->m->be = real;
+    free(w);
+    return rc;
 }
 
 typedef struct figures {
@@ -228,6 +303,7 @@ int ct_cmd_bench(int argc, char **argv) {
         {"--json", ARG_STRING, &f.json, 0, 0, 0, "FILE", "write the figures as JSON lines"},
         {"--save-init", ARG_STRING, &f.save_init, 0, 0, 0, "FILE", "write the initial weights (safetensors)"},
         {"--phases", ARG_FLAG, &f.phases, 0, 0, 0, NULL, "also time the parts of a step (gather ... update)"},
+        {"--ops", ARG_FLAG, &f.ops, 0, 0, 0, NULL, "also time each op of a step (the backend table's calls)"},
         {"--quiet", ARG_FLAG, &f.quiet, 0, 0, 0, NULL, "print nothing but errors"},
     };
     int n = (int)(sizeof args / sizeof args[0]);
@@ -288,7 +364,11 @@ int ct_cmd_bench(int argc, char **argv) {
                isfinite(fg.epoch_s_measured) ? "" : " (estimated from steps/s)", 100.0 * fg.overhead);
     }
     if (j) json_figures(j, &f, &spec, be, &fg);
-    if (f.phases && phase_times(&c, &f, &spec, j, &err)) code = ct_cli_report(&err);
+    if (f.phases && phase_times(&c, &f, &spec, j, &err)) {
+        code = ct_cli_report(&err);
+        goto out;
+    }
+    if (f.ops && op_times(&c, &f, &spec, j, &err)) code = ct_cli_report(&err);
 out:
     if (j && fclose(j) != 0 && code == CT_EXIT_OK) {
         ct_fail(&err, CT_EXIT_FAILURE, "%s: writing the JSON output failed", f.json);

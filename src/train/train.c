@@ -67,7 +67,7 @@ typedef struct run {
     int reached_target;        /* opt->target_acc reached                */
     int exit_code;
     unsigned phases;           /* CT_PHASE_* queued per step             */
-    int timing_only;           /* not every phase: records are not read  */
+    int timing_only;           /* records are not read (not every phase, or ops cut) */
     /* this epoch so far */
     double ep_loss, ep_correct;
     uint64_t ep_samples, ep_steps, ep_empty, ep_skipped;
@@ -434,7 +434,7 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
     r.half = (uint32_t)opt->drain_every;
     r.in_flight = -1;
     r.phases = opt->phases ? opt->phases & CT_PHASE_ALL : CT_PHASE_ALL;
-    r.timing_only = r.phases != CT_PHASE_ALL;
+    r.timing_only = r.phases != CT_PHASE_ALL || opt->timing_only;
     r.optim = m->spec.optim;
     /* stop and skip both keep the last good weights; only warn lets NaN in. */
     r.optim.skip_nonfinite = opt->health.on_nan != CT_ON_NAN_WARN;

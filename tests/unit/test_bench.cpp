@@ -63,6 +63,66 @@ TEST_F(Bench, TimeToAccuracyOverSeeds) {
     EXPECT_NE(json_number(lines[0], "seed"), json_number(lines[1], "seed"));
 }
 
+// The text of a JSON string field (no escapes in what bench writes here).
+std::string json_text(const std::string &line, const std::string &key) {
+    const std::string k = "\"" + key + "\":\"";
+    size_t at = line.find(k);
+    if (at == std::string::npos) return "";
+    at += k.size();
+    return line.substr(at, line.find('"', at) - at);
+}
+
+// --phases and --ops on a small network with every kind of layer: the
+// parts of a step, then its ops in the order the trainer queues them, each
+// named by the backend call and its shape, their figures adding up to the
+// whole step.
+TEST_F(Bench, WritesThePartsAndTheOpsOfAStep) {
+    write_text(dir.file("conv.txt"), "input 1 8 8\nconv2d 4 3 relu\nmaxpool2d 2\ndropout 0.25\nflatten\n"
+                                     "dense 10 softmax\nbatch_size 32\n");
+    std::string json = dir.file("ops.json");
+    RunResult r = run_cutrain("bench --device cpu --threads 1 --model " + dir.file("conv.txt") + " --data " +
+                              dir.path() + " --steps 4 --warmup 1 --repeats 1 --phases --ops --json " + json);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    std::vector<std::string> phases, ops;
+    for (auto &l : read_lines(json)) {
+        if (l.find("\"kind\":\"phase\"") != std::string::npos) phases.push_back(l);
+        if (l.find("\"kind\":\"op\"") != std::string::npos) ops.push_back(l);
+    }
+    ASSERT_EQ(phases.size(), 6u);
+    const char *phase_names[] = {"gather", "forward", "loss", "backward", "statistics", "update"};
+    for (size_t i = 0; i < 6; ++i) EXPECT_EQ(json_text(phases[i], "phase"), phase_names[i]);
+
+    const std::vector<std::string> want = {
+        "none",
+        "gather_batch 32x64",
+        "conv2d_forward 32x1x8x8 * 4x1x3x3",
+        "bias_act_forward relu 32x144 (no bias)",
+        "maxpool_forward 32x4x6x6 /2",
+        "dropout_forward 1152 rate 0.25",
+        "gemm NT 32x10x36",
+        "bias_act_forward linear 32x10",
+        "softmax_xent 32x10",
+        "bias_act_backward linear 32x10 + dbias",
+        "gemm TN 10x36x32",
+        "gemm NN 32x36x10",
+        "dropout_backward 1152 rate 0.25",
+        "maxpool_backward 32x4x6x6 /2",
+        "bias_act_backward relu 32x144",
+        "conv2d_backward 32x1x8x8 * 4x1x3x3 (no dx)",
+        "step_finish adam 410 params",
+    };
+    ASSERT_EQ(ops.size(), want.size()) << r.out;
+    double sum = 0.0;
+    for (size_t i = 0; i < ops.size(); ++i) {
+        EXPECT_EQ(json_text(ops[i], "op"), want[i]);
+        EXPECT_EQ(json_number(ops[i], "index"), (double)i);
+        sum += json_number(ops[i], "us_per_step");
+        EXPECT_NEAR(json_number(ops[i], "cumulative_us_per_step"), sum, 1e-6 * std::fabs(sum) + 1e-9);
+    }
+    EXPECT_GT(json_number(ops.back(), "cumulative_us_per_step"), 0.0);
+    EXPECT_NE(r.out.find("whole step"), std::string::npos);
+}
+
 TEST_F(Bench, RejectsNonsense) {
     RunResult r = run_cutrain(base() + " --repeats 0");
     EXPECT_EQ(r.exit_code, CT_EXIT_USAGE) << r.out;
