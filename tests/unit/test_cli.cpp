@@ -77,6 +77,43 @@ TEST_F(Cli, SameSeedGivesIdenticalLossTraces) {
     EXPECT_EQ(sa, sb);
 }
 
+// --lr-schedule and its settings reach the optimizer exactly as the model
+// file's schedule line does (the same step records, bit for bit), and they
+// change the run (a constant rate gives other records).
+TEST_F(Cli, ScheduleFlagsActAsTheModelFilesScheduleLine) {
+    const std::string run = " --seed 3 --max-steps 6 --log-jsonl ";
+    std::string c = dir.file("constant.jsonl");
+    ASSERT_EQ(run_cutrain(base() + run + c).exit_code, 0);
+    auto constant = jsonl_of_type(c, "step");
+    ASSERT_EQ(constant.size(), 6u);
+    struct Case {
+        const char *flags, *line;
+    } cases[] = {
+        {"--lr-schedule step --lr-step-size 2 --lr-gamma 0.5", "schedule step step_size=2 gamma=0.5\n"},
+        {"--lr-schedule onecycle --lr-pct 0.25", "schedule onecycle pct=0.25\n"},
+        {"--lr-schedule cosine", "schedule cosine\n"},
+    };
+    for (const Case &k : cases) {
+        SCOPED_TRACE(k.flags);
+        std::string file_model = dir.file("scheduled.txt"), a = dir.file("a.jsonl"), b = dir.file("b.jsonl");
+        write_text(file_model, std::string(kModel) + k.line);
+        RunResult r = run_cutrain(base() + " " + k.flags + run + a);
+        ASSERT_EQ(r.exit_code, 0) << r.out;
+        r = run_cutrain("train --quiet --device cpu --model " + file_model + " --data " + dir.path() + run + b);
+        ASSERT_EQ(r.exit_code, 0) << r.out;
+        auto sa = jsonl_of_type(a, "step");
+        EXPECT_EQ(sa, jsonl_of_type(b, "step"));
+        EXPECT_NE(sa, constant);
+    }
+    // The flag also overrides a file's schedule: constant is constant.
+    std::string file_model = dir.file("stepped.txt"), d = dir.file("d.jsonl");
+    write_text(file_model, std::string(kModel) + "schedule step step_size=1 gamma=0.5\n");
+    RunResult r = run_cutrain("train --quiet --device cpu --lr-schedule constant --model " + file_model + " --data " +
+                              dir.path() + run + d);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    EXPECT_EQ(jsonl_of_type(d, "step"), constant);
+}
+
 struct FlagCase {
     const char *flags;
     const char *needle;
