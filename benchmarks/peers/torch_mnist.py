@@ -4,7 +4,7 @@
     torch_mnist.py --model seed|mlp|cnn --mode usual|expert --data DIR [--device cpu|cuda]
                    [--threads N] [--batch-size B] [--steps S] [--warmup W] [--repeats R]
                    [--seed K] [--init FILE] [--omp-wait-policy passive|active|unset]
-                   [--no-compile] [--json FILE]
+                   [--no-compile] [--cuda-graph] [--json FILE]
 
 Models (cutrain's presets, src/model/spec.c; weights [out, in] and [out, in, kh, kw]):
   seed  784 -> Linear 10, ReLU -> Linear 10                                    batch 32,  Adam 1e-3
@@ -25,7 +25,13 @@ Modes:
           (the default in this mode) keeps torch's OpenMP workers from spinning on the cores
           OpenBLAS's threads need. On CUDA: cudnn.benchmark, and with torch >= 2 Adam(fused=True)
           and torch.compile(model) (--no-compile to skip it); torch < 2 has no compile, and the
-          JSON says so ("compiled", "compile_note"). CUDA graphs are not used.
+          JSON says so ("compiled", "compile_note"). --cuda-graph (CUDA, torch >= 2, instead of
+          torch.compile): the whole step after the batch's indices (gather, forward, loss,
+          backward, Adam(capturable=True)) captured once in a torch.cuda.CUDAGraph, PyTorch's
+          whole-network recipe, and replayed; each step copies its slice of the permutation
+          into the graph's index buffer first, and one-cycle's scheduler fills a device lr
+          tensor between replays. The capture's warm-up steps are undone (weights restored,
+          Adam's state zeroed) so the timed run starts from the same weights.
 
 Threads: --threads N calls torch.set_num_threads(N) and torch.set_num_interop_threads(1), and sets
 OPENBLAS_NUM_THREADS=N before torch loads (Debian's torch does its GEMMs in the system OpenBLAS,
@@ -200,9 +206,15 @@ def test_loss(model, images, labels, shape, device):
 
 
 # ----------------------------------------------------------------------------------- training
-def make_optimizer(model, args, total_steps, fused=False):
+def make_optimizer(model, args, total_steps, fused=False, graph_device=None):
     _, lr, onecycle = PRESETS[args.model]
     kw = {"fused": True} if fused else {}
+    if graph_device is not None:
+        # A captured step reads lr from device memory (a Python float would be baked into the
+        # graph); a scheduler fills the tensor in place between replays.
+        kw["capturable"] = True
+        if onecycle:
+            lr = torch.tensor(lr, dtype=torch.float32, device=graph_device)
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-7, **kw)
     sched = None
     if onecycle:
@@ -210,6 +222,41 @@ def make_optimizer(model, args, total_steps, fused=False):
                                                     pct_start=0.3, div_factor=25.0, final_div_factor=1e4,
                                                     cycle_momentum=False)
     return opt, sched
+
+
+def capture_step(model, opt, train_on, batch, device):
+    """PyTorch's whole-network capture (torch.cuda.graphs docs): a few steps on a side stream
+    (cuDNN's autotuning, Adam's state and the gradients' allocation happen there), then the step
+    captured with the gradients set to None, so that each replay writes them afresh. Those
+    steps train on the first `batch` samples and are then undone: the weights copied back and
+    Adam's state zeroed, in place (the graph holds their addresses), as a fresh Adam has it. So
+    the replays see the eager expert's batches from its weights: the same first loss.
+    Returns (graph, index buffer, loss)."""
+    params = [p for p in model.parameters()]
+    with torch.no_grad():
+        saved = [p.detach().clone() for p in params]
+    static_idx = torch.zeros((batch,), dtype=torch.long, device=device)
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        static_idx.copy_(torch.arange(batch, device=device))
+        for _ in range(3):
+            opt.zero_grad(set_to_none=True)
+            train_on(static_idx)
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        static_loss = train_on(static_idx)
+    with torch.no_grad():
+        for p, p0 in zip(params, saved):
+            p.copy_(p0)
+        for st in opt.state.values():
+            for v in st.values():
+                if torch.is_tensor(v):
+                    v.zero_()
+    torch.cuda.synchronize(device)
+    return graph, static_idx, static_loss
 
 
 def usual_batches(images, labels, shape, batch, seed):
@@ -248,13 +295,19 @@ def run(args):
     # The expert's CUDA extras where this torch has them: Adam's fused kernel (torch >= 2) and
     # cuDNN's autotuner. On the CPU neither exists (foreach Adam measured no faster there).
     fused = args.mode == "expert" and device.type == "cuda" and major >= 2
+    if args.cuda_graph and (args.mode != "expert" or device.type != "cuda" or major < 2):
+        raise SystemExit("torch_mnist: error: --cuda-graph needs --mode expert, --device cuda and torch >= 2 "
+                         f"(this is torch {torch.__version__}, --device {args.device})")
     if args.mode == "expert" and device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    opt, sched = make_optimizer(model, args, total_steps, fused=fused)
+    opt, sched = make_optimizer(model, args, total_steps, fused=fused,
+                                graph_device=device if args.cuda_graph else None)
     loss_fn = nn.CrossEntropyLoss()
 
     compiled, compile_note = False, None
-    if args.mode == "expert":
+    if args.cuda_graph:
+        compile_note = "CUDA graph of the whole step (eager modules, Adam capturable)"
+    elif args.mode == "expert":
         if major < 2:
             compile_note = f"torch.compile needs torch >= 2; this is torch {torch.__version__}: eager"
         elif args.device != "cuda":
@@ -292,22 +345,40 @@ def run(args):
         state = {"perm": None, "i": per_epoch}
         inv255 = 1.0 / 255.0
 
-        def step():
+        def next_indices():
             if state["i"] == per_epoch:
                 state["perm"] = torch.randperm(n, generator=gen, device=device)
                 state["i"] = 0
             idx = state["perm"][state["i"] * batch:(state["i"] + 1) * batch]
             state["i"] += 1
+            return idx
+
+        def train_on(idx):
             torch.index_select(d_images, 0, idx, out=u8)
             torch.index_select(d_labels, 0, idx, out=yb)
             xb.view(batch, -1).copy_(u8).mul_(inv255)
-            opt.zero_grad(set_to_none=True)
             loss = loss_fn(model(xb), yb)
             loss.backward()
             opt.step()
-            if sched:
-                sched.step()
-            return batch, loss
+            return loss
+
+        if args.cuda_graph:
+            graph, static_idx, static_loss = capture_step(model, opt, train_on, batch, device)
+
+            def step():
+                static_idx.copy_(next_indices())
+                graph.replay()
+                if sched:
+                    sched.step()
+                return batch, static_loss
+        else:
+            def step():
+                idx = next_indices()
+                opt.zero_grad(set_to_none=True)
+                loss = train_on(idx)
+                if sched:
+                    sched.step()
+                return batch, loss
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     first_loss = last_loss = None
@@ -359,6 +430,7 @@ def run(args):
         "blas": blas_info()[1],
         "omp_wait_policy": args.omp_wait_policy,
         "compiled": compiled,
+        "cuda_graph": bool(args.cuda_graph),
         "compile_note": compile_note,
         "init": args.init or "pytorch-default",
         "init_check": init_check,
@@ -429,6 +501,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--init", help="safetensors file of initial weights (cutrain bench --save-init)")
     p.add_argument("--no-compile", action="store_true", help="expert mode: do not torch.compile")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="expert mode on CUDA: replay the whole step as one captured CUDA graph (no compile)")
     p.add_argument("--omp-wait-policy", choices=("passive", "active", "unset"),
                    help="OMP_WAIT_POLICY for torch's OpenMP pool (default: passive for expert, "
                         "unset for usual, i.e. libgomp's spinning default)")
