@@ -79,15 +79,16 @@ static const struct {
 #define N_PHASES (int)(sizeof k_phases / sizeof k_phases[0])
 
 static int phase_times(bench_ctx *c, const bench_flags *f, const ct_model_spec *spec, FILE *j, ct_error *err) {
-    double cum[N_PHASES];
-    unsigned mask = 0;
-    for (int k = 0; k < N_PHASES; ++k) {
-        mask |= k_phases[k].bit;
-        double t[64];
-        for (int r = 0; r < f->repeats; ++r)
-            if (timed_run_phases(c, (uint64_t)f->steps, 1000, 1, mask, &t[r], err)) return -1;
-        cum[k] = 1e6 * median(t, f->repeats) / f->steps;
+    double cum[N_PHASES], t[N_PHASES][64];
+    /* Round after round over every k, so drift in the machine's speed hits each k alike. */
+    for (int r = 0; r < f->repeats; ++r) {
+        unsigned mask = 0;
+        for (int k = 0; k < N_PHASES; ++k) {
+            mask |= k_phases[k].bit;
+            if (timed_run_phases(c, (uint64_t)f->steps, 1000, 1, mask, &t[k][r], err)) return -1;
+        }
     }
+    for (int k = 0; k < N_PHASES; ++k) cum[k] = 1e6 * median(t[k], f->repeats) / f->steps;
     if (!f->quiet) {
         printf("phases of a %s step (microseconds, median of %d runs of %d steps; each figure is the time a part "
                "adds):\n ",
@@ -132,22 +133,28 @@ static int timed_cut_run(bench_ctx *c, uint64_t steps, double *seconds, ct_error
  * work cannot hide behind another's on one stream). */
 static int op_times_on(bench_ctx *c, const bench_flags *f, const ct_model_spec *spec, ct_op_window *w, FILE *j,
                        ct_error *err) {
-    double t[64], cum[CT_OP_WINDOW_MAX_OPS + 1];
+    double census, cum[CT_OP_WINDOW_MAX_OPS + 1];
     ct_op_window_reset(w, -1);
-    if (timed_cut_run(c, 3, &t[0], err)) return -1; /* the census: the ops of a step, named */
+    if (timed_cut_run(c, 3, &census, err)) return -1; /* the census: the ops of a step, named */
     const int n = w->count;
     if (n > CT_OP_WINDOW_MAX_OPS)
         return ct_fail(err, CT_EXIT_FAILURE, "bench --ops: a %s step has %d ops, more than the %d this can time",
                        spec->name, n, CT_OP_WINDOW_MAX_OPS);
     char labels[CT_OP_WINDOW_MAX_OPS][CT_OP_WINDOW_LABEL];
     memcpy(labels, w->labels, sizeof labels);
-    for (int k = 0; k <= n; ++k) {
-        for (int r = 0; r < f->repeats; ++r) {
+    /* Round after round over every k, so drift in the machine's speed hits each k alike. */
+    double *tk = malloc(sizeof *tk * (size_t)(n + 1) * (size_t)f->repeats);
+    if (!tk) return ct_fail(err, CT_EXIT_FAILURE, "bench --ops: out of host memory");
+    for (int r = 0; r < f->repeats; ++r)
+        for (int k = 0; k <= n; ++k) {
             ct_op_window_reset(w, k);
-            if (timed_cut_run(c, (uint64_t)f->steps, &t[r], err)) return -1;
+            if (timed_cut_run(c, (uint64_t)f->steps, &tk[k * f->repeats + r], err)) {
+                free(tk);
+                return -1;
+            }
         }
-        cum[k] = 1e6 * median(t, f->repeats) / f->steps;
-    }
+    for (int k = 0; k <= n; ++k) cum[k] = 1e6 * median(tk + k * f->repeats, f->repeats) / f->steps;
+    free(tk);
     if (!f->quiet) {
         printf("ops of a %s step (microseconds, median of %d runs of %d steps; each figure is the time an op adds):\n",
                spec->name, f->repeats, f->steps);
