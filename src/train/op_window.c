@@ -15,21 +15,33 @@ static const ct_backend_ops *in_ops(ct_backend *b) { return win(b)->inner->ops; 
 
 static void step_begins(ct_backend *b) { win(b)->count = 0; }
 
+/* Counts and names the op; returns its index in the step. */
+static int name_op(ct_op_window *w, const char *fmt, va_list ap) {
+    const int i = w->count++;
+    if (i < CT_OP_WINDOW_MAX_OPS) vsnprintf(w->labels[i], sizeof w->labels[i], fmt, ap);
+    return i;
+}
+
 /* Counts and names the op; 1 when it is within this step's limit. */
 static int admit(ct_backend *b, const char *fmt, ...) {
     ct_op_window *w = win(b);
-    const int i = w->count++;
-    if (i < CT_OP_WINDOW_MAX_OPS) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(w->labels[i], sizeof w->labels[i], fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    const int i = name_op(w, fmt, ap);
+    va_end(ap);
     if (w->limit >= 0 && i >= w->limit) {
         w->dropped++;
         return 0;
     }
     return 1;
+}
+
+/* Counts and names an op that always runs. */
+static void count_op(ct_backend *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    (void)name_op(win(b), fmt, ap);
+    va_end(ap);
 }
 
 static char tr(int t) { return t ? 'T' : 'N'; }
@@ -154,14 +166,21 @@ static void w_optimizer_step(ct_backend *b, const ct_optim_config *cfg, const ct
     if (admit(b, "optimizer_step %s %zu params", ct_optim_kind_name(cfg->kind), buf->n))
         in_ops(b)->optimizer_step(in(b), cfg, buf, th, ctx, ring);
 }
+/* The step advance is never cut, and a cut step_finish still advances: a
+ * cut step must go on to the next batch, or every step would gather the
+ * same rows from cache and the ops before the cut would look cheaper than
+ * they are in a whole step. */
 static void w_step_advance(ct_backend *b, ct_step_ctx *ctx) {
-    if (admit(b, "step_advance")) in_ops(b)->step_advance(in(b), ctx);
+    count_op(b, "step_advance");
+    in_ops(b)->step_advance(in(b), ctx);
 }
 static void w_step_finish(ct_backend *b, const ct_stats_args *a, const ct_optim_config *cfg,
                           const ct_optim_buffers *buf, const ct_health_thresholds *th, ct_step_ctx *ctx,
                           ct_step_record *ring) {
     if (admit(b, "step_finish %s %zu params", ct_optim_kind_name(cfg->kind), buf->n))
         in_ops(b)->step_finish(in(b), a, cfg, buf, th, ctx, ring);
+    else
+        in_ops(b)->step_advance(in(b), ctx);
 }
 
 /* An entry the inner backend lacks stays NULL, so callers see the same table. */

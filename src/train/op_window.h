@@ -10,7 +10,10 @@
  * source has no such mark and is not what this is for. Only the compute ops
  * (the backend table's algebra, convolution, pooling, dense chain, losses,
  * dropout, gather and step sections) are counted and cut; memory, read-back,
- * fences, capture and plans always pass, so a run's setup is never cut. */
+ * fences, capture and plans always pass, so a run's setup is never cut. The
+ * step advance is counted but never cut, and a cut step_finish still
+ * advances the step: a cut step reads the next batch, as a whole one does
+ * (else every step would gather the same rows, from cache). */
 #ifndef CUTRAIN_SRC_TRAIN_OP_WINDOW_H
 #define CUTRAIN_SRC_TRAIN_OP_WINDOW_H
 

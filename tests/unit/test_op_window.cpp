@@ -118,6 +118,53 @@ TEST_F(OpWindow, RunsTheFirstKOpsOfEachStepAndNamesThemAll) {
     EXPECT_EQ(w_.dropped, 0);
 }
 
+// A cut step still goes on to the next batch: the advance is never cut, and
+// a cut step_finish advances instead of updating.
+TEST_F(OpWindow, ACutStepStillAdvances) {
+    ct_backend *b = &w_.outer;
+    ct_step_ctx ctx = {1, 1, 0, 0, 4};
+    ct_op_window_reset(&w_, 0);
+    b->ops->step_advance(b, &ctx);
+    EXPECT_EQ(ctx.step, 2u);
+    EXPECT_EQ(ctx.batch, 1u);
+    EXPECT_EQ(ctx.slot, 1u);
+    EXPECT_EQ(w_.count, 1);
+    EXPECT_STREQ(w_.labels[0], "step_advance");
+
+    // step_finish cut: parameters, state and t untouched, the step advanced.
+    std::vector<float> w = {0.5f, -0.25f, 1.0f}, g = {0.1f, 0.2f, -0.3f}, state(6, 0.0f);
+    uint64_t t = 0;
+    std::vector<float> row_loss = {0.7f}, row_correct = {1.0f};
+    const size_t layer_begin[2] = {0, 3};
+    ct_stats_args a = {};
+    a.grads = g.data();
+    a.n = 3;
+    a.n_layers = 1;
+    a.layer_begin = layer_begin;
+    a.row_loss = row_loss.data();
+    a.row_correct = row_correct.data();
+    a.rows = 1;
+    ct_optim_config cfg = ct_optim_defaults(CT_OPT_ADAM);
+    ct_optim_buffers buf = {w.data(), g.data(), state.data(), &t, 3};
+    ct_health_thresholds th = {};
+    std::vector<ct_step_record> ring(4);
+    const std::vector<float> w0 = w;
+    b->ops->step_finish(b, &a, &cfg, &buf, &th, &ctx, ring.data());
+    EXPECT_EQ(w, w0);
+    EXPECT_EQ(t, 0u);
+    EXPECT_EQ(ctx.step, 3u);
+    EXPECT_EQ(ctx.slot, 2u);
+    EXPECT_EQ(w_.dropped, 1);
+    EXPECT_STREQ(w_.labels[1], "step_finish adam 3 params");
+
+    // Not cut: the update happens (and the step advances once, not twice).
+    ct_op_window_reset(&w_, -1);
+    b->ops->step_finish(b, &a, &cfg, &buf, &th, &ctx, ring.data());
+    EXPECT_NE(w, w0);
+    EXPECT_EQ(t, 1u);
+    EXPECT_EQ(ctx.step, 4u);
+}
+
 TEST_F(OpWindow, PassesMemoryWhateverItsLimit) {
     ct_op_window_reset(&w_, 0);
     ct_backend *b = &w_.outer;
