@@ -44,6 +44,17 @@ typedef struct bench_ctx {
     ct_train_options base;
 } bench_ctx;
 
+/* Training seconds of one run with options o, evaluation off. */
+static int timed(bench_ctx *c, ct_train_options o, double *seconds, ct_error *err) {
+    o.evaluate = 0;
+    ct_run_summary sum;
+    int rc = ct_train(c->m, c->train, c->test, &o, c->log, &sum, err);
+    if (rc < 0) return -1;
+    if (rc != CT_EXIT_OK) return ct_fail(err, CT_EXIT_FAILURE, "bench: the timed run ended with status %s", sum.status);
+    *seconds = sum.train_seconds;
+    return 0;
+}
+
 /* Training seconds of one run of `steps` steps (or `epochs` whole epochs),
  * queueing the CT_PHASE_* parts in `phases` of each step (0: all). */
 static int timed_run_phases(bench_ctx *c, uint64_t steps, int epochs, int grad_stats, unsigned phases,
@@ -53,13 +64,7 @@ static int timed_run_phases(bench_ctx *c, uint64_t steps, int epochs, int grad_s
     o.max_steps = steps;
     o.epochs = epochs;
     o.grad_stats = grad_stats;
-    o.evaluate = 0;
-    ct_run_summary sum;
-    int rc = ct_train(c->m, c->train, c->test, &o, c->log, &sum, err);
-    if (rc < 0) return -1;
-    if (rc != CT_EXIT_OK) return ct_fail(err, CT_EXIT_FAILURE, "bench: the timed run ended with status %s", sum.status);
-    *seconds = sum.train_seconds;
-    return 0;
+    return timed(c, o, seconds, err);
 }
 
 static int timed_run(bench_ctx *c, uint64_t steps, int epochs, int grad_stats, double *seconds, ct_error *err) {
@@ -116,13 +121,7 @@ static int timed_cut_run(bench_ctx *c, uint64_t steps, double *seconds, ct_error
     o.timing_only = 1;
     o.max_steps = steps;
     o.epochs = 1000;
-    o.evaluate = 0;
-    ct_run_summary sum;
-    int rc = ct_train(c->m, c->train, c->test, &o, c->log, &sum, err);
-    if (rc < 0) return -1;
-    if (rc != CT_EXIT_OK) return ct_fail(err, CT_EXIT_FAILURE, "bench: the timed run ended with status %s", sum.status);
-    *seconds = sum.train_seconds;
-    return 0;
+    return timed(c, o, seconds, err);
 }
 
 /* Where a step's time goes, op by op: the model runs on an op window
