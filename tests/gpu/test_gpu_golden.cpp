@@ -40,15 +40,6 @@ std::string first_line(const std::string &path) {
     return line;
 }
 
-// The string after "key":" in a JSON line ("" when absent).
-std::string json_string(const std::string &line, const std::string &key) {
-    const std::string k = "\"" + key + "\":\"";
-    const size_t at = line.find(k);
-    if (at == std::string::npos) return "";
-    const size_t start = at + k.size();
-    return line.substr(start, line.find('"', start) - start);
-}
-
 // The CPU golden's flags with the GPU's device: --device cpu becomes
 // --device cuda and --threads N goes.
 std::string gpu_flags(std::string flags) {

@@ -36,15 +36,6 @@ using namespace ct_test;
 
 namespace {
 
-// The string after "key":" in a JSON line ("" when absent).
-std::string json_string(const std::string &line, const std::string &key) {
-    std::string k = "\"" + key + "\":\"";
-    size_t at = line.find(k);
-    if (at == std::string::npos) return "";
-    size_t start = at + k.size(), end = line.find('"', start);
-    return line.substr(start, end == std::string::npos ? std::string::npos : end - start);
-}
-
 bool starts_with(const std::string &s, const std::string &prefix) { return s.rfind(prefix, 0) == 0; }
 
 // The banner, "cutrain <version>: <model> on <backend>; ...": the first line

@@ -18,22 +18,6 @@ namespace ct_test {
 
 inline bool has(const std::string &hay, const std::string &needle) { return hay.find(needle) != std::string::npos; }
 
-// The string after "key": in a JSON line ("" when absent or null). Handles
-// the escapes ct_json_string writes for quotes and backslashes.
-inline std::string json_string(const std::string &line, const std::string &key) {
-    std::string k = "\"" + key + "\":";
-    size_t at = line.find(k);
-    if (at == std::string::npos) return "";
-    at += k.size();
-    if (line.compare(at, 4, "null") == 0 || line[at] != '"') return "";
-    std::string out;
-    for (size_t i = at + 1; i < line.size() && line[i] != '"'; ++i) {
-        if (line[i] == '\\' && i + 1 < line.size()) ++i;
-        out.push_back(line[i]);
-    }
-    return out;
-}
-
 struct Diag {
     std::string code, severity, layer, message, line;
     double step, epoch;

@@ -242,4 +242,18 @@ double json_number(const std::string &line, const std::string &key) {
     return strtod(s, nullptr);
 }
 
+std::string json_string(const std::string &line, const std::string &key) {
+    std::string k = "\"" + key + "\":";
+    size_t at = line.find(k);
+    if (at == std::string::npos) return "";
+    at += k.size();
+    if (line.compare(at, 4, "null") == 0 || line[at] != '"') return "";
+    std::string out;
+    for (size_t i = at + 1; i < line.size() && line[i] != '"'; ++i) {
+        if (line[i] == '\\' && i + 1 < line.size()) ++i;
+        out.push_back(line[i]);
+    }
+    return out;
+}
+
 }  // namespace ct_test

@@ -97,5 +97,8 @@ std::string untimed(const std::string &line);
 std::vector<std::string> untimed_of_type(const std::string &path, const std::string &type);
 // The number after "key": in a JSON line (NaN when absent or null).
 double json_number(const std::string &line, const std::string &key);
+// The string after "key": in a JSON line ("" when absent or null). Handles
+// the escapes ct_json_string writes for quotes and backslashes.
+std::string json_string(const std::string &line, const std::string &key);
 
 }  // namespace ct_test

@@ -63,15 +63,6 @@ TEST_F(Bench, TimeToAccuracyOverSeeds) {
     EXPECT_NE(json_number(lines[0], "seed"), json_number(lines[1], "seed"));
 }
 
-// The text of a JSON string field (no escapes in what bench writes here).
-std::string json_text(const std::string &line, const std::string &key) {
-    const std::string k = "\"" + key + "\":\"";
-    size_t at = line.find(k);
-    if (at == std::string::npos) return "";
-    at += k.size();
-    return line.substr(at, line.find('"', at) - at);
-}
-
 // --phases and --ops on a small network with every kind of layer: the
 // parts of a step, then its ops in the order the trainer queues them, each
 // named by the backend call and its shape, their figures adding up to the
@@ -90,7 +81,7 @@ TEST_F(Bench, WritesThePartsAndTheOpsOfAStep) {
     }
     ASSERT_EQ(phases.size(), 6u);
     const char *phase_names[] = {"gather", "forward", "loss", "backward", "statistics", "update"};
-    for (size_t i = 0; i < 6; ++i) EXPECT_EQ(json_text(phases[i], "phase"), phase_names[i]);
+    for (size_t i = 0; i < 6; ++i) EXPECT_EQ(json_string(phases[i], "phase"), phase_names[i]);
 
     const std::vector<std::string> want = {
         "none",
@@ -114,7 +105,7 @@ TEST_F(Bench, WritesThePartsAndTheOpsOfAStep) {
     ASSERT_EQ(ops.size(), want.size()) << r.out;
     double sum = 0.0;
     for (size_t i = 0; i < ops.size(); ++i) {
-        EXPECT_EQ(json_text(ops[i], "op"), want[i]);
+        EXPECT_EQ(json_string(ops[i], "op"), want[i]);
         EXPECT_EQ(json_number(ops[i], "index"), (double)i);
         sum += json_number(ops[i], "us_per_step");
         EXPECT_NEAR(json_number(ops[i], "cumulative_us_per_step"), sum, 1e-6 * std::fabs(sum) + 1e-9);
