@@ -164,8 +164,10 @@ ct_dataset synthetic_dataset(int n, int side, int classes, uint32_t seed) {
     return ds;
 }
 
-RunResult run_cutrain(const std::string &args) {
-    std::string cmd = std::string(CT_CUTRAIN_EXE) + " " + args + " 2>&1";
+RunResult run_cutrain(const std::string &args) { return run_command(std::string(CT_CUTRAIN_EXE) + " " + args); }
+
+RunResult run_command(const std::string &command) {
+    std::string cmd = command + " 2>&1";
     FILE *p = popen(cmd.c_str(), "r");
     if (!p) throw std::runtime_error("popen failed");
     std::string out;

@@ -82,6 +82,8 @@ struct RunResult {
 };
 // Runs `cutrain <args>` (the built executable), capturing its output.
 RunResult run_cutrain(const std::string &args);
+// Runs a shell command line with stderr into stdout.
+RunResult run_command(const std::string &cmd);
 
 // The real MNIST directory: $CUTRAIN_MNIST_DIR, <repo>/data/mnist, or
 // <repo>/../shared/data/mnist; "" when none has the files.

@@ -4,9 +4,7 @@
 // copy of a golden folder (--golden-dir), with traces written here.
 #include <gtest/gtest.h>
 
-#include <stdio.h>
 #include <stdlib.h>
-#include <sys/wait.h>
 
 #include <string>
 
@@ -18,22 +16,7 @@ namespace {
 
 const std::string kScript = CT_SOURCE_DIR "/tools/regen-goldens";
 
-struct Result {
-    int status;
-    std::string out;
-};
-
-Result run_script(const std::string &args) {
-    const std::string cmd = kScript + " " + args + " 2>&1";
-    FILE *p = popen(cmd.c_str(), "r");
-    if (!p) return {-1, "popen failed"};
-    std::string out;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    const int st = pclose(p);
-    return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
+RunResult run_script(const std::string &args) { return run_command(kScript + " " + args); }
 
 // A trace of `steps` step records, an epoch record and a summary.
 std::string trace(int steps, const std::string &device, const std::string &model = "seed",
@@ -58,7 +41,7 @@ class RegenGpuGoldens : public ::testing::Test {
         write_text(golden + "/seed.jsonl", trace(3, "cpu (OpenBLAS, 1 threads)"));
     }
     // No build: nothing to compare with, so only the checks run.
-    Result install(const std::string &extra = "") {
+    RunResult install(const std::string &extra = "") {
         return run_script("--gpu-from " + from + " --golden-dir " + golden + " --build " + dir.file("no-build") + " " +
                           extra + " seed");
     }
@@ -70,11 +53,11 @@ class RegenGpuGoldens : public ::testing::Test {
 TEST_F(RegenGpuGoldens, InstallsACompletedGpuRunOfThePreset) {
     const std::string t = trace(3, "cuda (NVIDIA H100 80GB HBM3, sm_90, 132 SMs)");
     write_text(from + "/seed.jsonl", t);
-    Result r = install("--dry-run");
-    ASSERT_EQ(r.status, 0) << r.out;
+    RunResult r = install("--dry-run");
+    ASSERT_EQ(r.exit_code, 0) << r.out;
     EXPECT_FALSE(file_exists(installed())) << "--dry-run wrote " << installed();
     r = install();
-    ASSERT_EQ(r.status, 0) << r.out;
+    ASSERT_EQ(r.exit_code, 0) << r.out;
     EXPECT_NE(r.out.find("new GPU golden"), std::string::npos) << r.out;
     EXPECT_EQ(read_lines(installed()), read_lines(from + "/seed.jsonl"));
 }
@@ -82,7 +65,7 @@ TEST_F(RegenGpuGoldens, InstallsACompletedGpuRunOfThePreset) {
 TEST_F(RegenGpuGoldens, RefusesWhatIsNotOneAndLeavesTheGoldenAsItWas) {
     const std::string gpu = "cuda (NVIDIA H100 80GB HBM3, sm_90, 132 SMs)";
     write_text(from + "/seed.jsonl", trace(3, gpu));
-    ASSERT_EQ(install().status, 0);
+    ASSERT_EQ(install().exit_code, 0);
     const auto before = read_lines(installed());
     struct Case {
         std::string trace, needle;
@@ -94,14 +77,14 @@ TEST_F(RegenGpuGoldens, RefusesWhatIsNotOneAndLeavesTheGoldenAsItWas) {
     };
     for (const Case &c : cases) {
         write_text(from + "/seed.jsonl", c.trace);
-        Result r = install();
-        EXPECT_EQ(r.status, 2) << r.out;
+        RunResult r = install();
+        EXPECT_EQ(r.exit_code, 2) << r.out;
         EXPECT_NE(r.out.find(c.needle), std::string::npos) << r.out;
         EXPECT_EQ(read_lines(installed()), before) << c.needle;
     }
     ASSERT_EQ(system(("rm " + from + "/seed.jsonl").c_str()), 0);
-    Result r = install();
-    EXPECT_EQ(r.status, 2) << r.out;
+    RunResult r = install();
+    EXPECT_EQ(r.exit_code, 2) << r.out;
     EXPECT_NE(r.out.find("not found"), std::string::npos) << r.out;
 }
 
