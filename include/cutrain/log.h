@@ -1,6 +1,7 @@
 /* Log sinks. Every sink reads the same records: a progress line on the
  * terminal, JSONL for machines (every step, epoch, diagnosis and the final
- * summary; field list in README.md), CSV with one row per epoch.
+ * summary; field list in README.md), CSV with one row per epoch, and a
+ * TensorBoard event file (steps, epochs and diagnoses) in a log directory.
  * Files are opened before training starts, so an unwritable path is an
  * error before any work; they are flushed at every epoch and on close. */
 #ifndef CUTRAIN_LOG_H
@@ -53,6 +54,7 @@ typedef struct ct_log_options {
     int tty;                  /* live progress line (stdout is a TTY)  */
     int n_layers;             /* names for per-layer gradient norms    */
     const char (*layer_names)[32];
+    const char *tensorboard_dir; /* NULL: none; made (mkdir -p) when missing */
 } ct_log_options;
 
 typedef struct ct_logger ct_logger;

@@ -334,7 +334,7 @@ int ct_cmd_bench(int argc, char **argv) {
     FILE *j = NULL;
     int code = CT_EXIT_OK;
     int max_rows = spec.batch_size > 1000 ? spec.batch_size : 1000;
-    ct_log_options lo = {NULL, NULL, 1, 0, 0, NULL};
+    ct_log_options lo = {NULL, NULL, 1, 0, 0, NULL, NULL};
     ct_cli_file files[8] = {{"--json", f.json, 1}, {"--save-init", f.save_init, 1}};
     if (ct_cli_load_split(f.data, "train", &spec, &train, &err) || ct_cli_load_split(f.data, "test", &spec, &test, &err) ||
         (f.json && ct_cli_check_writable(f.json, "--json", &err)) ||

@@ -55,7 +55,7 @@ int ct_cmd_eval(int argc, char **argv) {
         code = ct_cli_report(&err);
         goto out;
     }
-    ct_log_options lo = {jsonl, NULL, quiet, 0, 0, NULL};
+    ct_log_options lo = {jsonl, NULL, quiet, 0, 0, NULL, NULL};
     if (!(log = ct_logger_open(&lo, &err))) {
         code = ct_cli_report(&err);
         goto out;

@@ -15,7 +15,7 @@ static volatile sig_atomic_t g_interrupt = 0;
 static void on_signal(int sig) { g_interrupt = sig; }
 
 typedef struct train_flags {
-    const char *model, *data, *device, *optimizer, *loss, *init, *on_nan, *jsonl, *csv, *save, *inject_layer;
+    const char *model, *data, *device, *optimizer, *loss, *init, *on_nan, *jsonl, *csv, *tensorboard, *save, *inject_layer;
     const char *resume, *inject_kind;
     uint64_t save_every;
     const char *schedule;
@@ -76,9 +76,13 @@ static int check_batches(const ct_dataset *train, const ct_train_options *o, ct_
 static int prepare_outputs(const train_flags *f, const ct_dataset *train, const ct_dataset *test, ct_error *err) {
     if (f->jsonl && ct_cli_check_writable(f->jsonl, "--log-jsonl", err)) return -1;
     if (f->csv && ct_cli_check_writable(f->csv, "--log-csv", err)) return -1;
+    if (f->tensorboard && ct_cli_check_log_dir(f->tensorboard, "--log-tensorboard", err)) return -1;
     if (f->save && ct_cli_check_writable(f->save, "--save", err)) return -1;
-    ct_cli_file files[8] = {{"--log-jsonl", f->jsonl, 1}, {"--log-csv", f->csv, 1}, {"--save", f->save, 1}};
-    int n = 3 + ct_cli_input_files(f->model, train, test, files + 3);
+    ct_cli_file files[9] = {{"--log-jsonl", f->jsonl, 1},
+                            {"--log-csv", f->csv, 1},
+                            {"--save", f->save, 1},
+                            {"--log-tensorboard", f->tensorboard, 1}};
+    int n = 4 + ct_cli_input_files(f->model, train, test, files + 4);
     return ct_cli_check_distinct(files, n, err);
 }
 
@@ -147,6 +151,8 @@ int ct_cmd_train(int argc, char **argv) {
          "on a NaN/Inf loss or gradient: stop (default), skip the update, or warn", on_nan_choices},
         {"--log-jsonl", ARG_STRING, &f.jsonl, 0, 0, 0, "FILE", "write every step, epoch and diagnosis as JSONL"},
         {"--log-csv", ARG_STRING, &f.csv, 0, 0, 0, "FILE", "write one CSV row per epoch"},
+        {"--log-tensorboard", ARG_STRING, &f.tensorboard, 0, 0, 0, "DIR",
+         "write steps, epochs and diagnoses as a TensorBoard event file in DIR (made if missing)"},
         {"--save", ARG_STRING, &f.save, 0, 0, 0, "FILE",
          "write a training checkpoint (safetensors: weights, optimizer state, position) when the run ends"},
         {"--save-every", ARG_U64, &f.save_every, 0, 0, 0, "N", "... and every N steps (needs --save)"},
@@ -230,7 +236,7 @@ int ct_cmd_train(int argc, char **argv) {
     char names[CT_MAX_PARAM_LAYERS][32];
     for (int i = 0; i < model.n_param_layers; ++i) memcpy(names[i], model.layers[model.param_layer[i]].spec.name, 32);
     ct_log_options lo = {f.jsonl, f.csv, f.quiet, isatty(STDOUT_FILENO), model.n_param_layers,
-                         (const char(*)[32])names};
+                         (const char(*)[32])names, f.tensorboard};
     if (!(log = ct_logger_open(&lo, &err))) {
         code = ct_cli_report(&err);
         goto out;

@@ -80,6 +80,29 @@ int ct_cli_check_writable(const char *path, const char *flag, ct_error *err) {
     return 0;
 }
 
+int ct_cli_check_log_dir(const char *path, const char *flag, ct_error *err) {
+    if (!path[0]) return ct_fail(err, CT_EXIT_USAGE, "%s: expected a directory, got an empty path", flag);
+    char dir[1024];
+    if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
+        return ct_fail(err, CT_EXIT_USAGE, "%s: a path of at most %zu characters, got %zu", flag, sizeof dir - 1,
+                       strlen(path));
+    struct stat st;
+    /* Up to the nearest directory that exists: the one the others are made in. */
+    while (stat(dir, &st) != 0) {
+        if (errno != ENOENT && errno != ENOTDIR)
+            return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %s: '%s': %s", path, flag, dir, strerror(errno));
+        char copy[1024];
+        snprintf(copy, sizeof copy, "%s", dir);
+        snprintf(dir, sizeof dir, "%s", dirname(copy));
+    }
+    if (!S_ISDIR(st.st_mode))
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %s: '%s' is not a directory", path, flag, dir);
+    if (access(dir, W_OK) != 0)
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %s: directory '%s' is not writable: %s", path, flag, dir,
+                       strerror(errno));
+    return 0;
+}
+
 int ct_cli_input_files(const char *model, const ct_dataset *train, const ct_dataset *test, ct_cli_file *files) {
     int n = 0;
     ct_model_spec preset;

@@ -23,6 +23,10 @@ int ct_cli_load_split(const char *dir, const char *split, const ct_model_spec *s
  * writable); checked before training so a run does not fail at the end. */
 int ct_cli_check_writable(const char *path, const char *flag, ct_error *err);
 
+/* 0 when a log directory can be used or made at path: it is a writable
+ * directory, or the nearest existing one above it is. */
+int ct_cli_check_log_dir(const char *path, const char *flag, ct_error *err);
+
 /* One file a command reads (output 0) or writes (output 1), with the flag
  * that named it; NULL paths are skipped. */
 typedef struct ct_cli_file {

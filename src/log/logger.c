@@ -35,12 +35,17 @@ ct_logger *ct_logger_open(const ct_log_options *opt, ct_error *err) {
         if (!(lg->csv = open_log(opt->csv_path, "CSV", err))) goto fail;
         ct_csv_header(lg->csv);
     }
+    if (opt->tensorboard_dir && ct_tb_open(lg, opt->tensorboard_dir, err)) goto fail;
     return lg;
 fail:
     /* Leave nothing behind: a run that never started has no log. */
     if (lg->jsonl) {
         fclose(lg->jsonl);
         remove(lg->jsonl_path);
+    }
+    if (lg->csv) {
+        fclose(lg->csv);
+        remove(lg->csv_path);
     }
     free(lg);
     return NULL;
@@ -55,6 +60,7 @@ static void clear_progress(ct_logger *lg) {
 
 void ct_log_step(ct_logger *lg, const ct_step_record *r) {
     if (lg->jsonl) ct_jsonl_step(lg, r);
+    if (lg->tb) ct_tb_step(lg, r);
 }
 
 void ct_log_progress(ct_logger *lg, uint32_t epoch, uint32_t epochs, uint64_t step_in_epoch,
@@ -76,6 +82,10 @@ void ct_log_epoch(ct_logger *lg, const ct_epoch_summary *e, uint32_t epochs) {
         ct_csv_epoch(lg->csv, e);
         fflush(lg->csv);
     }
+    if (lg->tb) {
+        ct_tb_epoch(lg, e);
+        fflush(lg->tb);
+    }
     if (lg->quiet) return;
     clear_progress(lg);
     printf("epoch %u/%u  %llu steps  %.2fs  %.0f samples/s  train loss %.4f acc %.4f", e->epoch, epochs,
@@ -89,6 +99,7 @@ void ct_log_epoch(ct_logger *lg, const ct_epoch_summary *e, uint32_t epochs) {
 
 void ct_log_diagnosis(ct_logger *lg, const ct_diagnosis *d) {
     if (lg->jsonl) ct_jsonl_diagnosis(lg->jsonl, d);
+    if (lg->tb) ct_tb_diagnosis(lg, d);
     /* Diagnoses are why the user reads the terminal: shown even when quiet. */
     clear_progress(lg);
     fprintf(stderr, "cutrain: %s [%s]%s%s: %s\n", d->severity, d->code, d->layer[0] ? " in " : "", d->layer,
@@ -130,6 +141,8 @@ int ct_logger_close(ct_logger *lg, ct_error *err) {
     clear_progress(lg);
     int rc = close_file(lg->jsonl, lg->jsonl_path, err);
     if (close_file(lg->csv, lg->csv_path, rc ? NULL : err)) rc = -1;
+    if (lg->tb_bad && !rc) rc = ct_fail(err, CT_EXIT_FAILURE, "%s: writing the TensorBoard log failed", lg->tb_path);
+    if (close_file(lg->tb, lg->tb_path, rc ? NULL : err)) rc = -1;
     free(lg);
     return rc;
 }

@@ -9,8 +9,14 @@
 struct ct_logger {
     FILE *jsonl;
     FILE *csv;
+    FILE *tb;                 /* the TensorBoard event file */
     char jsonl_path[512];
     char csv_path[512];
+    char tb_dir[1024];
+    char tb_path[1200];
+    int tb_made;              /* directories made for it, undone if the run does not start */
+    int tb_bad;               /* an event failed to write */
+    uint64_t tb_last_step;    /* the step an epoch's event is plotted at */
     int quiet, tty;
     int progress_shown;       /* a live line is on screen and needs clearing */
     int n_layers;
@@ -21,6 +27,12 @@ void ct_jsonl_step(struct ct_logger *lg, const ct_step_record *r);
 void ct_jsonl_epoch(FILE *f, const ct_epoch_summary *e);
 void ct_jsonl_diagnosis(FILE *f, const ct_diagnosis *d);
 void ct_jsonl_summary(FILE *f, const ct_run_summary *s);
+
+int ct_tb_open(struct ct_logger *lg, const char *dir, ct_error *err);
+void ct_tb_discard(struct ct_logger *lg);
+void ct_tb_step(struct ct_logger *lg, const ct_step_record *r);
+void ct_tb_epoch(struct ct_logger *lg, const ct_epoch_summary *e);
+void ct_tb_diagnosis(struct ct_logger *lg, const ct_diagnosis *d);
 
 void ct_csv_header(FILE *f);
 void ct_csv_epoch(FILE *f, const ct_epoch_summary *e);

@@ -77,6 +77,7 @@ Flags defaults(const std::string &command) {
                 {"--max-steps", "2"},
                 {"--log-jsonl", "{out}/run.jsonl"},
                 {"--log-csv", "{out}/run.csv"},
+                {"--log-tensorboard", "{out}/tb/run"},
                 {"--save", "{out}/w.safetensors"}};
     if (command == "eval")
         return {{"--model", "{model}"}, {"--data", "{data}"}, {"--weights", "{weights}"}, {"--log-jsonl", "{out}/eval.jsonl"}};
@@ -375,6 +376,15 @@ std::vector<Case> file_cases() {
          "{out}/ro", W_OK},
         {"log_csv_dir_missing", "train", nothing(), {{"--log-csv", "{out}/no/run.csv"}}, 3,
          "{out}/no/run.csv: --log-csv: directory '{out}/no' does not exist"},
+        {"log_tensorboard_is_a_file", "train", [](Env &e) { write_text(e.out + "/f", "x"); },
+         {{"--log-tensorboard", "{out}/f"}}, 3, "{out}/f: --log-tensorboard: '{out}/f' is not a directory"},
+        {"log_tensorboard_under_a_file", "train", [](Env &e) { write_text(e.out + "/f", "x"); },
+         {{"--log-tensorboard", "{out}/f/a/b"}}, 3, "{out}/f/a/b: --log-tensorboard: '{out}/f' is not a directory"},
+        {"log_tensorboard_dir_read_only", "train", [](Env &e) { mkdir((e.out + "/ro").c_str(), 0555); },
+         {{"--log-tensorboard", "{out}/ro/a/b"}}, 3,
+         "{out}/ro/a/b: --log-tensorboard: directory '{out}/ro' is not writable", "{out}/ro", W_OK},
+        {"log_tensorboard_empty", "train", nothing(), {{"--log-tensorboard", ""}, {"--log-tensorboard=", "-"}}, 2,
+         "--log-tensorboard: expected DIR, got an empty value"},
         {"save_dir_missing", "train", nothing(), {{"--save", "{out}/no/w.safetensors"}}, 3,
          "{out}/no/w.safetensors: --save: directory '{out}/no' does not exist"},
         {"save_is_a_directory", "train", [](Env &e) { mkdir((e.out + "/w").c_str(), 0755); }, {{"--save", "{out}/w"}}, 3,
