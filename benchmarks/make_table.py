@@ -194,7 +194,8 @@ def main(argv=None):
         ]) + " |")
         for tool, variant, a, chosen in listed:
             notes = []
-            if a.get("omp_wait_policy"):
+            # OpenMP's wait policy is what tells CPU variants apart; on a GPU it means nothing.
+            if a.get("omp_wait_policy") and meta.get("device_kind") != "GPU":
                 notes.append(f"OMP_WAIT_POLICY {a['omp_wait_policy']}")
             elif variant:
                 notes.append(f"variant {variant}")
@@ -202,6 +203,8 @@ def main(argv=None):
                 notes.append("the figure used" if chosen else "slower: not used")
             if a.get("compile_note"):
                 notes.append(a["compile_note"])
+            if a.get("gpu_math"):
+                notes.append(a["gpu_math"])
             details.append("| " + " | ".join([
                 m, tool,
                 ", ".join(f"{x:,.0f}" for x in a["round_medians"]),

@@ -59,6 +59,7 @@ import statistics
 import struct
 import sys
 import time
+import warnings
 
 torch = nn = None  # imported in main(), after OPENBLAS_NUM_THREADS is set from --threads
 
@@ -218,10 +219,26 @@ def make_optimizer(model, args, total_steps, fused=False, graph_device=None):
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-7, **kw)
     sched = None
     if onecycle:
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps,
+        # max_lr a float even when Adam's lr is a tensor: the schedule is then reckoned on the
+        # host and written with one fill_ per step, not a few tiny kernels queued between replays.
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=PRESETS[args.model][1], total_steps=total_steps,
                                                     pct_start=0.3, div_factor=25.0, final_div_factor=1e4,
                                                     cycle_momentum=False)
     return opt, sched
+
+
+def fp32_math(device):
+    """Plain FP32 on the GPU, as cutrain computes (no TF32 in cuBLAS or cuDNN): PyTorch's default
+    lets cuDNN's convolutions use TF32, which would time cnn in other arithmetic than cutrain's.
+    The legacy flags, which torch_parity.py sets too (newer torch warns that they are deprecated
+    but honours them; mixing them with fp32_precision is an error there)."""
+    if device.type != "cuda":
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return "fp32 (TF32 off in cuBLAS and cuDNN, as in cutrain)"
 
 
 def capture_step(model, opt, train_on, batch, device):
@@ -230,7 +247,9 @@ def capture_step(model, opt, train_on, batch, device):
     captured with the gradients set to None, so that each replay writes them afresh. Those
     steps train on the first `batch` samples and are then undone: the weights copied back and
     Adam's state zeroed, in place (the graph holds their addresses), as a fresh Adam has it. So
-    the replays see the eager expert's batches from its weights: the same first loss.
+    the replays start from the same weights and batches as the eager expert (the same first
+    loss up to kernel rounding for seed and mlp; cnn's dropout draws other masks, since the
+    warm-up moved the CUDA generator).
     Returns (graph, index buffer, loss)."""
     params = [p for p in model.parameters()]
     with torch.no_grad():
@@ -246,7 +265,9 @@ def capture_step(model, opt, train_on, batch, device):
     torch.cuda.current_stream(device).wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     opt.zero_grad(set_to_none=True)
-    with torch.cuda.graph(graph):
+    # On the warm-up's stream: whatever a library set up per stream on first use (handles,
+    # workspaces) is then in place before the capture, not made during it.
+    with torch.cuda.graph(graph, stream=side):
         static_loss = train_on(static_idx)
     with torch.no_grad():
         for p, p0 in zip(params, saved):
@@ -298,6 +319,7 @@ def run(args):
     if args.cuda_graph and (args.mode != "expert" or device.type != "cuda" or major < 2):
         raise SystemExit("torch_mnist: error: --cuda-graph needs --mode expert, --device cuda and torch >= 2 "
                          f"(this is torch {torch.__version__}, --device {args.device})")
+    math_note = fp32_math(device)
     if args.mode == "expert" and device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     opt, sched = make_optimizer(model, args, total_steps, fused=fused,
@@ -432,6 +454,7 @@ def run(args):
         "compiled": compiled,
         "cuda_graph": bool(args.cuda_graph),
         "compile_note": compile_note,
+        "gpu_math": math_note,
         "init": args.init or "pytorch-default",
         "init_check": init_check,
         "first_loss": first_loss,
