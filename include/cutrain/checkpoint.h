@@ -45,7 +45,12 @@ typedef struct ct_st_file {
 } ct_st_file;
 
 /* Writes atomically: a temporary file beside `path`, flushed and fsync'ed,
- * then renamed over it, so a crash leaves the old file or the new one. */
+ * then renamed over it, so a crash leaves the old file or the new one. The
+ * rename would replace whatever is at `path`, so only a new name or a
+ * writable regular file is accepted there (not a symbolic link, device,
+ * FIFO or a read-only file: ct_safetensors_check_destination); a replaced
+ * file keeps its permission bits. */
+int ct_safetensors_check_destination(const char *path, ct_error *err);
 int ct_safetensors_write(const char *path, const ct_st_tensor *tensors, int n_tensors, const ct_st_meta *meta,
                          int n_meta, ct_error *err);
 int ct_safetensors_read(const char *path, ct_st_file *out, ct_error *err);

@@ -338,7 +338,7 @@ int ct_cmd_bench(int argc, char **argv) {
     ct_cli_file files[8] = {{"--json", f.json, 1}, {"--save-init", f.save_init, 1}};
     if (ct_cli_load_split(f.data, "train", &spec, &train, &err) || ct_cli_load_split(f.data, "test", &spec, &test, &err) ||
         (f.json && ct_cli_check_writable(f.json, "--json", &err)) ||
-        (f.save_init && ct_cli_check_writable(f.save_init, "--save-init", &err)) ||
+        (f.save_init && ct_cli_check_replaceable(f.save_init, "--save-init", &err)) ||
         ct_cli_check_distinct(files, 2 + ct_cli_input_files(f.model, &train, &test, files + 2), &err) ||
         !(be = ct_cli_backend(f.device, f.threads, f.quiet, &err)) ||
         ct_model_build(&model, &spec, be, max_rows, f.seed, &err) ||

@@ -77,12 +77,16 @@ static int prepare_outputs(const train_flags *f, const ct_dataset *train, const 
     if (f->jsonl && ct_cli_check_writable(f->jsonl, "--log-jsonl", err)) return -1;
     if (f->csv && ct_cli_check_writable(f->csv, "--log-csv", err)) return -1;
     if (f->tensorboard && ct_cli_check_log_dir(f->tensorboard, "--log-tensorboard", err)) return -1;
-    if (f->save && ct_cli_check_writable(f->save, "--save", err)) return -1;
-    ct_cli_file files[9] = {{"--log-jsonl", f->jsonl, 1},
-                            {"--log-csv", f->csv, 1},
-                            {"--save", f->save, 1},
-                            {"--log-tensorboard", f->tensorboard, 1}};
-    int n = 4 + ct_cli_input_files(f->model, train, test, files + 4);
+    if (f->save && ct_cli_check_replaceable(f->save, "--save", err)) return -1;
+    /* --resume FILE --save FILE goes on saving where it left off: the one
+     * output that may replace an input. */
+    ct_cli_file files[11] = {{"--log-jsonl", f->jsonl, 1},
+                             {"--log-csv", f->csv, 1},
+                             {"--save", f->save, 1},
+                             {"--log-tensorboard", f->tensorboard, 1},
+                             {"--resume", f->resume, 0, "--save"},
+                             {"--init-weights", f->init_weights, 0}};
+    int n = 6 + ct_cli_input_files(f->model, train, test, files + 6);
     return ct_cli_check_distinct(files, n, err);
 }
 

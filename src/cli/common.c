@@ -77,6 +77,19 @@ int ct_cli_check_writable(const char *path, const char *flag, ct_error *err) {
     if (access(dir, W_OK) != 0)
         return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %s: directory '%s' is not writable: %s", path, flag, dir,
                        strerror(errno));
+    /* Before any output is opened: a refusal after another log was opened
+     * (and emptied) would lose that log's old contents. */
+    if (stat(path, &st) == 0 && access(path, W_OK) != 0)
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %s: the file is not writable: %s", path, flag, strerror(errno));
+    return 0;
+}
+
+int ct_cli_check_replaceable(const char *path, const char *flag, ct_error *err) {
+    if (ct_cli_check_writable(path, flag, err)) return -1;
+    ct_error e;
+    ct_error_clear(&e);
+    if (ct_safetensors_check_destination(path, &e))
+        return ct_fail(err, e.code, "%s (%s)", e.msg, flag);
     return 0;
 }
 
@@ -147,6 +160,7 @@ int ct_cli_check_distinct(const ct_cli_file *files, int n, ct_error *err) {
             if (j == i || !files[j].path || (files[j].output && j < i)) continue;
             file_key(files[j].path, b, sizeof b);
             if (strcmp(a, b) != 0) continue;
+            if (!files[j].output && files[j].may_be && strcmp(files[j].may_be, files[i].flag) == 0) continue;
             if (files[j].output)
                 return ct_fail(err, CT_EXIT_USAGE, "%s %s: the same file as %s %s; give each output its own file",
                                files[i].flag, files[i].path, files[j].flag, files[j].path);

@@ -23,6 +23,10 @@ int ct_cli_load_split(const char *dir, const char *split, const ct_model_spec *s
  * writable); checked before training so a run does not fail at the end. */
 int ct_cli_check_writable(const char *path, const char *flag, ct_error *err);
 
+/* ct_cli_check_writable, and for an output written beside and renamed over
+ * (--save, --save-init): nothing there but a new name or a regular file. */
+int ct_cli_check_replaceable(const char *path, const char *flag, ct_error *err);
+
 /* 0 when a log directory can be used or made at path: it is a writable
  * directory, or the nearest existing one above it is. */
 int ct_cli_check_log_dir(const char *path, const char *flag, ct_error *err);
@@ -32,6 +36,7 @@ int ct_cli_check_log_dir(const char *path, const char *flag, ct_error *err);
 typedef struct ct_cli_file {
     const char *flag, *path;
     int output;
+    const char *may_be; /* an input: the output flag that may name the same file (--resume and --save) */
 } ct_cli_file;
 
 /* The inputs every command has: the model file (none for a preset) and the

@@ -363,11 +363,24 @@ static int write_contents(FILE *f, const strbuf *hdr, const ct_st_tensor *t, int
 
 /* Writes and syncs the temporary file. Returns 0, or the errno of the first
  * failure; *created says whether there is a file to remove. */
-static int write_temp(const char *tmp, const strbuf *hdr, const ct_st_tensor *t, int n, int *created) {
-    errno = 0;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return io_errno();
+/* O_EXCL | O_NOFOLLOW: the temporary name is predictable, so never write
+ * through whatever might already be there; a leftover of a killed run of the
+ * same pid is ours to take away. */
+static int write_temp(const char *tmp, const strbuf *hdr, const ct_st_tensor *t, int n, const mode_t *keep,
+                      int *created) {
+    const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
+    int fd = open(tmp, flags, 0666);
+    if (fd < 0 && errno == EEXIST && unlink(tmp) == 0) fd = open(tmp, flags, 0666);
+    if (fd < 0) return errno ? errno : EIO;
     *created = 1;
+    if (keep) (void)fchmod(fd, *keep); /* the replaced file's mode, not the umask's */
+    errno = 0;
+    FILE *f = fdopen(fd, "wb");
+    if (!f) {
+        int e = io_errno();
+        close(fd);
+        return e;
+    }
     int e = 0;
     errno = 0;
     /* Flush and fsync before the rename: otherwise a crash soon after could
@@ -407,12 +420,39 @@ static void sync_parent_dir(const char *path) {
     free(dir);
 }
 
+static const char *kind_of(mode_t m) {
+    if (S_ISLNK(m)) return "a symbolic link";
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISFIFO(m)) return "a FIFO";
+    if (S_ISCHR(m) || S_ISBLK(m)) return "a device";
+    if (S_ISSOCK(m)) return "a socket";
+    return "not a regular file";
+}
+
+int ct_safetensors_check_destination(const char *path, ct_error *err) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return 0; /* a new name */
+    if (!S_ISREG(st.st_mode))
+        return write_fail(err, CT_EXIT_BAD_INPUT, path,
+                          "it is %s; expected a regular file or a new name (a checkpoint is written beside "
+                          "the path and renamed over it, which would replace it)",
+                          kind_of(st.st_mode));
+    if (access(path, W_OK) != 0)
+        return write_fail(err, CT_EXIT_BAD_INPUT, path, "the file is read-only (%s)", strerror(errno));
+    return 0;
+}
+
 static int write_atomically(const char *path, const strbuf *hdr, const ct_st_tensor *t, int n,
                             ct_error *err) {
+    if (ct_safetensors_check_destination(path, err)) return -1;
+    struct stat st;
+    mode_t mode = 0;
+    const int exists = lstat(path, &st) == 0;
+    if (exists) mode = st.st_mode & 07777;
     char *tmp = temp_path_for(path);
     if (!tmp) return write_fail(err, CT_EXIT_FAILURE, path, "out of memory");
     int created = 0;
-    int e = write_temp(tmp, hdr, t, n, &created);
+    int e = write_temp(tmp, hdr, t, n, exists ? &mode : NULL, &created);
     /* Not being able to create the file at all is a bad output path (like a
      * bad log path); failing part way is a runtime failure (disk full). */
     int code = created ? CT_EXIT_FAILURE : CT_EXIT_BAD_INPUT;

@@ -386,6 +386,41 @@ TEST_F(SafetensorsTest, WriteOverADirectoryFailsAndLeavesNoTempFile) {
     EXPECT_TRUE(fs::is_directory(path));
 }
 
+// The rename would replace whatever has the name: a link (not the file it
+// points to), a device such as /dev/null, a FIFO. Each is refused, untouched.
+TEST_F(SafetensorsTest, WriteRefusesToReplaceALinkADeviceOrAFifo) {
+    std::string target = Path("target"), link = Path("link"), fifo = Path("fifo");
+    std::ofstream(target) << "kept";
+    fs::create_symlink(target, link);
+    ASSERT_EQ(mkfifo(fifo.c_str(), 0644), 0);
+    const std::pair<std::string, const char *> cases[] = {
+        {link, "a symbolic link"}, {fifo, "a FIFO"}, {"/dev/null", "a device"}};
+    for (const auto &c : cases) {
+        SCOPED_TRACE(c.first);
+        ASSERT_EQ(Write(c.first, {Tensor{"a", {1}, {1.0f}}}), -1);
+        EXPECT_EQ(err_.code, CT_EXIT_BAD_INPUT);
+        EXPECT_EQ(std::string(err_.msg).rfind(c.first + ": cannot write checkpoint: it is " + c.second + "; ", 0), 0u)
+            << err_.msg;
+    }
+    EXPECT_TRUE(fs::is_symlink(link));
+    EXPECT_TRUE(fs::is_fifo(fifo));
+    std::string kept;
+    std::ifstream(target) >> kept;
+    EXPECT_EQ(kept, "kept");
+    EXPECT_FALSE(AnyTempFile());
+}
+
+// A replaced checkpoint keeps its permission bits (a private one stays private).
+TEST_F(SafetensorsTest, WriteKeepsTheReplacedFilesMode) {
+    std::string path = Path("ckpt.safetensors");
+    ASSERT_EQ(Write(path, {Tensor{"a", {1}, {1.0f}}}), 0) << err_.msg;
+    ASSERT_EQ(chmod(path.c_str(), 0600), 0);
+    ASSERT_EQ(Write(path, {Tensor{"a", {1}, {2.0f}}}), 0) << err_.msg;
+    struct stat st;
+    ASSERT_EQ(stat(path.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0600u);
+}
+
 TEST_F(SafetensorsTest, WriteIntoAnUnwritableDirectoryFails) {
     if (geteuid() == 0) GTEST_SKIP() << "root writes anywhere; the permission check cannot be tested";
     std::string sub = Path("ro");
