@@ -2,10 +2,12 @@
 #include "src/io/jsonl_read.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static const char *const kind_names[] = {"step", "epoch", "diagnosis", "summary"};
 
@@ -144,12 +146,20 @@ int ct_jsonl_index(const char *bytes, size_t len, const char *name, ct_jsonl_fil
 
 static int read_log(const char *path, int allow_cut_tail, ct_jsonl_file *out, ct_error *err) {
     memset(out, 0, sizeof *out);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    /* O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever
+     * before the regular-file check could refuse it. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fileno(fp), &st) || !S_ISREG(st.st_mode)) {
-        fclose(fp);
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        close(fd);
         return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: not a regular file (expected a JSONL log)", path);
+    }
+    FILE *fp = fdopen(fd, "rb");
+    if (!fp) {
+        int e = errno;
+        close(fd);
+        return ct_fail(err, CT_EXIT_FAILURE, "%s: cannot read: %s", path, strerror(e));
     }
     if ((uint64_t)st.st_size > CT_JSONL_MAX_FILE) {
         fclose(fp);

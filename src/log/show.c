@@ -142,7 +142,8 @@ static void print_header(const ct_jsonl_file *f, const show_state *s, FILE *out)
     }
     fprintf(out, "%s: %s on %s, seed %s, %s parameters\n", f->name, s->model, s->device, num(s->seed, "%.0f", a, sizeof a),
             grouped(s->params, b, sizeof b));
-    const int code = isfinite(s->exit_code) ? (int)s->exit_code : -1;
+    /* Any number may be in a log; only an exit status is converted. */
+    const int code = s->exit_code >= 0 && s->exit_code <= 255 ? (int)s->exit_code : -1;
     const char *how = code == CT_EXIT_OK            ? "completed"
                       : code == CT_EXIT_HEALTH_STOP ? "stopped by a health policy (see the diagnoses)"
                       : code == CT_EXIT_INTERRUPTED ? "interrupted (SIGINT/SIGTERM)"

@@ -4,6 +4,8 @@
 // the --tol syntax, and malformed inputs named by file and line.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -324,7 +326,10 @@ TEST_F(CheckRules, MalformedFilesAreBadInputNamingFileAndLine) {
         {"empty.jsonl", "empty.jsonl: no step, epoch or diagnosis records to compare"},
         {"badnum.jsonl", "badnum.jsonl: line 2, column 42: expected a value"},
         {"missing.jsonl", "missing.jsonl: cannot open: No such file or directory"},
+        // A FIFO with no writer: refused at once, not waited on.
+        {"fifo.jsonl", "fifo.jsonl: not a regular file (expected a JSONL log)"},
     };
+    ASSERT_EQ(mkfifo(dir.file("fifo.jsonl").c_str(), 0644), 0);
     for (const auto &c : cases) {
         SCOPED_TRACE(c.first);
         RunResult r = check(g, dir.file(c.first));

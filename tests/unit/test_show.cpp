@@ -147,6 +147,19 @@ TEST_F(Show, ControlCharactersFromTheLogNeverReachTheTerminal) {
     EXPECT_NE(r.out.find("and \xc3\xa9"), std::string::npos) << "printable non-ASCII is kept\n" << r.out;
 }
 
+// Any number may stand where an exit status belongs; only one that can be an
+// exit status is shown as one (a huge one once made an out-of-range cast).
+TEST_F(Show, AnExitStatusOutOfRangeIsNotConverted) {
+    const std::string log = dir.file("odd.jsonl");
+    write_text(log,
+               "{\"type\":\"summary\",\"status\":\"odd\",\"exit_code\":-99999999999999999999,\"test_acc\":0.5,"
+               "\"test_loss\":1,\"steps\":0,\"epochs\":0,\"seconds\":1,\"model\":\"m\",\"device\":\"cpu\",\"seed\":1,"
+               "\"params\":10}\n");
+    const RunResult r = run_cutrain("show " + log);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    EXPECT_NE(r.out.find("ended: odd, exit status -1,"), std::string::npos) << r.out;
+}
+
 TEST_F(Show, WhatIsNotALogIsABadInputNamingTheFile) {
     struct Bad {
         const char *name, *text;
