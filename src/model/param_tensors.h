@@ -12,8 +12,8 @@
 int ct_model_param_tensors(const ct_model *m, const float *host, ct_st_tensor *t);
 
 /* 0 when `t` (found in the file `path` under `name`, or NULL when absent)
- * has the given shape; else -1 with err naming the file, the tensor and
- * both shapes. */
+ * has the given shape and only finite values; else -1 with err naming the
+ * file, the tensor and what is wrong. */
 int ct_check_param_tensor(const char *path, const ct_st_tensor *t, const char *name, int rank, const uint64_t *shape,
                           ct_error *err);
 

@@ -1,6 +1,7 @@
 /* Model parameters <-> safetensors, named and shaped as PyTorch's state_dict
  * would hold them: "<layer>.weight" [out, in] (dense) or [out, in, kh, kw]
  * (conv2d), and "<layer>.bias" [out]. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +85,12 @@ int ct_check_param_tensor(const char *path, const ct_st_tensor *t, const char *n
         return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: tensor '%s' has shape %s, the model expects %s", path, name, got,
                        want);
     }
+    /* A NaN in a file would surface steps later as a diagnosis blaming the
+     * learning rate; it is the file's fault, so it is said so here. */
+    for (uint64_t i = 0; i < t->count; ++i)
+        if (!isfinite(t->data[i]))
+            return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: tensor '%s' holds %s at index %llu; expected finite values",
+                           path, name, isnan(t->data[i]) ? "NaN" : "an infinity", (unsigned long long)i);
     return 0;
 }
 

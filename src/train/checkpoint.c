@@ -1,6 +1,7 @@
 /* Training checkpoints (the layout is in include/cutrain/checkpoint.h).
  * The state text goes into numbered metadata entries because a safetensors
  * metadata value is a string and ours are bounded; the reader joins them. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +143,15 @@ static int need_meta(const ct_st_file *f, const char *path, const char *key, con
 static int take_tensor(const ct_st_file *f, const char *path, const ct_st_tensor *want, float *dst, ct_error *err) {
     const ct_st_tensor *got = ct_safetensors_find(f, want->name);
     if (ct_check_param_tensor(path, got, want->name, want->rank, want->shape, err)) return -1;
+    /* Running means of squares: a negative one would make Adam's or
+     * RMSprop's denominator the square root of a negative number. */
+    const char *dot = strrchr(want->name, '.');
+    if (dot && (strcmp(dot, ".exp_avg_sq") == 0 || strcmp(dot, ".square_avg") == 0))
+        for (uint64_t i = 0; i < got->count; ++i)
+            if (got->data[i] < 0.0f)
+                return ct_fail(err, CT_EXIT_BAD_INPUT,
+                               "%s: tensor '%s' holds %g at index %llu; a mean of squares is never negative", path,
+                               want->name, (double)got->data[i], (unsigned long long)i);
     memcpy(dst, got->data, got->count * sizeof(float));
     return 0;
 }
@@ -191,8 +201,9 @@ int ct_checkpoint_load(ct_model *m, ct_train_state *st, const char *path, ct_err
     ct_optim_format(&m->spec.optim, buf, sizeof buf);
     if (check_same(path, "optimizer", optim, buf, err)) goto out;
     char *end;
+    errno = 0;
     unsigned long long t = strtoull(t_text, &end, 10);
-    if (end == t_text || *end) {
+    if (end == t_text || *end || errno == ERANGE || t_text[strspn(t_text, " \t")] == '-') {
         ct_fail(err, CT_EXIT_BAD_INPUT, "%s: metadata \"optim.t\" is \"%s\", expected an unsigned integer", path,
                 t_text);
         goto out;
@@ -225,6 +236,11 @@ int ct_checkpoint_load(ct_model *m, ct_train_state *st, const char *path, ct_err
     if (ct_train_state_parse(state, st, path, err) || host_copy_alloc(m, &h, path, err) ||
         load_tensors(m, &f, path, &h, err))
         goto out;
+    if (t > st->step) { /* the optimizer counts its updates, at most one a step */
+        ct_fail(err, CT_EXIT_BAD_INPUT, "%s: metadata \"optim.t\" is %llu, more updates than the %llu steps done",
+                path, t, (unsigned long long)st->step);
+        goto out;
+    }
     ct_model_set_params(m, h.params);
     ct_backend *be = m->be;
     if (h.slots) be->ops->upload(be, m->opt_state, h.state, (size_t)h.slots * m->n_params * sizeof(float));

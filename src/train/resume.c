@@ -29,5 +29,27 @@ int ct_train_load_checkpoint(ct_model *m, const ct_dataset *train, const ct_trai
                        path, st->epoch_steps, ct_steps_per_epoch(train->count, opt->batch_size, opt->drop_last));
     if (st->epoch == 0)
         return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: checkpoint state names epoch 0; epochs count from 1", path);
+    /* The counters of a run cutrain wrote agree with one another; a state
+     * that does not is a corrupt or hand-made file, and training from it
+     * would log nonsense (5,000,000 steps in a 5-step epoch). */
+    if (st->health.stop)
+        return ct_fail(err, CT_EXIT_BAD_INPUT,
+                       "%s: checkpoint state says a health policy stopped the run; no checkpoint is written then", path);
+    if (train) {
+        const uint64_t spe = ct_steps_per_epoch(train->count, opt->batch_size, opt->drop_last);
+        const uint64_t want = (uint64_t)(st->epoch - 1) * spe + st->epoch_steps;
+        if (st->step != want)
+            return ct_fail(err, CT_EXIT_BAD_INPUT,
+                           "%s: checkpoint state says step %" PRIu64 ", but %" PRIu64 " steps into epoch %u of %" PRIu64
+                           "-step epochs is step %" PRIu64,
+                           path, st->step, st->epoch_steps, st->epoch, spe, want);
+        uint64_t samples = st->epoch_steps * (uint64_t)opt->batch_size;
+        if (!opt->drop_last && samples > train->count) samples = train->count;
+        if (st->ep_samples != samples)
+            return ct_fail(err, CT_EXIT_BAD_INPUT,
+                           "%s: checkpoint state counts %" PRIu64 " samples in the %" PRIu64
+                           " steps of the epoch so far; they hold %" PRIu64,
+                           path, st->ep_samples, st->epoch_steps, samples);
+    }
     return 0;
 }

@@ -11,7 +11,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
+#include <functional>
 #include <map>
 
 #include "support/fixtures.h"
@@ -213,6 +215,90 @@ TEST_F(Checkpoint, AWeightsFileOrATruncatedCheckpointIsRefused) {
         r = run_cutrain(base() + " --resume " + cut);
         EXPECT_EQ(r.exit_code, CT_EXIT_BAD_INPUT) << keep << ": " << r.out;
         EXPECT_NE(r.out.find(cut), std::string::npos) << r.out;
+    }
+}
+
+// Writes `t` back as a safetensors file (names sorted, as the map holds them).
+void write_checkpoint(const std::string &path, const Tensors &t) {
+    std::vector<ct_st_tensor> ts;
+    for (const auto &kv : t.values) {
+        ct_st_tensor x = {};
+        snprintf(x.name, sizeof x.name, "%s", kv.first.c_str());
+        const auto &shape = t.shapes.at(kv.first);
+        x.rank = (int)shape.size();
+        for (int d = 0; d < x.rank; ++d) x.shape[d] = shape[d];
+        x.count = kv.second.size();
+        x.data = kv.second.data();
+        ts.push_back(x);
+    }
+    std::vector<ct_st_meta> ms;
+    for (const auto &kv : t.meta) {
+        ct_st_meta m = {};
+        snprintf(m.key, sizeof m.key, "%s", kv.first.c_str());
+        snprintf(m.value, sizeof m.value, "%s", kv.second.c_str());
+        ms.push_back(m);
+    }
+    ct_error err;
+    ct_error_clear(&err);
+    ASSERT_EQ(ct_safetensors_write(path.c_str(), ts.data(), (int)ts.size(), ms.data(), (int)ms.size(), &err), 0)
+        << err.msg;
+}
+
+std::string replaced(std::string s, const std::string &from, const std::string &to) {
+    size_t at = s.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    if (at != std::string::npos) s.replace(at, from.size(), to);
+    return s;
+}
+
+// A checkpoint that no run of cutrain's could have written (hand-edited or
+// corrupt but well-formed) is refused naming the file and what is wrong,
+// instead of training into a NaN the diagnosis would blame on the learning
+// rate, or logging five million steps of a five-step epoch.
+TEST_F(Checkpoint, AStateNoRunCouldHaveWrittenIsRefused) {
+    std::string ck = dir.file("ck.st"), bad = dir.file("bad.st"), log = dir.file("log.jsonl");
+    ASSERT_EQ(run_cutrain(base(const_model()) + " --max-steps 4 --save " + ck).exit_code, 0);
+    const Tensors good = read_checkpoint(ck);
+    ASSERT_EQ(good.meta.at("optim.t"), "4");
+    ASSERT_EQ(run_cutrain(base(const_model()) + " --max-steps 6 --resume " + ck).exit_code, 0) << "the file is fine";
+    struct Case {
+        const char *what;
+        std::function<void(Tensors &)> edit;
+        std::string says;
+    } cases[] = {
+        {"a weight is NaN", [](Tensors &t) { t.values["dense2.bias"][3] = NAN; },
+         "tensor 'dense2.bias' holds NaN at index 3; expected finite values"},
+        {"a moment is infinite", [](Tensors &t) { t.values["optim.dense1.weight.exp_avg"][0] = INFINITY; },
+         "tensor 'optim.dense1.weight.exp_avg' holds an infinity at index 0"},
+        {"a mean of squares is negative", [](Tensors &t) { t.values["optim.dense1.bias.exp_avg_sq"][2] = -1.0f; },
+         "tensor 'optim.dense1.bias.exp_avg_sq' holds -1 at index 2; a mean of squares is never negative"},
+        {"optim.t is negative", [](Tensors &t) { t.meta["optim.t"] = "-1"; },
+         "metadata \"optim.t\" is \"-1\", expected an unsigned integer"},
+        {"optim.t overflows", [](Tensors &t) { t.meta["optim.t"] = "99999999999999999999999"; },
+         "expected an unsigned integer"},
+        {"more updates than steps", [](Tensors &t) { t.meta["optim.t"] = "5"; },
+         "metadata \"optim.t\" is 5, more updates than the 4 steps done"},
+        {"step out of line with the epoch",
+         [](Tensors &t) { t.meta["cutrain.state.0"] = replaced(t.meta["cutrain.state.0"], "\nstep 4\n", "\nstep 5000000\n"); },
+         "checkpoint state says step 5000000, but 4 steps into epoch 1 of 7-step epochs is step 4"},
+        {"samples out of line with the steps",
+         [](Tensors &t) { t.meta["cutrain.state.0"] = replaced(t.meta["cutrain.state.0"], "\nep_samples 128\n", "\nep_samples 0\n"); },
+         "checkpoint state counts 0 samples in the 4 steps of the epoch so far; they hold 128"},
+        {"stopped by a health policy",
+         [](Tensors &t) { t.meta["cutrain.state.0"] = replaced(t.meta["cutrain.state.0"], "\nh.stop 0\n", "\nh.stop 1\n"); },
+         "checkpoint state says a health policy stopped the run"},
+    };
+    for (const Case &c : cases) {
+        SCOPED_TRACE(c.what);
+        Tensors t = good;
+        c.edit(t);
+        write_checkpoint(bad, t);
+        RunResult r = run_cutrain(base(const_model()) + " --max-steps 6 --resume " + bad + " --log-jsonl " + log);
+        EXPECT_EQ(r.exit_code, CT_EXIT_BAD_INPUT) << r.out;
+        EXPECT_NE(r.out.find("cutrain: error: " + bad + ": "), std::string::npos) << r.out;
+        EXPECT_NE(r.out.find(c.says), std::string::npos) << r.out;
+        EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+        EXPECT_FALSE(file_exists(log));
     }
 }
 

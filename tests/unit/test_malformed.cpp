@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -201,6 +202,9 @@ Setup nothing() {
 
 // ---- the corpus -----------------------------------------------------------
 
+// Weights that fit kModel, with w1[7] as given (defined below).
+void write_weights(const std::string &path, float w1_7 = 0.01f);
+
 std::vector<Case> file_cases() {
     using E = Env;
     const size_t img_bytes = 16 + (size_t)kTrain * 64, lab_bytes = 8 + (size_t)kTrain;
@@ -352,6 +356,11 @@ std::vector<Case> file_cases() {
          {}, 3, "{weights}: header length"},
         {"weights_header_cut", "eval", [](Env &e) { write_file(e.weights, {8, 0, 0}); }, {}, 3,
          "{weights}: file is 3 bytes, too short"},
+        {"weights_nan", "eval", [](Env &e) { write_weights(e.weights, NAN); }, {}, 3,
+         "{weights}: tensor 'dense1.weight' holds NaN at index 7; expected finite values"},
+        {"init_weights_inf", "train", [](Env &e) { write_weights(e.weights, -INFINITY); },
+         {{"--init-weights", "{weights}"}}, 3,
+         "{weights}: tensor 'dense1.weight' holds an infinity at index 7; expected finite values"},
         {"weights_of_another_model", "eval", text_model("input 64\ndense 12 relu\ndense 10 softmax\n"), {}, 3,
          "{weights}: tensor 'dense1.weight' has shape [16, 64], the model expects [12, 64]"},
         {"weights_shape_overflow", "eval",
@@ -482,8 +491,9 @@ std::vector<Case> all_cases() {
 }
 
 // Weights that fit kModel, so eval gets as far as the case lets it.
-void write_weights(const std::string &path) {
+void write_weights(const std::string &path, float w1_7) {
     std::vector<float> w1(16 * 64, 0.01f), b1(16, 0.0f), w2(10 * 16, 0.02f), b2(10, 0.0f);
+    w1[7] = w1_7;
     ct_st_tensor t[4] = {};
     const std::pair<const char *, std::vector<float> *> named[4] = {
         {"dense1.weight", &w1}, {"dense1.bias", &b1}, {"dense2.weight", &w2}, {"dense2.bias", &b2}};
