@@ -3,6 +3,7 @@
  * test accuracy over several seeds. Times are the training loop's own
  * (monotonic clock around the queued steps and the final device sync),
  * evaluation excluded, as the speed records count them. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,9 @@ static int timed(bench_ctx *c, ct_train_options o, double *seconds, ct_error *er
     ct_run_summary sum;
     int rc = ct_train(c->m, c->train, c->test, &o, c->log, &sum, err);
     if (rc < 0) return -1;
+    if (rc == CT_EXIT_HEALTH_STOP)
+        return ct_fail(err, CT_EXIT_HEALTH_STOP,
+                       "bench: a health policy stopped the timed run (the diagnosis above says why): no figure to give");
     if (rc != CT_EXIT_OK) return ct_fail(err, CT_EXIT_FAILURE, "bench: the timed run ended with status %s", sum.status);
     *seconds = sum.train_seconds;
     return 0;
@@ -287,6 +291,17 @@ static int time_to_accuracy(bench_ctx *c, const ct_model_spec *spec, ct_backend 
     return 0;
 }
 
+static int write_json(const char *path, const char *buf, size_t len, ct_error *err) {
+    FILE *f = fopen(path, "w");
+    if (!f) return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: cannot write the JSON output: %s", path, strerror(errno));
+    int bad = fwrite(buf, 1, len, f) != len;
+    int e = errno;
+    bad |= fclose(f) != 0;
+    if (!bad) return 0;
+    remove(path); /* a cut JSON file is worse than none */
+    return ct_fail(err, CT_EXIT_FAILURE, "%s: writing the JSON output failed: %s", path, strerror(e ? e : errno));
+}
+
 int ct_cmd_bench(int argc, char **argv) {
     bench_flags f = {.model = "mlp", .data = "data/mnist", .device = "auto", .steps = 100, .warmup = 10,
                      .repeats = 5, .seeds = 3, .max_epochs = 10, .seed = 1};
@@ -332,6 +347,8 @@ int ct_cmd_bench(int argc, char **argv) {
     memset(&model, 0, sizeof model);
     ct_logger *log = NULL;
     FILE *j = NULL;
+    char *json_buf = NULL;
+    size_t json_len = 0;
     int code = CT_EXIT_OK;
     int max_rows = spec.batch_size > 1000 ? spec.batch_size : 1000;
     ct_log_options lo = {NULL, NULL, 1, 0, 0, NULL, NULL};
@@ -346,8 +363,11 @@ int ct_cmd_bench(int argc, char **argv) {
         code = ct_cli_report(&err);
         goto out;
     }
-    if (f.json && !(j = fopen(f.json, "w"))) {
-        ct_fail(&err, CT_EXIT_BAD_INPUT, "%s: cannot write the JSON output", f.json);
+    /* The figures gather in memory and reach --json only when the bench
+     * succeeded: a failed or interrupted one leaves no empty or partial file
+     * (and an old one as it was). */
+    if (f.json && !(j = open_memstream(&json_buf, &json_len))) {
+        ct_fail(&err, CT_EXIT_FAILURE, "%s: out of memory for the JSON output", f.json);
         code = ct_cli_report(&err);
         goto out;
     }
@@ -377,9 +397,11 @@ int ct_cmd_bench(int argc, char **argv) {
     if (f.ops && op_times(&c, &f, &spec, j, &err)) code = ct_cli_report(&err);
 out:
     if (j && fclose(j) != 0 && code == CT_EXIT_OK) {
-        ct_fail(&err, CT_EXIT_FAILURE, "%s: writing the JSON output failed", f.json);
+        ct_fail(&err, CT_EXIT_FAILURE, "%s: out of memory for the JSON output", f.json);
         code = ct_cli_report(&err);
     }
+    if (j && code == CT_EXIT_OK && write_json(f.json, json_buf, json_len, &err)) code = ct_cli_report(&err);
+    free(json_buf);
     if (log) ct_logger_close(log, NULL);
     ct_model_free(&model);
     if (be) ct_backend_destroy(be);

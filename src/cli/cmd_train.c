@@ -43,6 +43,16 @@ static const char *const schedule_choices[] = {"constant", "step", "cosine", "on
 /* Applies command-line overrides to the model's own recipe. */
 static int apply_overrides(ct_model_spec *spec, const train_flags *f, const ct_arg *args, int n, ct_error *err) {
     if (ct_cli_apply_recipe(spec, f->optimizer, f->lr, f->batch_size, err)) return -1;
+    /* float32 settings: a value that rounds to 0 would silently turn the
+     * clipping off, or the step schedule's rate to 0. */
+    const struct {
+        const char *flag;
+        double v;
+    } floats[] = {{"--clip-grad-norm", f->clip}, {"--lr-gamma", f->lr_gamma}, {"--lr-pct", f->lr_pct}};
+    for (size_t i = 0; i < sizeof floats / sizeof floats[0]; ++i)
+        if (ct_args_seen(args, n, floats[i].flag) && floats[i].v > 0 && (float)floats[i].v == 0.0f)
+            return ct_fail(err, CT_EXIT_USAGE, "%s: %g is below what float32 can hold (it would be 0)", floats[i].flag,
+                           floats[i].v);
     if (ct_args_seen(args, n, "--clip-grad-norm")) spec->optim.clip_norm = (float)f->clip;
     if (ct_args_seen(args, n, "--loss")) spec->loss = (ct_loss_kind)ct_loss_parse(f->loss);
     if (ct_args_seen(args, n, "--init")) spec->init = (ct_init_kind)ct_init_parse(f->init);

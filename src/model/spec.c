@@ -207,6 +207,15 @@ int ct_model_spec_validate(const ct_model_spec *s, ct_error *err) {
     if (!(s->optim.lr > 0.0f) || !isfinite(s->optim.lr))
         return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: learning rate must be a positive number (got %g)", who,
                        (double)s->optim.lr);
+    /* Adam and RMSprop divide by sqrt(v) + eps, and v is 0 wherever a gradient
+     * has always been exactly 0 (MNIST's blank border pixels, a dead ReLU):
+     * with eps 0 that is 0/0 at the first such weight. */
+    if (s->optim.eps <= 0.0f &&
+        (s->optim.kind == CT_OPT_ADAM || s->optim.kind == CT_OPT_ADAMW || s->optim.kind == CT_OPT_RMSPROP))
+        return ct_fail(err, CT_EXIT_BAD_INPUT,
+                       "%s: eps=0 with %s divides 0 by 0 wherever a gradient is always exactly 0 (blank pixels, a "
+                       "dead ReLU); use a positive eps (Keras's 1e-7)",
+                       who, ct_optim_kind_name(s->optim.kind));
     if (s->optim.weight_decay != 0.0f && s->optim.kind != CT_OPT_ADAMW)
         return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: weight_decay is only used by adamw (the optimizer is %s)", who,
                        ct_optim_kind_name(s->optim.kind));

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "support/fixtures.h"
 
@@ -112,6 +113,32 @@ TEST_F(Bench, WritesThePartsAndTheOpsOfAStep) {
     }
     EXPECT_GT(json_number(ops.back(), "cumulative_us_per_step"), 0.0);
     EXPECT_NE(r.out.find("whole step"), std::string::npos);
+}
+
+// Big-endian float32 IDX images, every pixel `v`.
+void write_idx_f32(const std::string &path, uint32_t n, uint32_t side, float v) {
+    std::vector<uint8_t> b = {0, 0, 0x0d, 3};
+    for (uint32_t d : {n, side, side})
+        for (int k = 3; k >= 0; --k) b.push_back((uint8_t)(d >> (8 * k)));
+    uint32_t bits;
+    memcpy(&bits, &v, 4);
+    for (uint32_t i = 0; i < n * side * side; ++i)
+        for (int k = 3; k >= 0; --k) b.push_back((uint8_t)(bits >> (8 * k)));
+    write_file(path, b);
+}
+
+// A run that a health policy stops has no figure: exit 4 (a health stop, as
+// train gives), the diagnosis, and --json left as it was, not emptied.
+TEST_F(Bench, AHealthStopIsExitFourAndLeavesTheJsonAsItWas) {
+    // Finite pixels whose products overflow float32: the loss is NaN at step 1.
+    write_idx_f32(dir.file("train-images-idx3-ubyte"), 300, 8, 3e38f);
+    std::string json = dir.file("b.json");
+    write_text(json, "old\n");
+    RunResult r = run_cutrain(base() + " --steps 20 --warmup 0 --repeats 1 --json " + json);
+    EXPECT_EQ(r.exit_code, CT_EXIT_HEALTH_STOP) << r.out;
+    EXPECT_NE(r.out.find("[NONFINITE_"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("cutrain: error: bench: a health policy stopped the timed run"), std::string::npos) << r.out;
+    EXPECT_EQ(read_lines(json), std::vector<std::string>{"old"});
 }
 
 TEST_F(Bench, RejectsNonsense) {
