@@ -333,6 +333,12 @@ int ct_cmd_bench(int argc, char **argv) {
     int rc = ct_args_parse(argc, argv, args, n, USAGE, &err);
     if (rc == 1) return CT_EXIT_OK;
     if (rc) return ct_cli_report(&err);
+    const char *tta_only[] = {"--seeds", "--max-epochs"};
+    for (int i = 0; i < 2; ++i)
+        if (ct_args_seen(args, n, tta_only[i]) && !ct_args_seen(args, n, "--time-to-accuracy")) {
+            ct_fail(&err, CT_EXIT_USAGE, "%s: a setting of --time-to-accuracy A, which is not given", tta_only[i]);
+            return ct_cli_report(&err);
+        }
 
     ct_model_spec spec;
     if (ct_model_spec_resolve(f.model, &spec, &err) ||

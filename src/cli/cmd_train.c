@@ -65,6 +65,17 @@ static int apply_overrides(ct_model_spec *spec, const train_flags *f, const ct_a
         for (int k = 0; schedule_choices[k]; ++k)
             if (strcmp(f->schedule, schedule_choices[k]) == 0) spec->optim.schedule = ct_schedule_defaults((ct_schedule_kind)k);
     }
+    /* A setting of a schedule the run does not have would be dropped without
+     * a word; say which schedule it belongs to instead. */
+    const struct {
+        const char *flag;
+        ct_schedule_kind kind;
+    } owned[] = {{"--lr-pct", CT_SCHED_ONECYCLE}, {"--lr-step-size", CT_SCHED_STEP}, {"--lr-gamma", CT_SCHED_STEP}};
+    for (size_t i = 0; i < sizeof owned / sizeof owned[0]; ++i)
+        if (ct_args_seen(args, n, owned[i].flag) && spec->optim.schedule.kind != owned[i].kind)
+            return ct_fail(err, CT_EXIT_USAGE, "%s: a setting of the %s schedule; this run's schedule is %s (add --lr-schedule %s)",
+                           owned[i].flag, schedule_choices[owned[i].kind], schedule_choices[spec->optim.schedule.kind],
+                           schedule_choices[owned[i].kind]);
     if (ct_args_seen(args, n, "--lr-pct")) spec->optim.schedule.pct = (float)f->lr_pct;
     if (ct_args_seen(args, n, "--lr-gamma")) spec->optim.schedule.gamma = (float)f->lr_gamma;
     if (ct_args_seen(args, n, "--lr-step-size")) {
@@ -217,6 +228,14 @@ int ct_cmd_train(int argc, char **argv) {
     opt.interrupt = &g_interrupt;
     opt.save_path = f.save;
     opt.save_every = f.save_every;
+    if ((f.inject_kind || f.inject_layer) && !ct_args_seen(args, n, "--inject-nan")) {
+        ct_fail(&err, CT_EXIT_USAGE, "%s: needs --inject-nan STEP to say when", f.inject_kind ? "--inject-kind" : "--inject-layer");
+        return ct_cli_report(&err);
+    }
+    if (ct_args_seen(args, n, "--inject-nan") && f.inject_nan == 0) {
+        ct_fail(&err, CT_EXIT_USAGE, "--inject-nan: expected a step of 1 or more (steps count from 1), got 0");
+        return ct_cli_report(&err);
+    }
     if (f.save_every && !f.save) {
         ct_fail(&err, CT_EXIT_USAGE, "--save-every %llu: needs --save FILE to say where",
                 (unsigned long long)f.save_every);

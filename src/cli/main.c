@@ -1,4 +1,5 @@
 /* cutrain: the command-line entry point. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -18,7 +19,7 @@ static void usage(FILE *f) {
           f);
 }
 
-int main(int argc, char **argv) {
+static int dispatch(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return CT_EXIT_USAGE;
@@ -39,4 +40,17 @@ int main(int argc, char **argv) {
     }
     fprintf(stderr, "cutrain: error: unknown command '%s' (expected train, eval, bench, check or show; see cutrain --help)\n", cmd);
     return CT_EXIT_USAGE;
+}
+
+/* What a command printed on stdout (the figures of bench, the summary of
+ * train) is part of its result: a write that failed (a full disk, a closed
+ * pipe) fails the command, as it already does in show and check, which say
+ * so themselves. */
+int main(int argc, char **argv) {
+    int rc = dispatch(argc, argv);
+    if ((fflush(stdout) != 0 || ferror(stdout)) && rc == CT_EXIT_OK) {
+        fprintf(stderr, "cutrain: error: stdout: write failed: %s\n", strerror(errno));
+        rc = CT_EXIT_FAILURE;
+    }
+    return rc;
 }

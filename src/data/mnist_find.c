@@ -8,9 +8,28 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static int is_file(const char *path) {
+/* 1: a regular file (or a link to one); 0: nothing by that name; -1: something
+ * else is there, said in *what (a directory, a FIFO, a dangling link, or
+ * why it cannot be looked at). */
+static int probe(const char *path, const char **what) {
     struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    if (stat(path, &st) == 0) {
+        if (S_ISREG(st.st_mode)) return 1;
+        *what = S_ISDIR(st.st_mode)                          ? "a directory"
+                : S_ISFIFO(st.st_mode)                       ? "a FIFO"
+                : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                                                             : "not a regular file";
+        return -1;
+    }
+    if (errno != ENOENT) {
+        *what = strerror(errno);
+        return -1;
+    }
+    if (lstat(path, &st) == 0) {
+        *what = "a symbolic link to nothing";
+        return -1;
+    }
+    return 0;
 }
 
 static int join(char *out, size_t len, const char *dir, const char *name) {
@@ -28,15 +47,27 @@ static int find_one(const char *dir, const char *prefix, const char *what, const
     snprintf(std_name, sizeof std_name, "%s-%s-%s-ubyte", prefix, what, idx);
     snprintf(alt_name, sizeof alt_name, "%s-%s.%s-ubyte", prefix, what, idx);
     const char *names[2] = {std_name, alt_name};
+    char odd[1024] = "";
+    const char *odd_what = NULL;
     for (int gz = 0; gz < 2; ++gz)
         for (int k = 0; k < 2; ++k) {
             snprintf(cand, sizeof cand, "%s%s", names[k], gz ? ".gz" : "");
             if (join(path, len, dir, cand) != 0)
                 return ct_fail(err, CT_EXIT_BAD_INPUT,
                                "%s: directory path too long for a %zu-byte path buffer", dir, len);
-            if (is_file(path)) return 0;
+            const char *what_is = NULL;
+            int found = probe(path, &what_is);
+            if (found > 0) return 0;
+            if (found < 0 && !odd_what) {
+                snprintf(odd, sizeof odd, "%s", path);
+                odd_what = what_is;
+            }
         }
     path[0] = '\0';
+    /* A file of the right name that cannot be read is not a missing one. */
+    if (odd_what)
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: expected the MNIST %s %s as a file, found %s", odd, split, what,
+                       odd_what);
     return ct_fail(err, CT_EXIT_BAD_INPUT,
                    "%s: no MNIST %s %s: expected %s or %s.gz (or %s[.gz])", dir, split, what,
                    std_name, std_name, alt_name);

@@ -114,6 +114,22 @@ TEST_F(Cli, ScheduleFlagsActAsTheModelFilesScheduleLine) {
     EXPECT_EQ(jsonl_of_type(d, "step"), constant);
 }
 
+// What train and bench print on stdout is part of their result: a write that
+// fails (here: /dev/full, a full disk) fails the command, one line on stderr.
+TEST_F(Cli, AStdoutThatCannotBeWrittenFailsTheCommand) {
+    for (const std::string &cmd :
+         {"train --device cpu --model " + model() + " --data " + dir.path() + " --max-steps 2",
+          "bench --device cpu --model " + model() + " --data " + dir.path() + " --steps 2 --warmup 0 --repeats 1"}) {
+        SCOPED_TRACE(cmd);
+        RunResult r = run_command("(" + std::string(CT_CUTRAIN_EXE) + " " + cmd + " > /dev/full)");
+        EXPECT_EQ(r.exit_code, CT_EXIT_FAILURE) << r.out;
+        EXPECT_EQ(r.out, "cutrain: error: stdout: write failed: No space left on device\n");
+    }
+    // With --quiet, train prints nothing there, and nothing fails.
+    EXPECT_EQ(run_command("(" + std::string(CT_CUTRAIN_EXE) + " " + base() + " --max-steps 2 > /dev/full)").exit_code,
+              0);
+}
+
 struct FlagCase {
     const char *flags;
     const char *needle;

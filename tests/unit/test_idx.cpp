@@ -624,11 +624,23 @@ TEST_F(MnistFind, SaysWhatItLookedForAndWhere) {
         << err.msg;
 }
 
-TEST_F(MnistFind, ADirectoryWithTheNameDoesNotCount) {
+// A directory or a dangling link of the right name is not a missing file:
+// the message says what is there. A file under another accepted name wins.
+TEST_F(MnistFind, ADirectoryOrDanglingLinkWithTheNameIsSaidToBeOne) {
     fs::create_directory(tmp / "train-images-idx3-ubyte");
     touch("train-labels-idx1-ubyte");
     EXPECT_EQ(-1, find(tmp.path(), "train"));
-    EXPECT_TRUE(has(err.msg, "no MNIST train images")) << err.msg;
+    EXPECT_TRUE(has(err.msg, tmp / "train-images-idx3-ubyte" + ": expected the MNIST train images as a file, found a directory"))
+        << err.msg;
+    fs::remove(tmp / "train-labels-idx1-ubyte");
+    fs::create_symlink(tmp / "nowhere", tmp / "train-labels-idx1-ubyte");
+    touch("train-images-idx3-ubyte.gz");
+    EXPECT_EQ(-1, find(tmp.path(), "train"));
+    EXPECT_TRUE(has(err.msg, "train-labels-idx1-ubyte: expected the MNIST train labels as a file, found a symbolic "
+                             "link to nothing"))
+        << err.msg;
+    touch("train-labels-idx1-ubyte.gz");
+    EXPECT_EQ(0, find(tmp.path(), "train")) << err.msg;
 }
 
 TEST_F(MnistFind, MissingDirectoryAndBadSplit) {
