@@ -287,10 +287,12 @@ int ct_cmd_train(int argc, char **argv) {
     }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
+    signal(SIGHUP, on_signal); /* the terminal went away (ssh dropped): stop as cleanly as for Ctrl-C */
     ct_run_summary sum;
     code = ct_train(&model, &train, &test, &opt, log, &sum, &err);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
     if (code < 0) {
         code = ct_cli_report(&err);
     }

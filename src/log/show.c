@@ -146,7 +146,7 @@ static void print_header(const ct_jsonl_file *f, const show_state *s, FILE *out)
     const int code = s->exit_code >= 0 && s->exit_code <= 255 ? (int)s->exit_code : -1;
     const char *how = code == CT_EXIT_OK            ? "completed"
                       : code == CT_EXIT_HEALTH_STOP ? "stopped by a health policy (see the diagnoses)"
-                      : code == CT_EXIT_INTERRUPTED ? "interrupted (SIGINT/SIGTERM)"
+                      : code == CT_EXIT_INTERRUPTED ? "interrupted (SIGINT, SIGTERM or SIGHUP)"
                                                     : s->status;
     fprintf(out, "ended: %s, exit status %d, after %s steps in %s epoch%s, %s s", how, code,
             grouped(s->steps, a, sizeof a), num(s->epochs, "%.0f", b, sizeof b), s->epochs == 1 ? "" : "s",

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <map>
 
@@ -373,25 +374,31 @@ TEST_F(Checkpoint, KillNineLeavesALoadableCheckpointAndTheResumeMatches) {
     for (size_t i = 0; i < 25; ++i) EXPECT_EQ(sa[i], sb[step + i]);
 }
 
-// SIGINT stops at a step boundary, writes the last records and a checkpoint
-// of exactly that step, exits 5, and the checkpoint resumes.
+// SIGINT (Ctrl-C), SIGTERM (kill, a scheduler) and SIGHUP (the terminal or
+// ssh session went away) each stop at a step boundary, write the last
+// records and a checkpoint of exactly that step, exit 5, and the checkpoint
+// resumes.
 TEST_F(Checkpoint, InterruptWritesACheckpointOfTheLastStep) {
-    std::string ck = dir.file("ck.st"), log = dir.file("int.jsonl");
-    pid_t pid = spawn(split(base(const_model()) + " --epochs 100000 --save " + ck + " --log-jsonl " + log));
-    for (int i = 0; i < 500 && jsonl_of_type(log, "epoch").empty(); ++i) usleep(10000);
-    kill(pid, SIGINT);
-    int status = wait_status(pid);
-    ASSERT_TRUE(WIFEXITED(status)) << "signal " << WTERMSIG(status);
-    EXPECT_EQ(WEXITSTATUS(status), CT_EXIT_INTERRUPTED);
-    auto sum = jsonl_of_type(log, "summary");
-    ASSERT_EQ(sum.size(), 1u);
-    double steps = json_number(sum[0], "steps");
-    EXPECT_EQ(jsonl_of_type(log, "step").size(), (size_t)steps);
-    Tensors t = read_checkpoint(ck);
-    EXPECT_EQ(t.meta["step"], std::to_string((uint64_t)steps));
-    RunResult r = run_cutrain(base(const_model()) + " --epochs 100000 --resume " + ck + " --max-steps " +
-                              std::to_string((uint64_t)steps + 3));
-    EXPECT_EQ(r.exit_code, 0) << r.out;
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+        SCOPED_TRACE(strsignal(sig));
+        std::string ck = dir.file("ck.st"), log = dir.file("int.jsonl");
+        remove(log.c_str());
+        pid_t pid = spawn(split(base(const_model()) + " --epochs 100000 --save " + ck + " --log-jsonl " + log));
+        for (int i = 0; i < 500 && jsonl_of_type(log, "epoch").empty(); ++i) usleep(10000);
+        kill(pid, sig);
+        int status = wait_status(pid);
+        ASSERT_TRUE(WIFEXITED(status)) << "signal " << WTERMSIG(status);
+        EXPECT_EQ(WEXITSTATUS(status), CT_EXIT_INTERRUPTED);
+        auto sum = jsonl_of_type(log, "summary");
+        ASSERT_EQ(sum.size(), 1u);
+        double steps = json_number(sum[0], "steps");
+        EXPECT_EQ(jsonl_of_type(log, "step").size(), (size_t)steps);
+        Tensors t = read_checkpoint(ck);
+        EXPECT_EQ(t.meta["step"], std::to_string((uint64_t)steps));
+        RunResult r = run_cutrain(base(const_model()) + " --epochs 100000 --resume " + ck + " --max-steps " +
+                                  std::to_string((uint64_t)steps + 3));
+        EXPECT_EQ(r.exit_code, 0) << r.out;
+    }
 }
 
 }  // namespace
