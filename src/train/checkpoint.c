@@ -176,6 +176,31 @@ static int check_same(const char *path, const char *what, const char *got, const
                    want);
 }
 
+/* The optimizer lines are "kind key=value ..." with values as C hex floats
+ * (exact); a difference is told as the first setting that differs, in
+ * decimal, rather than as two lines of hex. */
+static int check_same_optim(const char *path, const char *got, const char *want, ct_error *err) {
+    if (strcmp(got, want) == 0) return 0;
+    const char *g = got, *w = want;
+    for (;;) {
+        size_t gl = strcspn(g, " "), wl = strcspn(w, " ");
+        if (gl != wl || strncmp(g, w, gl) != 0) {
+            const char *geq = memchr(g, '=', gl), *weq = memchr(w, '=', wl);
+            if (geq && weq && geq - g == weq - w && strncmp(g, w, (size_t)(geq - g)) == 0)
+                return ct_fail(err, CT_EXIT_BAD_INPUT,
+                               "%s: the checkpoint's optimizer has %.*s=%.9g, this run's has %.9g (resume with the "
+                               "settings of the run that wrote it)",
+                               path, (int)(geq - g), g, strtod(geq + 1, NULL), strtod(weq + 1, NULL));
+            return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: the checkpoint's optimizer is \"%.*s\" where this run's is \"%.*s\"",
+                           path, (int)gl, g, (int)wl, w);
+        }
+        if (!g[gl] || !w[wl]) break;
+        g += gl + 1;
+        w += wl + 1;
+    }
+    return check_same(path, "optimizer", got, want, err); /* one line is longer: say both */
+}
+
 int ct_checkpoint_load(ct_model *m, ct_train_state *st, const char *path, ct_error *err) {
     ct_st_file f;
     if (ct_safetensors_read(path, &f, err)) return -1;
@@ -199,7 +224,7 @@ int ct_checkpoint_load(ct_model *m, ct_train_state *st, const char *path, ct_err
     ct_model_spec_describe(&m->spec, buf, sizeof buf);
     if (check_same(path, "model", model, buf, err)) goto out;
     ct_optim_format(&m->spec.optim, buf, sizeof buf);
-    if (check_same(path, "optimizer", optim, buf, err)) goto out;
+    if (check_same_optim(path, optim, buf, err)) goto out;
     char *end;
     errno = 0;
     unsigned long long t = strtoull(t_text, &end, 10);

@@ -188,6 +188,9 @@ TEST_F(Checkpoint, AMismatchedCheckpointIsRefusedBeforeAnyOutput) {
              " --resume " + ck,
          CT_EXIT_USAGE, "seed 3"},
         {base() + " --resume " + dir.file("missing.st"), CT_EXIT_BAD_INPUT, "missing.st"},
+        // Not in the model's description: named, in decimal.
+        {base() + " --clip-grad-norm 2 --resume " + ck, CT_EXIT_BAD_INPUT,
+         "the checkpoint's optimizer has clip_norm=0, this run's has 2"},
         {base() + " --save-every 5", CT_EXIT_USAGE, "--save-every"},
     };
     for (const auto &c : cases) {
