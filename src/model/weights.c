@@ -114,6 +114,29 @@ int ct_model_load_weights(ct_model *m, const char *path, ct_error *err) {
             memcpy(host + l->b_off, b->data, b->count * sizeof(float));
         }
     }
+    /* Strict, as PyTorch's load_state_dict is by default: a tensor the model
+     * has no place for means the file is for another model (or was edited).
+     * A checkpoint's optimizer state (optim.*) is not the weights' business. */
+    for (int i = 0; rc == 0 && i < f.n_tensors; ++i) {
+        const char *name = f.tensors[i].name;
+        if (strncmp(name, "optim.", 6) == 0) continue;
+        int known = 0;
+        for (int p = 0; !known && p < m->n_param_layers; ++p) {
+            const char *layer = m->layers[m->param_layer[p]].spec.name;
+            size_t n = strlen(layer);
+            known = strncmp(name, layer, n) == 0 && (strcmp(name + n, ".weight") == 0 || strcmp(name + n, ".bias") == 0);
+        }
+        if (!known) {
+            char layers[CT_MAX_PARAM_LAYERS * 34] = "";
+            size_t used = 0;
+            for (int p = 0; p < m->n_param_layers && used < sizeof layers; ++p)
+                used += (size_t)snprintf(layers + used, sizeof layers - used, "%s%s", p ? ", " : "",
+                                         m->layers[m->param_layer[p]].spec.name);
+            rc = ct_fail(err, CT_EXIT_BAD_INPUT,
+                         "%s: tensor '%s' is not a parameter of the model (its layers with parameters: %s)", path, name,
+                         layers);
+        }
+    }
     if (rc == 0) ct_model_set_params(m, host);
     free(host);
     ct_safetensors_free(&f);

@@ -159,14 +159,40 @@ static int take_tensor(const ct_st_file *f, const char *path, const ct_st_tensor
 static int load_tensors(ct_model *m, const ct_st_file *f, const char *path, host_copy *h, ct_error *err) {
     ct_st_tensor *t = calloc((size_t)(2 * m->n_param_layers + 1), sizeof *t);
     if (!t) return ct_fail(err, CT_EXIT_FAILURE, "%s: out of memory", path);
-    int rc = 0;
+    int rc = 0, taken = 0;
     for (int s = -1; s < h->slots && rc == 0; ++s) {
         float *base = s < 0 ? h->params : h->state + (size_t)s * m->n_params;
         int nt = ct_model_param_tensors(m, base, t);
         if (s >= 0) name_slot(t, nt, m->spec.optim.kind, s);
-        for (int i = 0; i < nt && rc == 0; ++i) rc = take_tensor(f, path, &t[i], (float *)t[i].data, err);
+        for (int i = 0; i < nt && rc == 0; ++i, ++taken) rc = take_tensor(f, path, &t[i], (float *)t[i].data, err);
     }
     free(t);
+    /* Every tensor the run needs was there (take_tensor says which is not);
+     * one more is one the run has no place for: another optimizer's state,
+     * or an edited file. Names are unique, so counting finds it. */
+    if (rc == 0 && f->n_tensors > taken) {
+        for (int i = 0; i < f->n_tensors; ++i) {
+            const char *name = f->tensors[i].name;
+            int known = 0;
+            for (int s = -1; !known && s < h->slots; ++s)
+                for (int p = 0; !known && p < m->n_param_layers; ++p)
+                    for (int b = 0; !known && b < 2; ++b) {
+                        char want[CT_ST_MAX_NAME];
+                        const char *layer = m->layers[m->param_layer[p]].spec.name;
+                        if (s < 0)
+                            snprintf(want, sizeof want, "%s.%s", layer, b ? "bias" : "weight");
+                        else
+                            snprintf(want, sizeof want, "optim.%s.%s.%s", layer, b ? "bias" : "weight",
+                                     slot_name(m->spec.optim.kind, s));
+                        known = strcmp(name, want) == 0;
+                    }
+            if (!known)
+                return ct_fail(err, CT_EXIT_BAD_INPUT,
+                               "%s: tensor '%s' has no place in this run (not a parameter of the model nor a slot of "
+                               "%s's state)",
+                               path, name, ct_optim_kind_name(m->spec.optim.kind));
+        }
+    }
     return rc;
 }
 

@@ -288,6 +288,13 @@ TEST_F(Checkpoint, AStateNoRunCouldHaveWrittenIsRefused) {
         {"samples out of line with the steps",
          [](Tensors &t) { t.meta["cutrain.state.0"] = replaced(t.meta["cutrain.state.0"], "\nep_samples 128\n", "\nep_samples 0\n"); },
          "checkpoint state counts 0 samples in the 4 steps of the epoch so far; they hold 128"},
+        {"a tensor it has no place for",
+         [](Tensors &t) {
+             t.values["optim.dense1.bias.momentum_buffer"] = t.values["dense1.bias"];
+             t.shapes["optim.dense1.bias.momentum_buffer"] = t.shapes["dense1.bias"];
+         },
+         "tensor 'optim.dense1.bias.momentum_buffer' has no place in this run (not a parameter of the model nor a "
+         "slot of adam's state)"},
         {"stopped by a health policy",
          [](Tensors &t) { t.meta["cutrain.state.0"] = replaced(t.meta["cutrain.state.0"], "\nh.stop 0\n", "\nh.stop 1\n"); },
          "checkpoint state says a health policy stopped the run"},

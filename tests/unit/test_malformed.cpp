@@ -364,6 +364,25 @@ std::vector<Case> file_cases() {
         {"init_weights_inf", "train", [](Env &e) { write_weights(e.weights, -INFINITY); },
          {{"--init-weights", "{weights}"}}, 3,
          "{weights}: tensor 'dense1.weight' holds an infinity at index 7; expected finite values"},
+        {"weights_with_a_tensor_the_model_lacks", "eval",
+         [](Env &e) {
+             float v[3] = {1, 2, 3};
+             ct_st_tensor t[5] = {};
+             ct_st_file f;
+             ct_error err;
+             ct_error_clear(&err);
+             ASSERT_EQ(ct_safetensors_read(e.weights.c_str(), &f, &err), 0) << err.msg;
+             for (int i = 0; i < 4; ++i) t[i] = f.tensors[i];
+             snprintf(t[4].name, sizeof t[4].name, "dense3.weight");
+             t[4].rank = 1;
+             t[4].shape[0] = 3;
+             t[4].count = 3;
+             t[4].data = v;
+             ASSERT_EQ(ct_safetensors_write((e.weights + ".new").c_str(), t, 5, nullptr, 0, &err), 0) << err.msg;
+             ct_safetensors_free(&f);
+             rename((e.weights + ".new").c_str(), e.weights.c_str());
+         },
+         {}, 3, "{weights}: tensor 'dense3.weight' is not a parameter of the model (its layers with parameters: dense1, dense2)"},
         {"weights_of_another_model", "eval", text_model("input 64\ndense 12 relu\ndense 10 softmax\n"), {}, 3,
          "{weights}: tensor 'dense1.weight' has shape [16, 64], the model expects [12, 64]"},
         {"weights_shape_overflow", "eval",
