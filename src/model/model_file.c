@@ -66,6 +66,9 @@ static int parse_name(parser *p, const char *v, char *out, size_t cap) {
              c == '.';
     }
     if (!ok) return PFAIL(p, "name: expected 1 to %zu letters, digits, '_', '-' or '.', got '%s'", cap - 1, v);
+    /* "optim.*" tensors are a checkpoint's optimizer state. */
+    if (strcmp(v, "optim") == 0 || strncmp(v, "optim.", 6) == 0)
+        return PFAIL(p, "name: '%s' is taken (a checkpoint's optimizer state is stored as optim.*)", v);
     memcpy(out, v, n + 1);
     return 0;
 }
@@ -86,16 +89,20 @@ static int directive_dense(parser *p, char **tok, int n) {
     memset(&l, 0, sizeof l);
     l.kind = CT_LAYER_DENSE;
     if (parse_units(p, tok[1], "dense units", &l.units)) return -1;
+    int seen_act = 0, seen_name = 0;
     for (int i = 2; i < n; ++i) {
         const char *v = tok[i];
         if (strncasecmp(v, "activation=", 11) == 0) v += 11;
         if (strncasecmp(v, "name=", 5) == 0) {
+            if (seen_name++) return PFAIL(p, "dense: name given twice");
             if (parse_name(p, v + 5, l.name, sizeof l.name)) return -1;
             continue;
         }
+        if (strchr(v, '=')) return PFAIL(p, "dense: unknown setting '%s' (expected name=NAME or activation=NAME)", v);
         int act = ct_activation_parse(v);
         if (act < 0)
             return PFAIL(p, "dense: unknown activation '%s' (expected linear, relu, sigmoid, tanh or softmax)", v);
+        if (seen_act++) return PFAIL(p, "dense: two activations ('%s' after '%s'); a layer has one", v, ct_activation_name(l.act));
         l.act = (ct_activation)act;
     }
     s->layers[s->n_layers++] = l;
@@ -123,6 +130,22 @@ static int directive_dropout(parser *p, char **tok, int n) {
 }
 
 /* key=value settings of the optimizer line. */
+/* The settings each optimizer reads (kernels/cpu/optim_cpu.c); a key it
+ * does not read would be dropped without a word. weight_decay is left to
+ * ct_model_spec_validate, which says it is adamw's. */
+static int optimizer_uses(ct_optimizer_kind kind, const char *key) {
+    static const char *const sgd[] = {"lr", "learning_rate", "momentum", "nesterov", NULL};
+    static const char *const adam[] = {"lr", "learning_rate", "beta1", "beta_1", "beta2", "beta_2", "eps", "epsilon", NULL};
+    static const char *const rmsprop[] = {"lr", "learning_rate", "rho", "momentum", "eps", "epsilon", NULL};
+    if (strcasecmp(key, "weight_decay") == 0 || strcasecmp(key, "clipnorm") == 0 ||
+        strcasecmp(key, "global_clipnorm") == 0)
+        return 1;
+    const char *const *keys = kind == CT_OPT_SGD ? sgd : kind == CT_OPT_RMSPROP ? rmsprop : adam;
+    for (; *keys; ++keys)
+        if (strcasecmp(key, *keys) == 0) return 1;
+    return 0;
+}
+
 static int optimizer_option(parser *p, ct_optim_config *o, const char *kv) {
     const char *eq = strchr(kv, '=');
     if (!eq) return PFAIL(p, "optimizer: expected key=value, got '%s'", kv);
@@ -185,24 +208,34 @@ static int directive_conv(parser *p, char **tok, int n) {
     l.kind = CT_LAYER_CONV2D;
     l.stride = 1;
     if (parse_units(p, tok[1], "conv2d filters", &l.units) || parse_kernel(p, tok[2], &l.kh, &l.kw)) return -1;
+    int seen[4] = {0}; /* activation, name, stride, padding */
+    static const char *const what[4] = {"activation", "name", "stride", "padding"};
     for (int i = 3; i < n; ++i) {
         const char *v = tok[i];
         long x;
+        int k;
         if (strncasecmp(v, "activation=", 11) == 0) v += 11;
         if (strncasecmp(v, "name=", 5) == 0) {
-            if (parse_name(p, v + 5, l.name, sizeof l.name)) return -1;
+            k = 1;
+            if (!seen[k] && parse_name(p, v + 5, l.name, sizeof l.name)) return -1;
         } else if (strncasecmp(v, "stride=", 7) == 0 || strncasecmp(v, "strides=", 8) == 0) {
+            k = 2;
             if (ct_parse_long(strchr(v, '=') + 1, 1, 64, &x)) return PFAIL(p, "conv2d: stride: expected 1 to 64, got '%s'", v);
-            l.stride = (int)x;
+            if (!seen[k]) l.stride = (int)x;
         } else if (strncasecmp(v, "padding=", 8) == 0) {
+            k = 3;
             if (ct_parse_long(v + 8, 0, 64, &x)) return PFAIL(p, "conv2d: padding: expected 0 to 64, got '%s'", v);
-            l.pad = (int)x;
+            if (!seen[k]) l.pad = (int)x;
+        } else if (strchr(v, '=')) {
+            return PFAIL(p, "conv2d: unknown setting '%s' (expected stride=, padding=, name= or activation=)", v);
         } else {
+            k = 0;
             int act = ct_activation_parse(v);
             if (act < 0 || act == CT_ACT_SOFTMAX)
                 return PFAIL(p, "conv2d: unknown activation '%s' (expected linear, relu, sigmoid or tanh)", v);
-            l.act = (ct_activation)act;
+            if (!seen[k]) l.act = (ct_activation)act;
         }
+        if (seen[k]++) return PFAIL(p, "conv2d: %s given twice", what[k]);
     }
     s->layers[s->n_layers++] = l;
     return 0;
@@ -235,8 +268,19 @@ static int directive_optimizer(parser *p, char **tok, int n) {
     int kind = ct_optim_parse_kind(tok[1]);
     if (kind < 0) return PFAIL(p, "optimizer: unknown optimizer '%s' (expected sgd, adam, adamw or rmsprop)", tok[1]);
     ct_optim_config o = ct_optim_defaults((ct_optimizer_kind)kind);
-    for (int i = 2; i < n; ++i)
+    for (int i = 2; i < n; ++i) {
         if (optimizer_option(p, &o, tok[i])) return -1;
+        const size_t kl = strcspn(tok[i], "="); /* optimizer_option checked the key: under 32 bytes */
+        char key[32];
+        snprintf(key, sizeof key, "%.*s", (int)kl, tok[i]);
+        if (!optimizer_uses((ct_optimizer_kind)kind, key))
+            return PFAIL(p, "optimizer: %s does not use %s", ct_optim_kind_name((ct_optimizer_kind)kind), key);
+        for (int j = 2; j < i; ++j)
+            if (strcspn(tok[j], "=") == kl && strncasecmp(tok[j], tok[i], kl) == 0)
+                return PFAIL(p, "optimizer: %.*s given twice", (int)kl, tok[i]);
+    }
+    if (o.nesterov && o.momentum == 0.0f)
+        return PFAIL(p, "optimizer: nesterov=1 needs momentum above 0 (Nesterov's step is a momentum step)");
     p->spec->optim = o;
     p->seen_optimizer = 1;
     return 0;
@@ -276,6 +320,16 @@ static int directive_schedule(parser *p, char **tok, int n) {
         else if (KEY("total_steps") && whole_steps(v, &sc.total_steps) == 0) continue;
         else return PFAIL(p, "schedule: '%s' is not a known setting or is out of range", tok[i]);
 #undef KEY
+        static const char *const uses[4] = {"", " step_size gamma ", " total_steps final_frac ",
+                                            " total_steps pct div final_div "};
+        char key[40];
+        snprintf(key, sizeof key, " %.*s ", (int)(kl < 30 ? kl : 30), tok[i]);
+        if (!strstr(uses[kind], key))
+            return PFAIL(p, "schedule: %s has no setting %.*s (its settings:%.*s)", kinds[kind], (int)kl, tok[i],
+                         kind ? (int)strlen(uses[kind]) - 1 : 5, kind ? uses[kind] : " none");
+        for (int j = 2; j < i; ++j)
+            if (strcspn(tok[j], "=") == kl && strncasecmp(tok[j], tok[i], kl) == 0)
+                return PFAIL(p, "schedule: %.*s given twice", (int)kl, tok[i]);
     }
     p->spec->optim.schedule = sc;
     p->seen_schedule = 1;
@@ -315,13 +369,18 @@ static int directive(parser *p, char **tok, int n) {
     if (strcasecmp(d, "dense") == 0) return directive_dense(p, tok, n);
     if (strcasecmp(d, "dropout") == 0) return directive_dropout(p, tok, n);
     if (strcasecmp(d, "optimizer") == 0) {
+        if (p->seen_optimizer) return PFAIL(p, "optimizer: given twice");
         ct_schedule keep = s->optim.schedule; /* the optimizer line resets the config */
         if (directive_optimizer(p, tok, n)) return -1;
         if (p->seen_schedule) s->optim.schedule = keep;
         return 0;
     }
-    if (strcasecmp(d, "schedule") == 0) return directive_schedule(p, tok, n);
+    if (strcasecmp(d, "schedule") == 0) {
+        if (p->seen_schedule) return PFAIL(p, "schedule: given twice");
+        return directive_schedule(p, tok, n);
+    }
     if (strcasecmp(d, "loss") == 0) {
+        if (p->seen_loss) return PFAIL(p, "loss: given twice");
         if (expect_args(p, "loss", n, 2)) return -1;
         int loss = ct_loss_parse(tok[1]);
         if (loss < 0) return PFAIL(p, "loss: unknown loss '%s' (expected categorical_crossentropy or mse)", tok[1]);
@@ -330,14 +389,18 @@ static int directive(parser *p, char **tok, int n) {
         return 0;
     }
     if (strcasecmp(d, "init") == 0 || strcasecmp(d, "kernel_initializer") == 0) {
+        if (p->seen_init) return PFAIL(p, "init: given twice");
         if (expect_args(p, "init", n, 2)) return -1;
         int init = ct_init_parse(tok[1]);
         if (init < 0) return PFAIL(p, "init: unknown initializer '%s' (expected glorot_uniform, he_uniform or he_normal)", tok[1]);
         s->init = (ct_init_kind)init;
+        p->seen_init = 1;
         return 0;
     }
     if (strcasecmp(d, "batch_size") == 0) {
+        if (p->seen_batch) return PFAIL(p, "batch_size: given twice");
         if (expect_args(p, "batch_size", n, 2) || parse_units(p, tok[1], "batch_size", &s->batch_size)) return -1;
+        p->seen_batch = 1;
         return 0;
     }
     return PFAIL(p, "unknown directive '%s' (expected input, dense, conv2d, maxpool2d, flatten, dropout, loss, "

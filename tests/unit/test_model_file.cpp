@@ -113,6 +113,28 @@ TEST(ModelFile, RejectsBadFilesNamingLineAndProblem) {
         {"input 784\ndense 10 softmax\nschedule step step_size=1e108\n", ":3: schedule: 'step_size=1e108' is not"},
         {"input 784\ndense 10 softmax\nschedule cosine total_steps=2.5\n", ":3: schedule: 'total_steps=2.5' is not"},
         {"input 784\ndense 10 softmax\nschedule cosine total_steps=18446744073709551616\n", "is not a known setting"},
+        // Said twice, or said where nothing reads it: refused, not dropped.
+        {"input 784\ndense 16 relu tanh\ndense 10 softmax\n", ":2: dense: two activations ('tanh' after 'relu')"},
+        {"input 784\ndense 16 relu name=a name=b\ndense 10 softmax\n", ":2: dense: name given twice"},
+        {"input 784\ndense 16 relu foo=1\ndense 10 softmax\n", ":2: dense: unknown setting 'foo=1'"},
+        {"input 1 8 8\nconv2d 4 3 stride=1 stride=2\nflatten\ndense 10 softmax\n", ":2: conv2d: stride given twice"},
+        {"input 1 8 8\nconv2d 4 3 dilation=2\nflatten\ndense 10 softmax\n", ":2: conv2d: unknown setting 'dilation=2'"},
+        {"input 784\ndense 10 softmax\noptimizer adam lr=0.1 lr=0.2\n", ":3: optimizer: lr given twice"},
+        {"input 784\ndense 10 softmax\noptimizer sgd beta1=0.5\n", ":3: optimizer: sgd does not use beta1"},
+        {"input 784\ndense 10 softmax\noptimizer rmsprop beta2=0.5\n", ":3: optimizer: rmsprop does not use beta2"},
+        {"input 784\ndense 10 softmax\noptimizer adam momentum=0.9\n", ":3: optimizer: adam does not use momentum"},
+        {"input 784\ndense 10 softmax\noptimizer sgd nesterov=1\n", ":3: optimizer: nesterov=1 needs momentum above 0"},
+        {"input 784\ndense 10 softmax\noptimizer adam\noptimizer sgd\n", ":4: optimizer: given twice"},
+        {"input 784\ndense 10 softmax\nloss mse\nloss mse\n", ":4: loss: given twice"},
+        {"input 784\ndense 10 softmax\ninit he_normal\ninit he_uniform\n", ":4: init: given twice"},
+        {"input 784\ndense 10 softmax\nbatch_size 8\nbatch_size 16\n", ":4: batch_size: given twice"},
+        {"input 784\ndense 10 softmax\nschedule cosine\nschedule step\n", ":4: schedule: given twice"},
+        {"input 784\ndense 10 softmax\nschedule cosine gamma=0.5\n",
+         ":3: schedule: cosine has no setting gamma (its settings: total_steps final_frac)"},
+        {"input 784\ndense 10 softmax\nschedule step gamma=0.5 gamma=0.2\n", ":3: schedule: gamma given twice"},
+        {"input 784\ndense 10 softmax\nschedule constant pct=0.5\n", ":3: schedule: constant has no setting pct (its settings: none)"},
+        // "optim.*" is a checkpoint's optimizer state: a layer may not take the name.
+        {"input 784\ndense 10 softmax name=optim\n", ":2: name: 'optim' is taken"},
     };
     TempDir dir;
     for (const BadCase &c : cases) {
