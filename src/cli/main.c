@@ -48,8 +48,12 @@ static int dispatch(int argc, char **argv) {
  * so themselves. */
 int main(int argc, char **argv) {
     int rc = dispatch(argc, argv);
-    if ((fflush(stdout) != 0 || ferror(stdout)) && rc == CT_EXIT_OK) {
-        fprintf(stderr, "cutrain: error: stdout: write failed: %s\n", strerror(errno));
+    errno = 0;
+    const int flushed = fflush(stdout) == 0;
+    const int e = errno;
+    if ((!flushed || ferror(stdout)) && rc == CT_EXIT_OK) {
+        /* errno is the flush's; an earlier failed write left only the flag */
+        fprintf(stderr, "cutrain: error: stdout: write failed%s%s\n", e ? ": " : "", e ? strerror(e) : "");
         rc = CT_EXIT_FAILURE;
     }
     return rc;

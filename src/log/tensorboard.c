@@ -67,7 +67,10 @@ void ct_tb_discard(struct ct_logger *lg) {
 
 int ct_tb_open(struct ct_logger *lg, const char *dir, ct_error *err) {
     snprintf(lg->tb_dir, sizeof lg->tb_dir, "%s", dir);
-    if (make_dirs(dir, &lg->tb_made, err)) return -1;
+    if (make_dirs(dir, &lg->tb_made, err)) {
+        ct_tb_discard(lg); /* the directories made before the one that failed */
+        return -1;
+    }
     char host[64] = "localhost";
     if (gethostname(host, sizeof host) != 0) snprintf(host, sizeof host, "localhost");
     host[sizeof host - 1] = '\0';

@@ -129,7 +129,6 @@ static int directive_dropout(parser *p, char **tok, int n) {
     return 0;
 }
 
-/* key=value settings of the optimizer line. */
 /* The settings each optimizer reads (kernels/cpu/optim_cpu.c); a key it
  * does not read would be dropped without a word. weight_decay is left to
  * ct_model_spec_validate, which says it is adamw's. */
@@ -146,6 +145,7 @@ static int optimizer_uses(ct_optimizer_kind kind, const char *key) {
     return 0;
 }
 
+/* key=value settings of the optimizer line. */
 static int optimizer_option(parser *p, ct_optim_config *o, const char *kv) {
     const char *eq = strchr(kv, '=');
     if (!eq) return PFAIL(p, "optimizer: expected key=value, got '%s'", kv);
