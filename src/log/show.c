@@ -61,6 +61,21 @@ static void count_flag(show_state *s, const ct_json_doc *d, uint32_t t, uint64_t
     f->first = f->last = step;
 }
 
+/* A number field that holds something else ("loss":"2.3") would be shown as
+ * a missing value; a log that says nonsense is refused instead, by line. */
+static int numbers_or_null(const ct_jsonl_file *f, const ct_jsonl_line *ln, const ct_json_doc *d,
+                           const char *const *keys, ct_error *err) {
+    static const char *const kind_name[] = {"null", "false", "true", "a number", "a string", "an array", "an object"};
+    for (; *keys; ++keys) {
+        const int t = ct_json_find(d, 0, *keys);
+        if (t < 0 || d->tok[t].kind == CT_JSON_NUMBER || d->tok[t].kind == CT_JSON_NULL) continue;
+        const unsigned k = (unsigned)d->tok[t].kind;
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: line %u: \"%s\" is %s; expected a number or null", f->name,
+                       ln->lineno, *keys, k < sizeof kind_name / sizeof kind_name[0] ? kind_name[k] : "not a number");
+    }
+    return 0;
+}
+
 static int take_step(show_state *s, const ct_json_doc *d, uint64_t step, ct_error *err) {
     if (s->n_steps == s->loss_cap) {
         const size_t cap = s->loss_cap ? 2 * s->loss_cap : 1024;
@@ -298,6 +313,11 @@ int ct_show_log(const ct_jsonl_file *f, FILE *out, ct_error *err) {
     for (size_t i = 0; i < f->n_lines && rc == 0; i++) {
         const ct_jsonl_line *ln = &f->lines[i];
         if ((ln->kind != CT_REC_STEP && ln->kind != CT_REC_SUMMARY) || ct_jsonl_parse_line(f, i, d)) continue;
+        static const char *const step_numbers[] = {"loss", NULL};
+        static const char *const summary_numbers[] = {"exit_code", "test_acc", "test_loss", "steps",
+                                                      "epochs",    "seconds",  "seed",      "params", NULL};
+        rc = numbers_or_null(f, ln, d, ln->kind == CT_REC_STEP ? step_numbers : summary_numbers, err);
+        if (rc) break;
         if (ln->kind == CT_REC_STEP)
             rc = take_step(s, d, ln->step, err);
         else

@@ -166,7 +166,10 @@ TEST_F(Show, WhatIsNotALogIsABadInputNamingTheFile) {
     } bad[] = {{"empty.jsonl", ""},
                {"notjson.jsonl", "hello\n"},
                {"notype.jsonl", "{\"step\":1}\n"},
-               {"onlycut.jsonl", "{\"type\":\"step\""}};
+               {"onlycut.jsonl", "{\"type\":\"step\""},
+               // A number field holding something else: refused, not shown as a missing value.
+               {"stringloss.jsonl", "{\"type\":\"step\",\"epoch\":1,\"step\":1,\"loss\":\"2.3\",\"flags\":[]}\n"},
+               {"arraysteps.jsonl", "{\"type\":\"summary\",\"status\":\"completed\",\"steps\":[1]}\n"}};
     for (const Bad &b : bad) {
         const std::string p = dir.file(b.name);
         write_text(p, b.text);
@@ -175,6 +178,9 @@ TEST_F(Show, WhatIsNotALogIsABadInputNamingTheFile) {
         EXPECT_NE(r.out.find("cutrain: error: " + p), std::string::npos) << r.out;
         EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
     }
+    const RunResult r = run_cutrain("show " + dir.file("stringloss.jsonl"));
+    EXPECT_NE(r.out.find("stringloss.jsonl: line 1: \"loss\" is a string; expected a number or null"), std::string::npos)
+        << r.out;
     EXPECT_EQ(run_cutrain("show " + dir.file("missing.jsonl")).exit_code, 3);
     EXPECT_EQ(run_cutrain("show").exit_code, 2);
     EXPECT_EQ(run_cutrain("show a.jsonl b.jsonl").exit_code, 2);
