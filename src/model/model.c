@@ -11,6 +11,7 @@
  * which is both cheaper and stable for logits of any size.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -125,7 +126,13 @@ static void plan_layers(ct_model *m) {
 
 static void *take(ct_model *m, size_t bytes, ct_error *err) {
     void *p = m->be->ops->alloc(m->be, bytes, err);
-    if (p) m->device_bytes += bytes;
+    if (p) {
+        m->device_bytes += bytes;
+    } else if (err) { /* say whose memory it was: the model (file) and its batch */
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        ct_fail(err, err->code, "%s: %s (building the model for %d rows at a time)", m->spec.name, why, m->max_rows);
+    }
     return p;
 }
 

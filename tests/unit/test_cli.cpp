@@ -133,6 +133,34 @@ TEST_F(Cli, AStdoutThatCannotBeWrittenFailsTheCommand) {
               0);
 }
 
+std::vector<std::string> split_lines(const std::string &text) {
+    std::vector<std::string> lines;
+    size_t at = 0;
+    for (size_t nl; (nl = text.find('\n', at)) != std::string::npos; at = nl + 1) lines.push_back(text.substr(at, nl - at));
+    if (at < text.size()) lines.push_back(text.substr(at));
+    return lines;
+}
+
+// A model too large for memory: exit 1, one line naming the model file,
+// what was asked for, and the rows it was built for; no log left behind.
+TEST_F(Cli, AModelTooLargeForMemoryIsNamed) {
+    const std::string big = dir.file("big.txt"), log = dir.file("run.jsonl");
+    write_text(big, "input 64\ndense 1048576 relu\ndense 1048576 relu\ndense 10 softmax\nbatch_size 65536\n");
+    RunResult r = run_cutrain("train --quiet --device cpu --model " + big + " --data " + dir.path() +
+                              " --log-jsonl " + log);
+    // Under ASan (tools/ci-hardening, allocator_may_return_null=1) the
+    // sanitizer adds its own "==PID==WARNING: ... failed to allocate" line.
+    std::string kept;
+    for (const std::string &line : split_lines(r.out))
+        if (line.rfind("==", 0) != 0) kept += line + "\n";
+    r.out = kept;
+    EXPECT_EQ(r.exit_code, CT_EXIT_FAILURE) << r.out;
+    EXPECT_EQ(r.out.rfind("cutrain: error: " + big + ": cpu: out of memory allocating ", 0), 0u) << r.out;
+    EXPECT_NE(r.out.find("(building the model for 65536 rows at a time)"), std::string::npos) << r.out;
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+    EXPECT_FALSE(file_exists(log));
+}
+
 struct FlagCase {
     const char *flags;
     const char *needle;
