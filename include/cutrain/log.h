@@ -68,6 +68,10 @@ void ct_log_diagnosis(ct_logger *lg, const ct_diagnosis *d);
 void ct_log_summary(ct_logger *lg, const ct_run_summary *s);
 /* A line for the terminal only (stderr when quiet is off). */
 void ct_log_note(ct_logger *lg, const char *fmt, ...) CT_PRINTF(2, 3);
+/* -1 with err naming the log when a write to one of the files has failed
+ * so far (the files are flushed at every epoch, so a full disk shows by the
+ * end of the epoch it filled); 0 otherwise. */
+int ct_logger_failed(const ct_logger *lg, ct_error *err);
 /* Flushes and closes; -1 with err set when a write failed (disk full). */
 int ct_logger_close(ct_logger *lg, ct_error *err);
 

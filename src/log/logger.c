@@ -73,18 +73,23 @@ void ct_log_progress(ct_logger *lg, uint32_t epoch, uint32_t epochs, uint64_t st
     lg->progress_shown = 1;
 }
 
+static void flush_log(ct_logger *lg, FILE *f) {
+    errno = 0;
+    if (fflush(f) != 0 && !lg->flush_errno) lg->flush_errno = errno ? errno : EIO;
+}
+
 void ct_log_epoch(ct_logger *lg, const ct_epoch_summary *e, uint32_t epochs) {
     if (lg->jsonl) {
         ct_jsonl_epoch(lg->jsonl, e);
-        fflush(lg->jsonl);
+        flush_log(lg, lg->jsonl);
     }
     if (lg->csv) {
         ct_csv_epoch(lg->csv, e);
-        fflush(lg->csv);
+        flush_log(lg, lg->csv);
     }
     if (lg->tb) {
         ct_tb_epoch(lg, e);
-        fflush(lg->tb);
+        flush_log(lg, lg->tb);
     }
     if (lg->quiet) return;
     clear_progress(lg);
@@ -125,6 +130,19 @@ void ct_log_note(ct_logger *lg, const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+}
+
+int ct_logger_failed(const ct_logger *lg, ct_error *err) {
+    if (!lg) return 0;
+    const struct {
+        FILE *f;
+        const char *path;
+    } logs[] = {{lg->jsonl, lg->jsonl_path}, {lg->csv, lg->csv_path}, {lg->tb, lg->tb_path}};
+    for (size_t i = 0; i < sizeof logs / sizeof logs[0]; ++i)
+        if (logs[i].f && (ferror(logs[i].f) || (logs[i].f == lg->tb && lg->tb_bad)))
+            return ct_fail(err, CT_EXIT_FAILURE, "%s: writing the log failed: %s", logs[i].path,
+                           strerror(lg->flush_errno ? lg->flush_errno : EIO));
+    return 0;
 }
 
 static int close_file(FILE *f, const char *path, ct_error *err) {

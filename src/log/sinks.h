@@ -17,6 +17,7 @@ struct ct_logger {
     int tb_made;              /* directories made for it, undone if the run does not start */
     int tb_bad;               /* an event failed to write */
     uint64_t tb_last_step;    /* the step an epoch's event is plotted at */
+    int flush_errno;          /* of the first flush that failed, 0 if none */
     int quiet, tty;
     int progress_shown;       /* a live line is on screen and needs clearing */
     int n_layers;

@@ -400,6 +400,17 @@ static int train_epoch(run *r, uint32_t epoch, const ct_device_data *test, ct_ru
     double train_s = ct_now() - t0;
     check_empty_epoch(r, epoch);
     finish_epoch(r, epoch, train_s, test, sum);
+    /* A log that can no longer be written (a full disk) ends the run at this
+     * epoch rather than after every epoch left: the weights so far go to
+     * --save, which a run resumed with room to log goes on from. */
+    if (ct_logger_failed(r->log, err)) {
+        if (r->exit_code != CT_EXIT_HEALTH_STOP && opt->save_path) {
+            ct_error ignored; /* the log's failure is the one to report; a failed save keeps the old file */
+            ct_error_clear(&ignored);
+            (void)save_checkpoint(r, &ignored);
+        }
+        return -1;
+    }
     if (r->epoch_step == steps) { /* done: the run's position is the next epoch's start */
         r->epoch = epoch + 1;
         r->epoch_step = 0;

@@ -331,16 +331,22 @@ TEST_F(Checkpoint, AFailedWriteLeavesThePreviousCheckpointIntact) {
 }
 
 // The same limit on a log: the run fails with exit 1 and a message naming
-// the log, instead of finishing with a silently short log.
+// the log, instead of finishing with a silently short log; and it fails at
+// the end of the epoch the log stopped in, not after every epoch left, with
+// the weights so far in --save to resume from.
 TEST_F(Checkpoint, ALogThatCannotBeWrittenMidRunIsAnError) {
-    std::string log = dir.file("log.jsonl");
+    std::string log = dir.file("log.jsonl"), ck = dir.file("ck.st");
     pid_t pid = spawn(split(base() + " --epochs 3 --log-jsonl " + log), 3000);
     int status = wait_status(pid);
     ASSERT_TRUE(WIFEXITED(status)) << "signal " << WTERMSIG(status);
     EXPECT_EQ(WEXITSTATUS(status), CT_EXIT_FAILURE);
-    RunResult r = run_cutrain(base() + " --epochs 3 --log-jsonl /dev/full");
+    RunResult r = run_cutrain(base(const_model()) + " --epochs 100000 --log-jsonl /dev/full --save " + ck);
     EXPECT_EQ(r.exit_code, CT_EXIT_FAILURE) << r.out;
-    EXPECT_NE(r.out.find("/dev/full: writing the log failed"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out, "cutrain: error: /dev/full: writing the log failed: No space left on device\n");
+    Tensors t = read_checkpoint(ck);
+    EXPECT_EQ(t.meta["step"], "7") << "the end of the first epoch (200 items, batch 32)";
+    r = run_cutrain(base(const_model()) + " --epochs 2 --resume " + ck);
+    EXPECT_EQ(r.exit_code, 0) << r.out;
 }
 
 // kill -9 at arbitrary moments of a run that checkpoints every step: the
