@@ -146,6 +146,7 @@ int ct_jsonl_index(const char *bytes, size_t len, const char *name, ct_jsonl_fil
 
 static int read_log(const char *path, int allow_cut_tail, ct_jsonl_file *out, ct_error *err) {
     memset(out, 0, sizeof *out);
+    if (!path[0]) return ct_fail(err, CT_EXIT_USAGE, "expected the path of a JSONL log, got an empty argument");
     /* O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever
      * before the regular-file check could refuse it. */
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);

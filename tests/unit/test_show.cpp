@@ -183,6 +183,9 @@ TEST_F(Show, WhatIsNotALogIsABadInputNamingTheFile) {
         << r.out;
     EXPECT_EQ(run_cutrain("show " + dir.file("missing.jsonl")).exit_code, 3);
     EXPECT_EQ(run_cutrain("show").exit_code, 2);
+    const RunResult empty = run_cutrain("show ''");
+    EXPECT_EQ(empty.exit_code, 2) << empty.out;
+    EXPECT_EQ(empty.out, "cutrain: error: expected the path of a JSONL log, got an empty argument\n");
     EXPECT_EQ(run_cutrain("show a.jsonl b.jsonl").exit_code, 2);
     EXPECT_EQ(run_cutrain("show --steps 3 a.jsonl").exit_code, 2);
     EXPECT_EQ(run_cutrain("show --help").exit_code, 0);
