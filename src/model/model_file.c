@@ -316,8 +316,8 @@ static int directive_schedule(parser *p, char **tok, int n) {
         else if (KEY("final_div") && v >= 1) sc.final_div = (float)v;
         else if (KEY("gamma") && v > 0 && v <= 1) sc.gamma = (float)v;
         else if (KEY("final_frac") && v <= 1) sc.final_frac = (float)v;
-        else if (KEY("step_size") && v >= 1 && whole_steps(v, &sc.step_size) == 0) continue;
-        else if (KEY("total_steps") && whole_steps(v, &sc.total_steps) == 0) continue;
+        else if (KEY("step_size") && v >= 1 && whole_steps(v, &sc.step_size) == 0) { /* set */ }
+        else if (KEY("total_steps") && whole_steps(v, &sc.total_steps) == 0) { /* set */ }
         else return PFAIL(p, "schedule: '%s' is not a known setting or is out of range", tok[i]);
 #undef KEY
         static const char *const uses[4] = {"", " step_size gamma ", " total_steps final_frac ",

@@ -133,6 +133,10 @@ TEST(ModelFile, RejectsBadFilesNamingLineAndProblem) {
          ":3: schedule: cosine has no setting gamma (its settings: total_steps final_frac)"},
         {"input 784\ndense 10 softmax\nschedule step gamma=0.5 gamma=0.2\n", ":3: schedule: gamma given twice"},
         {"input 784\ndense 10 softmax\nschedule constant pct=0.5\n", ":3: schedule: constant has no setting pct (its settings: none)"},
+        {"input 784\ndense 10 softmax\nschedule cosine step_size=5\n", ":3: schedule: cosine has no setting step_size"},
+        {"input 784\ndense 10 softmax\nschedule step total_steps=10\n", ":3: schedule: step has no setting total_steps"},
+        {"input 784\ndense 10 softmax\nschedule step step_size=2 step_size=3\n", ":3: schedule: step_size given twice"},
+        {"input 784\ndense 10 softmax\nschedule cosine total_steps=2 total_steps=3\n", ":3: schedule: total_steps given twice"},
         // "optim.*" is a checkpoint's optimizer state: a layer may not take the name.
         {"input 784\ndense 10 softmax name=optim\n", ":2: name: 'optim' is taken"},
     };
