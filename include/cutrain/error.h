@@ -24,7 +24,7 @@ enum {
 
 typedef struct ct_error {
     int code;       /* one of CT_EXIT_*; 0 while no error */
-    char msg[640];  /* one line, no trailing newline       */
+    char msg[3072]; /* one line, no trailing newline: room for two paths of PATH_MAX-ish length and the reason */
 } ct_error;
 
 #if defined(__GNUC__)

@@ -4,10 +4,13 @@
  * (monotonic clock around the queued steps and the final device sync),
  * evaluation excluded, as the speed records count them. */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "src/cli/args.h"
 #include "src/cli/commands.h"
@@ -291,15 +294,31 @@ static int time_to_accuracy(bench_ctx *c, const ct_model_spec *spec, ct_backend 
     return 0;
 }
 
+/* The figures, all or nothing: into a temporary file beside --json, then
+ * renamed over it, so a failed write (a full disk, ulimit -f) leaves the old
+ * file as it was. A path that is not a regular file (/dev/stdout, a FIFO) is
+ * written directly: renaming would replace it. */
 static int write_json(const char *path, const char *buf, size_t len, ct_error *err) {
-    FILE *f = fopen(path, "w");
-    if (!f) return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: cannot write the JSON output: %s", path, strerror(errno));
-    int bad = fwrite(buf, 1, len, f) != len;
-    int e = errno;
-    bad |= fclose(f) != 0;
-    if (!bad) return 0;
-    remove(path); /* a cut JSON file is worse than none */
-    return ct_fail(err, CT_EXIT_FAILURE, "%s: writing the JSON output failed: %s", path, strerror(e ? e : errno));
+    struct stat st;
+    const int special = stat(path, &st) == 0 && !S_ISREG(st.st_mode);
+    char tmp[1100];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: path too long for its temporary file", path);
+    errno = 0;
+    int fd = special ? open(path, O_WRONLY | O_TRUNC)
+                     : open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0666);
+    if (fd < 0) return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: cannot write the JSON output: %s", path, strerror(errno));
+    int e = 0;
+    for (size_t done = 0; done < len && !e;) {
+        ssize_t n = write(fd, buf + done, len - done);
+        if (n < 0 && errno != EINTR) e = errno;
+        if (n > 0) done += (size_t)n;
+    }
+    if (close(fd) != 0 && !e) e = errno;
+    if (!e && !special && rename(tmp, path) != 0) e = errno;
+    if (!e) return 0;
+    if (!special) remove(tmp);
+    return ct_fail(err, CT_EXIT_FAILURE, "%s: writing the JSON output failed: %s", path, strerror(e));
 }
 
 int ct_cmd_bench(int argc, char **argv) {

@@ -1,7 +1,10 @@
 /* cutrain: the command-line entry point. */
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cutrain/cutrain.h"
 #include "src/cli/commands.h"
@@ -47,6 +50,22 @@ static int dispatch(int argc, char **argv) {
  * pipe) fails the command, as it already does in show and check, which say
  * so themselves. */
 int main(int argc, char **argv) {
+    /* A closed stdin, stdout or stderr would hand its number to the first
+     * file opened, and the terminal's lines would land in the JSONL log. */
+    for (int fd = 0; fd <= 2; ++fd)
+        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+            int null = open("/dev/null", O_RDWR);
+            if (null >= 0 && null != fd) {
+                dup2(null, fd);
+                close(null);
+            }
+        }
+    /* A reader that went away (| head) or a file-size limit (ulimit -f) makes
+     * the write fail (EPIPE, EFBIG), which every output checks, instead of
+     * killing the process mid-record with no message, no summary, no
+     * checkpoint and a temporary file left behind. */
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN);
     int rc = dispatch(argc, argv);
     errno = 0;
     const int flushed = fflush(stdout) == 0;

@@ -141,6 +141,20 @@ TEST_F(Bench, AHealthStopIsExitFourAndLeavesTheJsonAsItWas) {
     EXPECT_EQ(read_lines(json), std::vector<std::string>{"old"});
 }
 
+// --json is all or nothing: a write that fails (here a file-size limit, as a
+// full disk fails it) leaves the old file as it was and no temporary file.
+TEST_F(Bench, AJsonThatCannotBeWrittenLeavesTheOldOne) {
+    std::string json = dir.file("b.json");
+    write_text(json, "old\n");
+    RunResult r = run_command("(ulimit -S -f 0; exec " + std::string(CT_CUTRAIN_EXE) + " " + base() +
+                              " --steps 3 --warmup 0 --repeats 1 --json " + json + ")");
+    EXPECT_EQ(r.exit_code, CT_EXIT_FAILURE) << r.out;
+    EXPECT_EQ(r.out, "cutrain: error: " + json + ": writing the JSON output failed: File too large\n");
+    EXPECT_EQ(read_lines(json), std::vector<std::string>{"old"});
+    RunResult ls = run_command("ls " + dir.path() + " | grep -c tmp");
+    EXPECT_EQ(ls.out, "0\n") << "a temporary file was left";
+}
+
 TEST_F(Bench, RejectsNonsense) {
     RunResult r = run_cutrain(base() + " --repeats 0");
     EXPECT_EQ(r.exit_code, CT_EXIT_USAGE) << r.out;

@@ -141,6 +141,25 @@ std::vector<std::string> split_lines(const std::string &text) {
     return lines;
 }
 
+// A closed stdout must not hand its descriptor to the JSONL log (the
+// terminal's lines would land among the records); a reader that goes away
+// (| head) makes stdout's writes fail, not the process die: the run ends,
+// its log has its summary and --save its checkpoint, and the exit is 1.
+TEST_F(Cli, AClosedOrBrokenStdoutNeitherPollutesTheLogNorKillsTheRun) {
+    const std::string log = dir.file("run.jsonl"), ck = dir.file("ck.st"), rc = dir.file("rc");
+    const std::string train = std::string(CT_CUTRAIN_EXE) + " train --device cpu --model " + model() + " --data " +
+                              dir.path() + " --epochs 3 --log-jsonl " + log;
+    RunResult r = run_command("(" + train + " >&-)");
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    for (const std::string &line : read_lines(log)) EXPECT_EQ(line.rfind("{\"type\":", 0), 0u) << line;
+    EXPECT_EQ(jsonl_of_type(log, "summary").size(), 1u);
+
+    r = run_command("(" + train + " --save " + ck + "; echo $? > " + rc + ") | head -n 1");
+    EXPECT_EQ(read_lines(rc), std::vector<std::string>{"1"}) << "exit status; output: " << r.out;
+    EXPECT_EQ(jsonl_of_type(log, "summary").size(), 1u);
+    EXPECT_TRUE(file_exists(ck));
+}
+
 // A model too large for memory: exit 1, one line naming the model file,
 // what was asked for, and the rows it was built for; no log left behind.
 TEST_F(Cli, AModelTooLargeForMemoryIsNamed) {
