@@ -15,6 +15,7 @@ struct ct_logger {
     char tb_dir[1024];
     char tb_path[1200];
     int tb_made;              /* directories made for it, undone if the run does not start */
+    size_t tb_made_len;       /* tb_dir's prefix up to the deepest of them */
     int tb_bad;               /* an event failed to write */
     uint64_t tb_last_step;    /* the step an epoch's event is plotted at */
     int flush_errno;          /* of the first flush that failed, 0 if none */

@@ -22,7 +22,7 @@ static double wall_time(void) {
 
 /* mkdir -p, counting the directories it made so that a run that fails to
  * start can take them away again. */
-static int make_dirs(const char *dir, int *made, ct_error *err) {
+static int make_dirs(const char *dir, int *made, size_t *deepest, ct_error *err) {
     char path[sizeof ((struct ct_logger *)0)->tb_dir];
     snprintf(path, sizeof path, "%s", dir);
     size_t n = strlen(path);
@@ -33,6 +33,7 @@ static int make_dirs(const char *dir, int *made, ct_error *err) {
         path[i] = '\0';
         if (mkdir(path, 0777) == 0) {
             ++*made;
+            *deepest = i; /* the made directories end here: the undo starts from it */
         } else if (errno != EEXIST) {
             int e = errno;
             path[i] = keep;
@@ -52,7 +53,7 @@ void ct_tb_discard(struct ct_logger *lg) {
     }
     if (lg->tb_path[0]) remove(lg->tb_path);
     char path[sizeof lg->tb_dir];
-    snprintf(path, sizeof path, "%s", lg->tb_dir);
+    snprintf(path, sizeof path, "%.*s", (int)lg->tb_made_len, lg->tb_dir);
     for (int i = 0; i < lg->tb_made; ++i) {
         size_t n = strlen(path);
         while (n > 1 && path[n - 1] == '/') path[--n] = '\0';
@@ -67,7 +68,7 @@ void ct_tb_discard(struct ct_logger *lg) {
 
 int ct_tb_open(struct ct_logger *lg, const char *dir, ct_error *err) {
     snprintf(lg->tb_dir, sizeof lg->tb_dir, "%s", dir);
-    if (make_dirs(dir, &lg->tb_made, err)) {
+    if (make_dirs(dir, &lg->tb_made, &lg->tb_made_len, err)) {
         ct_tb_discard(lg); /* the directories made before the one that failed */
         return -1;
     }

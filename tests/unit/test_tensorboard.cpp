@@ -278,6 +278,26 @@ TEST(TfEvents, AnOverflowingMessageIsNotWritten) {
     EXPECT_TRUE(got.empty());
 }
 
+// ---- the sink's directory ---------------------------------------------------
+
+// A log directory that cannot be made all the way down (here a name past
+// NAME_MAX at the bottom) leaves none of the directories made above it.
+TEST(TensorBoardDir, AFailedMkdirTakesAwayTheParentsItMade) {
+    TempDir dir;
+    const std::string tb = dir.file("x/y/" + std::string(300, 'z'));
+    ct_log_options lo = {};
+    lo.quiet = 1;
+    lo.tensorboard_dir = tb.c_str();
+    ct_error err;
+    ct_error_clear(&err);
+    ct_logger *lg = ct_logger_open(&lo, &err);
+    EXPECT_EQ(lg, nullptr);
+    if (lg) ct_logger_close(lg, nullptr);
+    EXPECT_EQ(err.code, CT_EXIT_BAD_INPUT);
+    EXPECT_NE(std::string(err.msg).find("cannot make the TensorBoard log directory"), std::string::npos) << err.msg;
+    EXPECT_FALSE(file_exists(dir.file("x"))) << "x (and x/y) were made and left";
+}
+
 // ---- the sink in a training run --------------------------------------------
 
 const char *kModel = "input 64\ndense 16 relu\ndense 10 softmax\noptimizer adam lr=0.01\nbatch_size 32\n";
