@@ -71,6 +71,7 @@ typedef struct run {
     /* this epoch so far */
     double ep_loss, ep_correct;
     uint64_t ep_samples, ep_steps, ep_empty, ep_skipped;
+    uint64_t ep_samples_before; /* of a resumed epoch: trained before the checkpoint, outside this run's clock */
 } run;
 
 /* With --on-nan stop the run ends at the failing step: the steps the
@@ -303,6 +304,7 @@ static void start_epoch(run *r, uint32_t epoch, uint64_t first) {
         r->ep_loss = r->ep_correct = 0;
         r->ep_samples = r->ep_steps = r->ep_empty = r->ep_skipped = 0;
     }
+    r->ep_samples_before = r->ep_samples;
 }
 
 /* Where the run is, after every queued step's record has been read. */
@@ -341,7 +343,9 @@ static void finish_epoch(run *r, uint32_t epoch, double train_s, const ct_device
     e.train_loss = r->ep_samples ? r->ep_loss / (double)r->ep_samples : NAN;
     e.train_acc = r->ep_samples ? r->ep_correct / (double)r->ep_samples : NAN;
     e.seconds = train_s;
-    e.samples_per_s = train_s > 0 ? (double)r->ep_samples / train_s : 0;
+    /* A resumed epoch's seconds are this run's part of it: its rate counts
+     * the samples of that part, not the ones trained before the checkpoint. */
+    e.samples_per_s = train_s > 0 ? (double)(r->ep_samples - r->ep_samples_before) / train_s : 0;
     e.empty_batches = r->ep_empty;
     e.skipped_steps = r->ep_skipped;
     e.test_loss = e.test_acc = NAN;

@@ -160,6 +160,15 @@ TEST_F(Checkpoint, ResumedRunWritesTheRecordsOfAnUninterruptedRun) {
     EXPECT_EQ(e2[0], ef[1]);
     EXPECT_EQ(e2[1], ef[2]);
     EXPECT_EQ(untimed_of_type(p2, "summary"), untimed_of_type(full, "summary"));
+    // The resumed epoch's rate is its samples in this run over this run's
+    // seconds of it: steps 11..14 (epoch 2 is steps 8..14, batch 32, of a
+    // 200-item set whose last batch has 8), not the whole epoch's samples.
+    auto ep2 = jsonl_of_type(p2, "epoch")[0];
+    double in_this_run = 0;
+    for (size_t i = 0; i < 4; ++i) in_this_run += json_number(s2[i], "batch_size");
+    EXPECT_EQ(in_this_run, 3 * 32 + 8);
+    EXPECT_NEAR(json_number(ep2, "samples_per_s") * json_number(ep2, "seconds"), in_this_run, 1e-3 * in_this_run)
+        << ep2;
 
     Tensors a = read_checkpoint(ckf), b = read_checkpoint(ck2);
     EXPECT_EQ(a.values, b.values);
