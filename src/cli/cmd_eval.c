@@ -50,7 +50,9 @@ int ct_cmd_eval(int argc, char **argv) {
     if (ct_model_spec_resolve(model, &spec, &err) || ct_cli_load_split(data, "test", &spec, &test, &err) ||
         (jsonl && ct_cli_check_writable(jsonl, "--log-jsonl", &err)) ||
         ct_cli_check_distinct(files, 2 + ct_cli_input_files(model, NULL, &test, files + 2), &err) ||
-        !(be = ct_cli_backend(device, threads, quiet, &err)) || ct_model_build(&m, &spec, be, batch, 0, &err) ||
+        !(be = ct_cli_backend(device, threads, quiet, &err)) ||
+        /* no buffer larger than the test set: its rows are all a pass can take */
+        ct_model_build(&m, &spec, be, batch < (int)test.count ? batch : (int)test.count, 0, &err) ||
         ct_model_load_weights(&m, weights, &err) || ct_device_data_upload(be, &test, &d, &err)) {
         code = ct_cli_report(&err);
         goto out;

@@ -94,11 +94,16 @@ int ct_check_param_tensor(const char *path, const ct_st_tensor *t, const char *n
     return 0;
 }
 
+/* The layers of a description (ct_model_spec_describe): what comes before
+ * the first ';' (the loss, the recipe and the init do not change weights). */
+static size_t layers_len(const char *desc) { return strcspn(desc, ";"); }
+
 int ct_model_load_weights(ct_model *m, const char *path, ct_error *err) {
     ct_st_file f;
     if (ct_safetensors_read(path, &f, err)) return -1;
     float *host = malloc((m->n_params ? m->n_params : 1) * sizeof(float));
     int rc = host ? 0 : ct_fail(err, CT_EXIT_FAILURE, "%s: out of memory", path);
+
     for (int p = 0; rc == 0 && p < m->n_param_layers; ++p) {
         const ct_layer *l = &m->layers[m->param_layer[p]];
         char wn[CT_ST_MAX_NAME], bn[CT_ST_MAX_NAME];
@@ -136,6 +141,18 @@ int ct_model_load_weights(ct_model *m, const char *path, ct_error *err) {
                          "%s: tensor '%s' is not a parameter of the model (its layers with parameters: %s)", path, name,
                          layers);
         }
+    }
+    /* A file cutrain wrote names its model: tensors of the right shapes for
+     * layers of another activation load and mean nothing. (A PyTorch
+     * state_dict has no such record; its shapes are all there is to check.) */
+    const char *written_for = ct_safetensors_meta(&f, "model");
+    if (rc == 0 && written_for) {
+        char mine[1024];
+        ct_model_spec_describe(&m->spec, mine, sizeof mine);
+        const size_t a = layers_len(written_for), b = layers_len(mine);
+        if (a != b || strncmp(written_for, mine, a) != 0)
+            rc = ct_fail(err, CT_EXIT_BAD_INPUT, "%s: written for the layers '%.*s', but this model's are '%.*s'", path,
+                         (int)a, written_for, (int)b, mine);
     }
     if (rc == 0) ct_model_set_params(m, host);
     free(host);
