@@ -240,6 +240,26 @@ static int compare_kind(const ct_jsonl_file *run, const ct_jsonl_file *golden, c
                 gl->lineno);
             return 1;
         }
+        /* Steps and epochs are numbered: a record one log lacks in the middle
+         * is said as such, not as every field of the next one differing. */
+        if (kind == CT_REC_STEP || kind == CT_REC_EPOCH) {
+            const ct_jsonl_line *rl = &run->lines[i];
+            const uint64_t rn = kind == CT_REC_STEP ? rl->step : rl->epoch, gn = kind == CT_REC_STEP ? gl->step : gl->epoch;
+            char rlab[96];
+            label(run, rl, rlab, sizeof rlab);
+            label(golden, gl, lab, sizeof lab);
+            if (rn > gn) {
+                put(out, out_len, "%s line %u: missing %s (the run has %s next); %s line %u has it", run->name,
+                    rl->lineno, lab, rlab, golden->name, gl->lineno);
+                return 1;
+            }
+            if (rn < gn) {
+                put(out, out_len, "%s line %u: extra %s (%s line %u has %s next)", run->name, rl->lineno, rlab,
+                    golden->name, gl->lineno, lab);
+                *pos = 2 * (uint64_t)gl->lineno - 1; /* just before the golden's next record */
+                return 1;
+            }
+        }
         if (ct_jsonl_parse_line(run, i, rd) || ct_jsonl_parse_line(golden, j, gd)) return -1;
         pair p = {run, golden, &run->lines[i], gl, rd, gd, o, out, out_len};
         if (compare_members(&p, 0, 0, "", 1)) return 1;

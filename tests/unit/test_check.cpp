@@ -196,9 +196,16 @@ TEST_F(CheckRules, FlagsFieldsAndIdentityAreExact) {
     EXPECT_EQ(res.exit_code, CT_EXIT_MISMATCH);
     EXPECT_TRUE(has(res.out, "line 2 (step 2): flags = [\"CLIPPED\"], but " + g + " line 2 has []")) << res.out;
 
+    // A record one log lacks in the middle is named as missing (or extra),
+    // not reported as the next record's step number differing.
     res = check(log("s.jsonl", {step(1, "1"), step(3, "1")}), g, "--atol 1e300");
     EXPECT_EQ(res.exit_code, CT_EXIT_MISMATCH);
-    EXPECT_TRUE(has(res.out, "line 2 (step 2): step = 3, but")) << res.out;
+    EXPECT_TRUE(has(res.out, "s.jsonl line 2: missing step 2 (the run has step 3 next); " + g + " line 2 has it"))
+        << res.out;
+    res = check(log("e.jsonl", {step(1, "1"), step(2, "1")}), log("h.jsonl", {step(2, "1")}), "--atol 1e300");
+    EXPECT_EQ(res.exit_code, CT_EXIT_MISMATCH);
+    EXPECT_TRUE(has(res.out, "e.jsonl line 1: extra step 1 (")) << res.out;
+    EXPECT_TRUE(has(res.out, "h.jsonl line 1 has step 2 next)")) << res.out;
 
     res = check(log("x.jsonl", {step(1, "1"), step(2, "1", R"(,"new_field":3)")}), g);
     EXPECT_TRUE(has(res.out, "line 2 (step 2): field 'new_field' = 3 is not in " + g + " line 2")) << res.out;
