@@ -38,7 +38,8 @@ static const char *const schedule_choices[] = {"constant", "step", "cosine", "on
 #define USAGE                                                                                                     \
     "usage: cutrain train [--model PRESET|FILE] [--data DIR] [--epochs N] [options]\n\n"                           \
     "Trains a model on MNIST-format IDX data and evaluates it on the test split after every epoch.\n"              \
-    "Presets: seed (784-10-10, Adam 1e-3, batch 32), mlp (784-512-512-10, Adam 1e-3, batch 128)."
+    "Presets: seed (784-10-10, Adam 1e-3, batch 32), mlp (784-512-512-10, Adam 1e-3, batch 128),\n"            \
+    "cnn (PyTorch's MNIST example: conv 32, conv 64, max-pool, dropout, dense 128, 10; batch 64)."
 
 /* Applies command-line overrides to the model's own recipe. */
 static int apply_overrides(ct_model_spec *spec, const train_flags *f, const ct_arg *args, int n, ct_error *err) {
@@ -149,7 +150,7 @@ int ct_cmd_train(int argc, char **argv) {
                      .drain_every = 32, .health = ct_health_defaults()};
     ct_health_config *hc = &f.health;
     ct_arg args[] = {
-        {"--model", ARG_STRING, &f.model, 0, 0, 0, "PRESET|FILE", "seed, mlp, or a model file (default mlp)"},
+        {"--model", ARG_STRING, &f.model, 0, 0, 0, "PRESET|FILE", "seed, mlp, cnn, or a model file (default mlp)"},
         {"--data", ARG_STRING, &f.data, 0, 0, 0, "DIR", "directory with the MNIST IDX files (default data/mnist)"},
         {"--epochs", ARG_INT, &f.epochs, 1, 100000, 0, "N", "passes over the training set (default 1)"},
         {"--batch-size", ARG_INT, &f.batch_size, 1, 65536, 0, "N", "rows per step (default: the model's)"},

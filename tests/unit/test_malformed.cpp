@@ -479,7 +479,7 @@ std::vector<Case> flag_cases() {
     const std::vector<std::pair<std::string, std::vector<std::string>>> numeric = {
         {"train",
          {"--epochs", "--batch-size", "--lr", "--clip-grad-norm", "--lr-pct", "--lr-step-size", "--lr-gamma",
-          "--seed", "--threads", "--max-steps", "--drain-every", "--inject-nan", "--health-vanishing-ratio",
+          "--seed", "--threads", "--max-steps", "--save-every", "--drain-every", "--inject-nan", "--health-vanishing-ratio",
           "--health-vanishing-window", "--health-dead-window", "--health-explode-factor",
           "--health-explode-window", "--health-chance-window", "--health-chance-tolerance"}},
         {"eval", {"--batch-size", "--threads"}},
