@@ -270,8 +270,9 @@ static int time_to_accuracy(bench_ctx *c, const ct_model_spec *spec, ct_backend 
         if (rc < 0) return -1;
         int ok = sum.test_acc >= f->tta;
         if (!f->quiet)
-            printf("seed %llu: %s %.4f after %u epochs, %.2f s of training\n", (unsigned long long)o.seed,
-                   ok ? "reached" : "did not reach", sum.test_acc, sum.epochs, sum.train_seconds);
+            printf("seed %llu: test accuracy %.4f after %u epochs (%s %.4f), %.2f s of training\n",
+                   (unsigned long long)o.seed, sum.test_acc, sum.epochs, ok ? "reached the target" : "short of the target",
+                   f->tta, sum.train_seconds);
         if (j) {
             fprintf(j, "{\"tool\":\"cutrain\",\"kind\":\"time_to_accuracy\",\"model\":");
             ct_json_string(j, spec->name);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "src/log/sinks.h"
@@ -145,22 +146,33 @@ int ct_logger_failed(const ct_logger *lg, ct_error *err) {
     return 0;
 }
 
-static int close_file(FILE *f, const char *path, ct_error *err) {
+static int close_file(const ct_logger *lg, FILE *f, const char *path, ct_error *err) {
     if (!f) return 0;
-    int bad = ferror(f) | fflush(f);
-    int saved = errno;
-    bad |= fclose(f);
-    if (bad) return ct_fail(err, CT_EXIT_FAILURE, "%s: writing the log failed: %s", path, strerror(saved ? saved : errno));
-    return 0;
+    int bad = ferror(f), e = 0;
+    errno = 0;
+    if (fflush(f) != 0) bad = 1, e = errno;
+    if (fclose(f) != 0) bad = 1, e = e ? e : errno;
+    if (!bad) return 0;
+    if (!e) e = lg->flush_errno ? lg->flush_errno : EIO; /* an earlier write failed: its flush's reason */
+    /* A log the disk never took a byte of says nothing: it goes, rather than
+     * stay behind as an empty file. */
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0) remove(path);
+    return ct_fail(err, CT_EXIT_FAILURE, "%s: writing the log failed: %s", path, strerror(e));
 }
 
 int ct_logger_close(ct_logger *lg, ct_error *err) {
     if (!lg) return 0;
     clear_progress(lg);
-    int rc = close_file(lg->jsonl, lg->jsonl_path, err);
-    if (close_file(lg->csv, lg->csv_path, rc ? NULL : err)) rc = -1;
+    int rc = close_file(lg, lg->jsonl, lg->jsonl_path, err);
+    if (close_file(lg, lg->csv, lg->csv_path, rc ? NULL : err)) rc = -1;
     if (lg->tb_bad && !rc) rc = ct_fail(err, CT_EXIT_FAILURE, "%s: writing the TensorBoard log failed", lg->tb_path);
-    if (close_file(lg->tb, lg->tb_path, rc ? NULL : err)) rc = -1;
+    if (close_file(lg, lg->tb, lg->tb_path, rc ? NULL : err)) rc = -1;
+    if (lg->tb && access(lg->tb_path, F_OK) != 0) { /* removed empty: the directories made for it go too */
+        lg->tb = NULL;
+        lg->tb_path[0] = '\0';
+        ct_tb_discard(lg);
+    }
     free(lg);
     return rc;
 }

@@ -159,7 +159,8 @@ static void print_header(const ct_jsonl_file *f, const show_state *s, FILE *out)
             grouped(s->params, b, sizeof b));
     /* Any number may be in a log; only an exit status is converted. */
     const int code = s->exit_code >= 0 && s->exit_code <= 255 ? (int)s->exit_code : -1;
-    const char *how = code == CT_EXIT_OK            ? "completed"
+    const char *how = strcmp(s->status, "evaluated") == 0 ? "evaluated (a log of cutrain eval)"
+                      : code == CT_EXIT_OK            ? "completed"
                       : code == CT_EXIT_HEALTH_STOP ? "stopped by a health policy (see the diagnoses)"
                       : code == CT_EXIT_INTERRUPTED ? "interrupted (SIGINT, SIGTERM or SIGHUP)"
                                                     : s->status;

@@ -171,8 +171,8 @@ static int optimizer_option(parser *p, ct_optim_config *o, const char *kv) {
         if (strcasecmp(key, opts[i].name) != 0) continue;
         int open_low = strcmp(opts[i].name, "lr") == 0 || strcmp(opts[i].name, "learning_rate") == 0;
         if (v < opts[i].lo || v >= opts[i].hi || (open_low && v == 0))
-            return PFAIL(p, "optimizer: %s=%s is out of range (expected %s%g to %g)", key, eq + 1,
-                         open_low ? "more than " : "", opts[i].lo, opts[i].hi);
+            return PFAIL(p, "optimizer: %s=%s is out of range (expected a value in %c%g, %g))", key, eq + 1,
+                         open_low ? '(' : '[', opts[i].lo, opts[i].hi);
         *opts[i].field = (float)v;
         return 0;
     }

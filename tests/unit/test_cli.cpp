@@ -178,6 +178,19 @@ TEST_F(Cli, AClosedOrBrokenStdoutNeitherPollutesTheLogNorKillsTheRun) {
     EXPECT_TRUE(file_exists(ck));
 }
 
+// A disk that takes not one byte (here ulimit -f 0): the run fails with one
+// line naming the log, and leaves no empty log file and no TensorBoard
+// directory behind.
+TEST_F(Cli, LogsTheDiskTookNothingOfAreNotLeftEmpty) {
+    const std::string log = dir.file("run.jsonl"), tb = dir.file("tb/run");
+    RunResult r = run_command("(ulimit -S -f 0; exec " + std::string(CT_CUTRAIN_EXE) + " " + base() +
+                              " --epochs 2 --log-jsonl " + log + " --log-tensorboard " + tb + ")");
+    EXPECT_EQ(r.exit_code, CT_EXIT_FAILURE) << r.out;
+    EXPECT_EQ(r.out, "cutrain: error: " + log + ": writing the log failed: File too large\n");
+    EXPECT_FALSE(file_exists(log));
+    EXPECT_FALSE(file_exists(dir.file("tb")));
+}
+
 // A model too large for memory: exit 1, one line naming the model file,
 // what was asked for, and the rows it was built for; no log left behind.
 TEST_F(Cli, AModelTooLargeForMemoryIsNamed) {
