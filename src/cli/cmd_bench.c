@@ -353,6 +353,17 @@ int ct_cmd_bench(int argc, char **argv) {
     int rc = ct_args_parse(argc, argv, args, n, USAGE, &err);
     if (rc == 1) return CT_EXIT_OK;
     if (rc) return ct_cli_report(&err);
+    if (ct_args_seen(args, n, "--time-to-accuracy")) {
+        const char *throughput_only[] = {"--steps", "--warmup", "--repeats", "--epochs", "--phases", "--ops"};
+        for (size_t i = 0; i < sizeof throughput_only / sizeof throughput_only[0]; ++i)
+            if (ct_args_seen(args, n, throughput_only[i])) {
+                ct_fail(&err, CT_EXIT_USAGE,
+                        "%s: a setting of the throughput runs, which --time-to-accuracy replaces (it trains whole "
+                        "epochs until the accuracy)",
+                        throughput_only[i]);
+                return ct_cli_report(&err);
+            }
+    }
     const char *tta_only[] = {"--seeds", "--max-epochs"};
     for (int i = 0; i < 2; ++i)
         if (ct_args_seen(args, n, tta_only[i]) && !ct_args_seen(args, n, "--time-to-accuracy")) {

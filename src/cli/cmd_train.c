@@ -87,11 +87,19 @@ static int apply_overrides(ct_model_spec *spec, const train_flags *f, const ct_a
 }
 
 static int check_batches(const ct_dataset *train, const ct_train_options *o, ct_error *err) {
-    if (ct_steps_per_epoch(train->count, o->batch_size, o->drop_last) == 0)
+    const uint64_t spe = ct_steps_per_epoch(train->count, o->batch_size, o->drop_last);
+    if (spe == 0)
         return ct_fail(err, CT_EXIT_USAGE,
                        "--batch-size %d with --drop-last leaves no full batch from the %zu items of %s; "
                        "use a batch size of at most %zu or drop --drop-last",
                        o->batch_size, train->count, train->images_path, train->count);
+    /* A fault planted past the run's last step would never be planted. */
+    uint64_t last = spe * (uint64_t)o->epochs;
+    if (o->max_steps && o->max_steps < last) last = o->max_steps;
+    if (o->inject_nan_step > last)
+        return ct_fail(err, CT_EXIT_USAGE, "--inject-nan %llu: the run ends at step %llu (%s)",
+                       (unsigned long long)o->inject_nan_step, (unsigned long long)last,
+                       o->max_steps && o->max_steps == last ? "--max-steps" : "--epochs x steps per epoch");
     return 0;
 }
 
@@ -142,6 +150,20 @@ static int resume_from(ct_model *m, const ct_dataset *train, const train_flags *
                        (unsigned long long)f->seed, f->resume, (unsigned long long)st->seed);
     opt->seed = st->seed;
     opt->resume = st;
+    /* Limits the checkpoint is already past would end the run at once as
+     * "completed" with nothing done; --max-steps and --epochs count the whole
+     * run, across resumes. */
+    if (opt->max_steps && opt->max_steps < st->step)
+        return ct_fail(err, CT_EXIT_USAGE,
+                       "--max-steps %llu: %s is at step %llu already (--max-steps counts the steps of the whole run)",
+                       (unsigned long long)opt->max_steps, f->resume, (unsigned long long)st->step);
+    const uint32_t least = st->epoch_steps ? st->epoch : st->epoch - 1;
+    if ((uint32_t)opt->epochs < least)
+        return ct_fail(err, CT_EXIT_USAGE, "--epochs %d: %s is %s epoch %u already (--epochs counts the whole run)",
+                       opt->epochs, f->resume, st->epoch_steps ? "in" : "past", least);
+    if (opt->inject_nan_step && opt->inject_nan_step <= st->step)
+        return ct_fail(err, CT_EXIT_USAGE, "--inject-nan %llu: %s goes on from step %llu, past it",
+                       (unsigned long long)opt->inject_nan_step, f->resume, (unsigned long long)st->step + 1);
     return 0;
 }
 

@@ -49,6 +49,18 @@ static int parse_item(const char *item, size_t len, const char *flag, ct_compare
     if (is_identity(field))
         return ct_fail(err, CT_EXIT_USAGE, "%s: '%s' is always compared exactly (it says which records are compared)",
                        flag, field);
+    /* A tolerance no comparison would ever read is a mistake to say, not to
+     * drop: timing fields are skipped, names and lists compared exactly. */
+    static const char *const no_number[] = {"flags", "code", "severity", "layer", "message", "status", "model", "device"};
+    const size_t n = strlen(field);
+    int timing = strcmp(field, "seconds") == 0 || (n > 8 && strcmp(field + n - 8, "_seconds") == 0) ||
+                 (n > 6 && strcmp(field + n - 6, "_per_s") == 0);
+    for (size_t i = 0; !timing && i < sizeof no_number / sizeof no_number[0]; i++)
+        if (strcmp(field, no_number[i]) == 0)
+            return ct_fail(err, CT_EXIT_USAGE, "%s: '%s' is not a number: it is compared exactly, no tolerance applies",
+                           flag, field);
+    if (timing)
+        return ct_fail(err, CT_EXIT_USAGE, "%s: '%s' is a timing field, which is never compared", flag, field);
     for (int i = 0; i < o->n_over; i++)
         if (strcmp(o->over[i].field, field) == 0)
             return ct_fail(err, CT_EXIT_USAGE, "%s: '%s' given more than once", flag, field);

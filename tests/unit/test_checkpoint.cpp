@@ -197,6 +197,12 @@ TEST_F(Checkpoint, AMismatchedCheckpointIsRefusedBeforeAnyOutput) {
              " --resume " + ck,
          CT_EXIT_USAGE, "seed 3"},
         {base() + " --resume " + dir.file("missing.st"), CT_EXIT_BAD_INPUT, "missing.st"},
+        // Limits the checkpoint (step 10, in epoch 2) is already past.
+        {base() + " --epochs 3 --max-steps 5 --resume " + ck, CT_EXIT_USAGE, "--max-steps 5: " + ck +
+                                                                                 " is at step 10 already"},
+        {base() + " --epochs 1 --resume " + ck, CT_EXIT_USAGE, "--epochs 1: " + ck + " is in epoch 2 already"},
+        {base() + " --epochs 3 --inject-nan 4 --resume " + ck, CT_EXIT_USAGE,
+         "--inject-nan 4: " + ck + " goes on from step 11, past it"},
         // Not in the model's description: named, in decimal.
         {base() + " --clip-grad-norm 2 --resume " + ck, CT_EXIT_BAD_INPUT,
          "the checkpoint's optimizer has clip_norm=0, this run's has 2"},
