@@ -1,20 +1,67 @@
 /* The logger: opens the files, fans each record out to the sinks, and
  * prints the terminal lines. */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "src/log/sinks.h"
 
-static FILE *open_log(const char *path, const char *what, ct_error *err) {
-    FILE *f = fopen(path, "w");
+/* One log file, opened but not yet emptied: a regular file is created or
+ * opened and locked (flock, advisory), so that a second run given the same
+ * path is refused instead of both writing into one file; a device or pipe
+ * (/dev/null, /dev/stdout) is opened as it is. */
+typedef struct pending_log {
+    int fd;
+    int made;    /* created by this open: removed again if the run does not start */
+    int regular; /* emptied once every log is open */
+} pending_log;
+
+static int lock_log(const char *path, const char *what, pending_log *out, ct_error *err) {
+    struct stat st;
+    out->fd = -1;
+    out->made = 0;
+    out->regular = !(stat(path, &st) == 0 && !S_ISREG(st.st_mode));
+    if (!out->regular) {
+        out->fd = open(path, O_WRONLY | O_CLOEXEC);
+    } else {
+        out->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (out->fd >= 0) out->made = 1;
+        else if (errno == EEXIST) out->fd = open(path, O_WRONLY | O_CLOEXEC);
+    }
+    if (out->fd < 0) return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: cannot write the %s log: %s", path, what, strerror(errno));
+    if (out->regular && flock(out->fd, LOCK_EX | LOCK_NB) != 0) {
+        const int e = errno;
+        close(out->fd);
+        out->fd = -1;
+        if (out->made) remove(path);
+        out->made = 0;
+        if (e == EWOULDBLOCK)
+            return ct_fail(err, CT_EXIT_BAD_INPUT,
+                           "%s: another process is writing this %s log (a second run given the same path?)", path, what);
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: cannot lock the %s log: %s", path, what, strerror(e));
+    }
+    return 0;
+}
+
+/* Empties a locked log and gives it a stream; NULL with err set. */
+static FILE *start_log(const char *path, const char *what, pending_log *p, ct_error *err) {
+    FILE *f = (!p->regular || ftruncate(p->fd, 0) == 0) ? fdopen(p->fd, "w") : NULL;
     if (!f) ct_fail(err, CT_EXIT_BAD_INPUT, "%s: cannot write the %s log: %s", path, what, strerror(errno));
+    else p->fd = -1; /* the stream owns it */
     return f;
+}
+
+static void drop_log(const char *path, pending_log *p) {
+    if (p->fd >= 0) close(p->fd);
+    if (p->made) remove(path);
+    p->fd = -1;
 }
 
 ct_logger *ct_logger_open(const ct_log_options *opt, ct_error *err) {
@@ -27,27 +74,29 @@ ct_logger *ct_logger_open(const ct_log_options *opt, ct_error *err) {
     lg->tty = opt->tty && !opt->quiet;
     lg->n_layers = opt->n_layers < CT_MAX_PARAM_LAYERS ? opt->n_layers : CT_MAX_PARAM_LAYERS;
     for (int i = 0; i < lg->n_layers; ++i) snprintf(lg->layer_names[i], 32, "%s", opt->layer_names[i]);
-    if (opt->jsonl_path) {
-        snprintf(lg->jsonl_path, sizeof lg->jsonl_path, "%s", opt->jsonl_path);
-        if (!(lg->jsonl = open_log(opt->jsonl_path, "JSONL", err))) goto fail;
-    }
+    if (opt->jsonl_path) snprintf(lg->jsonl_path, sizeof lg->jsonl_path, "%s", opt->jsonl_path);
+    if (opt->csv_path) snprintf(lg->csv_path, sizeof lg->csv_path, "%s", opt->csv_path);
+    /* Every log is opened and locked before any is emptied: a run refused
+     * here leaves an existing log as it was, and takes away what it made. */
+    pending_log j = {-1, 0, 0}, c = {-1, 0, 0};
+    if ((opt->jsonl_path && lock_log(lg->jsonl_path, "JSONL", &j, err)) ||
+        (opt->csv_path && lock_log(lg->csv_path, "CSV", &c, err)) ||
+        (opt->tensorboard_dir && ct_tb_open(lg, opt->tensorboard_dir, err)))
+        goto fail;
+    if (opt->jsonl_path && !(lg->jsonl = start_log(lg->jsonl_path, "JSONL", &j, err))) goto fail;
     if (opt->csv_path) {
-        snprintf(lg->csv_path, sizeof lg->csv_path, "%s", opt->csv_path);
-        if (!(lg->csv = open_log(opt->csv_path, "CSV", err))) goto fail;
+        if (!(lg->csv = start_log(lg->csv_path, "CSV", &c, err))) goto fail;
         ct_csv_header(lg->csv);
     }
-    if (opt->tensorboard_dir && ct_tb_open(lg, opt->tensorboard_dir, err)) goto fail;
     return lg;
 fail:
-    /* Leave nothing behind: a run that never started has no log. */
+    drop_log(lg->jsonl_path, &j);
+    drop_log(lg->csv_path, &c);
     if (lg->jsonl) {
         fclose(lg->jsonl);
         remove(lg->jsonl_path);
     }
-    if (lg->csv) {
-        fclose(lg->csv);
-        remove(lg->csv_path);
-    }
+    if (lg->tb) ct_tb_discard(lg);
     free(lg);
     return NULL;
 }

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -189,6 +190,24 @@ TEST_F(Cli, LogsTheDiskTookNothingOfAreNotLeftEmpty) {
     EXPECT_EQ(r.out, "cutrain: error: " + log + ": writing the log failed: File too large\n");
     EXPECT_FALSE(file_exists(log));
     EXPECT_FALSE(file_exists(dir.file("tb")));
+}
+
+// Two runs given one log: the second is refused while the first holds it
+// (here the test holds the lock), and the log is left as it was.
+TEST_F(Cli, ALogAnotherRunIsWritingIsRefused) {
+    const std::string csv = dir.file("run.csv"), log = dir.file("new.jsonl");
+    write_text(csv, "the first run's rows\n");
+    int fd = open(csv.c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(flock(fd, LOCK_EX | LOCK_NB), 0);
+    RunResult r = run_cutrain(base() + " --max-steps 2 --log-jsonl " + log + " --log-csv " + csv);
+    EXPECT_EQ(r.exit_code, CT_EXIT_BAD_INPUT) << r.out;
+    EXPECT_EQ(r.out, "cutrain: error: " + csv + ": another process is writing this CSV log (a second run given the "
+                                                 "same path?)\n");
+    EXPECT_EQ(read_lines(csv), std::vector<std::string>{"the first run's rows"});
+    EXPECT_FALSE(file_exists(log)) << "the JSONL log it had made (and locked) was left";
+    close(fd);
+    EXPECT_EQ(run_cutrain(base() + " --max-steps 2 --log-csv " + csv).exit_code, 0) << "free once the lock is gone";
 }
 
 // A model too large for memory: exit 1, one line naming the model file,
