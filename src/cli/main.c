@@ -60,12 +60,15 @@ int main(int argc, char **argv) {
                 close(null);
             }
         }
-    /* A reader that went away (| head) or a file-size limit (ulimit -f) makes
-     * the write fail (EPIPE, EFBIG), which every output checks, instead of
-     * killing the process mid-record with no message, no summary, no
-     * checkpoint and a temporary file left behind. */
-    signal(SIGPIPE, SIG_IGN);
+    /* A file-size limit (ulimit -f), and for the commands that train, a
+     * reader that went away (| head), make the write fail (EFBIG, EPIPE),
+     * which every output checks, instead of killing the process mid-record
+     * with no message, no summary, no checkpoint and a temporary file left
+     * behind. show and check only read: for them | head ends them quietly,
+     * as it does any Unix filter. */
     signal(SIGXFSZ, SIG_IGN);
+    if (argc >= 2 && (strcmp(argv[1], "train") == 0 || strcmp(argv[1], "eval") == 0 || strcmp(argv[1], "bench") == 0))
+        signal(SIGPIPE, SIG_IGN);
     int rc = dispatch(argc, argv);
     errno = 0;
     const int flushed = fflush(stdout) == 0;
