@@ -94,7 +94,6 @@ int ct_cli_check_replaceable(const char *path, const char *flag, ct_error *err) 
 }
 
 int ct_cli_check_log_dir(const char *path, const char *flag, ct_error *err) {
-    if (!path[0]) return ct_fail(err, CT_EXIT_USAGE, "%s: expected a directory, got an empty path", flag);
     char dir[1024];
     if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
         return ct_fail(err, CT_EXIT_USAGE, "%s: a path of at most %zu characters, got %zu", flag, sizeof dir - 1,

@@ -27,8 +27,9 @@ int ct_cli_check_writable(const char *path, const char *flag, ct_error *err);
  * (--save, --save-init): nothing there but a new name or a regular file. */
 int ct_cli_check_replaceable(const char *path, const char *flag, ct_error *err);
 
-/* 0 when a log directory can be used or made at path: it is a writable
- * directory, or the nearest existing one above it is. */
+/* 0 when a log directory can be used or made at path (not empty: the
+ * argument parser refuses empty values): it is a writable directory, or the
+ * nearest existing one above it is. */
 int ct_cli_check_log_dir(const char *path, const char *flag, ct_error *err);
 
 /* One file a command reads (output 0) or writes (output 1), with the flag
