@@ -129,6 +129,14 @@ static int directive_dropout(parser *p, char **tok, int n) {
     return 0;
 }
 
+/* Whether the key=value settings tok[2 .. i-1] already hold tok[i]'s key
+ * (its first kl bytes). */
+static int key_said_before(char **tok, int i, size_t kl) {
+    for (int j = 2; j < i; ++j)
+        if (strcspn(tok[j], "=") == kl && strncasecmp(tok[j], tok[i], kl) == 0) return 1;
+    return 0;
+}
+
 /* The settings each optimizer reads (kernels/cpu/optim_cpu.c); a key it
  * does not read would be dropped without a word. weight_decay is left to
  * ct_model_spec_validate, which says it is adamw's. */
@@ -275,9 +283,7 @@ static int directive_optimizer(parser *p, char **tok, int n) {
         snprintf(key, sizeof key, "%.*s", (int)kl, tok[i]);
         if (!optimizer_uses((ct_optimizer_kind)kind, key))
             return PFAIL(p, "optimizer: %s does not use %s", ct_optim_kind_name((ct_optimizer_kind)kind), key);
-        for (int j = 2; j < i; ++j)
-            if (strcspn(tok[j], "=") == kl && strncasecmp(tok[j], tok[i], kl) == 0)
-                return PFAIL(p, "optimizer: %.*s given twice", (int)kl, tok[i]);
+        if (key_said_before(tok, i, kl)) return PFAIL(p, "optimizer: %.*s given twice", (int)kl, tok[i]);
     }
     if (o.nesterov && o.momentum == 0.0f)
         return PFAIL(p, "optimizer: nesterov=1 needs momentum above 0 (Nesterov's step is a momentum step)");
@@ -327,9 +333,7 @@ static int directive_schedule(parser *p, char **tok, int n) {
         if (!strstr(uses[kind], key))
             return PFAIL(p, "schedule: %s has no setting %.*s (its settings:%.*s)", kinds[kind], (int)kl, tok[i],
                          kind ? (int)strlen(uses[kind]) - 1 : 5, kind ? uses[kind] : " none");
-        for (int j = 2; j < i; ++j)
-            if (strcspn(tok[j], "=") == kl && strncasecmp(tok[j], tok[i], kl) == 0)
-                return PFAIL(p, "schedule: %.*s given twice", (int)kl, tok[i]);
+        if (key_said_before(tok, i, kl)) return PFAIL(p, "schedule: %.*s given twice", (int)kl, tok[i]);
     }
     p->spec->optim.schedule = sc;
     p->seen_schedule = 1;
