@@ -5,7 +5,9 @@
  * run and the golden, which must never report a difference (a log equals
  * itself) and must end with 0 or 3; and `cutrain show`'s account of the log,
  * read as show reads it (a last line cut short allowed), is written to
- * /dev/null: it must succeed for any log with a complete line. */
+ * /dev/null: it must succeed, or refuse with one line naming the file (show
+ * type-checks the fields it prints, so a record with a string where a number
+ * belongs is bad input, not a crash). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,7 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             ct_fuzz_fail("the tolerant reader indexed %zu lines (cut %zu) of a log of %zu", cut.n_lines,
                          cut.cut_tail, indexed_lines);
         const int shown = ct_show_log(&cut, null_out(), &err);
-        if (shown != 0 && cut.n_lines > 0) ct_fuzz_fail("show failed on a log of %zu lines: %s", cut.n_lines, err.msg);
+        if (shown != 0) ct_fuzz_check_error(&err, path, NULL);
         ct_jsonl_free(&cut);
     } else {
         if (indexed) ct_fuzz_fail("the tolerant reader refused a log the strict one indexed: %s", err.msg);

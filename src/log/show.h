@@ -21,7 +21,8 @@ extern "C" {
 #define CT_SHOW_SPARK_COLS 60
 
 /* Writes the account of log f to out. 0, or -1 with err (out of memory:
- * CT_EXIT_FAILURE; a log with no records: CT_EXIT_BAD_INPUT). Strings from
+ * CT_EXIT_FAILURE; a log with no records, or a field show prints that holds
+ * the wrong JSON type: CT_EXIT_BAD_INPUT, naming the file and line). Strings from
  * the log are printed with control characters replaced (ct_json_string_copy). */
 int ct_show_log(const ct_jsonl_file *f, FILE *out, ct_error *err);
 
