@@ -4,17 +4,16 @@
  * (monotonic clock around the queued steps and the final device sync),
  * evaluation excluded, as the speed records count them. */
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "src/cli/args.h"
 #include "src/cli/commands.h"
 #include "src/cli/common.h"
+#include "src/io/atomic_file.h"
 #include "src/io/clock.h"
 #include "src/train/op_window.h"
 
@@ -295,31 +294,33 @@ static int time_to_accuracy(bench_ctx *c, const ct_model_spec *spec, ct_backend 
     return 0;
 }
 
-/* The figures, all or nothing: into a temporary file beside --json, then
- * renamed over it, so a failed write (a full disk, ulimit -f) leaves the old
- * file as it was. A path that is not a regular file (/dev/stdout, a FIFO) is
- * written directly: renaming would replace it. */
+/* The figures, all or nothing (ct_atomic_file), so a failed write leaves
+ * the old file as it was. A path that is not a regular file (/dev/stdout, a
+ * FIFO) is written directly: renaming would replace it. */
 static int write_json(const char *path, const char *buf, size_t len, ct_error *err) {
     struct stat st;
-    const int special = stat(path, &st) == 0 && !S_ISREG(st.st_mode);
-    char tmp[1100];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: path too long for its temporary file", path);
-    errno = 0;
-    int fd = special ? open(path, O_WRONLY | O_TRUNC)
-                     : open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0666);
-    if (fd < 0) return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: cannot write the JSON output: %s", path, strerror(errno));
-    int e = 0;
-    for (size_t done = 0; done < len && !e;) {
-        ssize_t n = write(fd, buf + done, len - done);
-        if (n < 0 && errno != EINTR) e = errno;
-        if (n > 0) done += (size_t)n;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        errno = 0;
+        FILE *f = fopen(path, "w");
+        if (!f) return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: cannot write the JSON output: %s", path, strerror(errno));
+        int e = fwrite(buf, 1, len, f) == len ? 0 : (errno ? errno : EIO);
+        errno = 0;
+        if (fclose(f) != 0 && !e) e = errno ? errno : EIO;
+        if (e) return ct_fail(err, CT_EXIT_FAILURE, "%s: writing the JSON output failed: %s", path, strerror(e));
+        return 0;
     }
-    if (close(fd) != 0 && !e) e = errno;
-    if (!e && !special && rename(tmp, path) != 0) e = errno;
-    if (!e) return 0;
-    if (!special) remove(tmp);
-    return ct_fail(err, CT_EXIT_FAILURE, "%s: writing the JSON output failed: %s", path, strerror(e));
+    ct_atomic_file af;
+    int e = ct_atomic_open(&af, path);
+    if (e) return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: cannot write the JSON output: %s", path, strerror(e));
+    errno = 0;
+    if (fwrite(buf, 1, len, af.f) != len) {
+        e = errno ? errno : EIO;
+        ct_atomic_abort(&af);
+    } else {
+        e = ct_atomic_commit(&af, path);
+    }
+    if (e) return ct_fail(err, CT_EXIT_FAILURE, "%s: writing the JSON output failed: %s", path, strerror(e));
+    return 0;
 }
 
 int ct_cmd_bench(int argc, char **argv) {

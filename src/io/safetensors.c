@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "src/io/atomic_file.h"
 #include "src/io/json.h" /* ct_utf8_encode */
 
 /* The data section is copied byte for byte into floats: that is only right
@@ -361,65 +362,6 @@ static int write_contents(FILE *f, const strbuf *hdr, const ct_st_tensor *t, int
     return 0;
 }
 
-/* Writes and syncs the temporary file. Returns 0, or the errno of the first
- * failure; *created says whether there is a file to remove. */
-/* O_EXCL | O_NOFOLLOW: the temporary name is predictable, so never write
- * through whatever might already be there; a leftover of a killed run of the
- * same pid is ours to take away. */
-static int write_temp(const char *tmp, const strbuf *hdr, const ct_st_tensor *t, int n, const mode_t *keep,
-                      int *created) {
-    const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
-    int fd = open(tmp, flags, 0666);
-    if (fd < 0 && errno == EEXIST && unlink(tmp) == 0) fd = open(tmp, flags, 0666);
-    if (fd < 0) return errno ? errno : EIO;
-    *created = 1;
-    if (keep) (void)fchmod(fd, *keep); /* the replaced file's mode, not the umask's */
-    errno = 0;
-    FILE *f = fdopen(fd, "wb");
-    if (!f) {
-        int e = io_errno();
-        close(fd);
-        return e;
-    }
-    int e = 0;
-    errno = 0;
-    /* Flush and fsync before the rename: otherwise a crash soon after could
-     * leave the new name pointing at a file whose data never reached disk. */
-    if (write_contents(f, hdr, t, n) != 0 || fflush(f) != 0 || fsync(fileno(f)) != 0) e = io_errno();
-    errno = 0;
-    if (fclose(f) != 0 && !e) e = io_errno();
-    return e;
-}
-
-static char *temp_path_for(const char *path) {
-    size_t n = strlen(path) + 32;
-    char *tmp = malloc(n);
-    if (tmp) snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
-    return tmp;
-}
-
-/* rename() is atomic but not durable until the directory reaches the disk.
- * Best effort only: some file systems refuse fsync on a directory, and by
- * now the new file is complete and in place, so there is nothing to undo. */
-static void sync_parent_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir = NULL;
-    if (!slash) {
-        dir = strdup(".");
-    } else if (slash == path) {
-        dir = strdup("/");
-    } else {
-        dir = strndup(path, (size_t)(slash - path));
-    }
-    if (!dir) return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        (void)close(fd);
-    }
-    free(dir);
-}
-
 static const char *kind_of(mode_t m) {
     if (S_ISLNK(m)) return "a symbolic link";
     if (S_ISDIR(m)) return "a directory";
@@ -445,26 +387,19 @@ int ct_safetensors_check_destination(const char *path, ct_error *err) {
 static int write_atomically(const char *path, const strbuf *hdr, const ct_st_tensor *t, int n,
                             ct_error *err) {
     if (ct_safetensors_check_destination(path, err)) return -1;
-    struct stat st;
-    mode_t mode = 0;
-    const int exists = lstat(path, &st) == 0;
-    if (exists) mode = st.st_mode & 07777;
-    char *tmp = temp_path_for(path);
-    if (!tmp) return write_fail(err, CT_EXIT_FAILURE, path, "out of memory");
-    int created = 0;
-    int e = write_temp(tmp, hdr, t, n, exists ? &mode : NULL, &created);
+    ct_atomic_file af;
+    int e = ct_atomic_open(&af, path);
     /* Not being able to create the file at all is a bad output path (like a
      * bad log path); failing part way is a runtime failure (disk full). */
-    int code = created ? CT_EXIT_FAILURE : CT_EXIT_BAD_INPUT;
-    if (!e && rename(tmp, path) != 0) e = errno; /* rename always sets errno */
-    if (e) {
-        if (created) (void)remove(tmp); /* already failing; the first error is the one to report */
-        free(tmp);
-        return write_fail(err, code, path, "%s", strerror(e));
+    if (e) return write_fail(err, e == ENOMEM ? CT_EXIT_FAILURE : CT_EXIT_BAD_INPUT, path, "%s", strerror(e));
+    errno = 0;
+    if (write_contents(af.f, hdr, t, n) != 0) {
+        e = io_errno();
+        ct_atomic_abort(&af);
+    } else {
+        e = ct_atomic_commit(&af, path);
     }
-    free(tmp);
-    sync_parent_dir(path);
-    return 0;
+    return e ? write_fail(err, CT_EXIT_FAILURE, path, "%s", strerror(e)) : 0;
 }
 
 int ct_safetensors_write(const char *path, const ct_st_tensor *tensors, int n_tensors, const ct_st_meta *meta,
