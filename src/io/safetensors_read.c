@@ -1,5 +1,5 @@
-/* safetensors reading and writing; the layout, and what the reader refuses,
- * are described in include/cutrain/checkpoint.h.
+/* safetensors reading; the layout, and what the reader refuses, are
+ * described in include/cutrain/checkpoint.h.
  *
  * The reader trusts nothing in the file: the header length is checked
  * against the file size (and the reference implementation's 100 MB limit)
@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <float.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,407 +19,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "src/io/atomic_file.h"
 #include "src/io/json.h" /* ct_utf8_encode */
+#include "src/io/safetensors_format.h"
 
-/* The data section is copied byte for byte into floats: that is only right
- * where float is IEEE-754 binary32, which is what "F32" means in the file. */
-_Static_assert(sizeof(float) == 4 && FLT_MANT_DIG == 24 && FLT_MAX_EXP == 128,
-               "safetensors F32 needs float to be IEEE-754 binary32");
-
-/* The reference implementation refuses larger headers; so do we, which also
- * bounds what a hostile header can make us allocate. */
-#define ST_MAX_HEADER 100000000ull
-/* Each ct_st_tensor / ct_st_meta is far bigger than the JSON that produces
- * it; these caps stop a header of tiny entries from expanding into
- * gigabytes. Real checkpoints have a few thousand tensors and a handful of
- * metadata entries. */
-#define ST_MAX_TENSORS (1 << 20)
-#define ST_MAX_META 4096
-/* Writers pad the header so the data starts 8-aligned in the file. */
-#define ST_HEADER_ALIGN 8
-
-/* ------------------------------------------------------------------------
- * Byte order: the file is little-endian whatever the host is. */
-
-static int host_is_little_endian(void) {
-    const uint32_t one = 1;
-    unsigned char first;
-    memcpy(&first, &one, 1);
-    return first == 1;
-}
-
-static uint32_t swap32(uint32_t v) {
-    return (v >> 24) | ((v >> 8) & 0xff00u) | ((v << 8) & 0xff0000u) | (v << 24);
-}
-
-static void swap_floats_in_place(void *p, uint64_t count) {
-    unsigned char *b = p;
-    for (uint64_t i = 0; i < count; ++i) {
-        uint32_t w;
-        memcpy(&w, b + 4 * i, 4);
-        w = swap32(w);
-        memcpy(b + 4 * i, &w, 4);
-    }
-}
-
-static uint64_t load_le64(const unsigned char *b) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; --i) v = (v << 8) | b[i];
-    return v;
-}
-
-static void store_le64(unsigned char *b, uint64_t v) {
-    for (int i = 0; i < 8; ++i) {
-        b[i] = (unsigned char)(v & 0xffu);
-        v >>= 8;
-    }
-}
-
-/* ------------------------------------------------------------------------
- * Shared checks */
-
-/* Product of the dims; -1 when it overflows. Multiplies in file order like
- * the reference implementation, so both accept and refuse the same shapes. */
-static int shape_count(const uint64_t *shape, int rank, uint64_t *count) {
-    uint64_t c = 1;
-    for (int i = 0; i < rank; ++i) {
-        if (shape[i] != 0 && c > UINT64_MAX / shape[i]) return -1;
-        c *= shape[i];
-    }
-    *count = c;
-    return 0;
-}
-
-/* Index of the first byte that does not start a well-formed UTF-8 sequence
- * (overlong forms, surrogates and code points past U+10FFFF included), or n
- * when all of s is valid. The reference reader refuses headers that are not
- * UTF-8, so the writer must never produce one either. */
-static size_t utf8_invalid_at(const unsigned char *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        if (c < 0x80) {
-            ++i;
-            continue;
-        }
-        size_t len;
-        uint32_t cp, min;
-        if ((c & 0xe0u) == 0xc0u) {
-            len = 2, cp = c & 0x1fu, min = 0x80;
-        } else if ((c & 0xf0u) == 0xe0u) {
-            len = 3, cp = c & 0x0fu, min = 0x800;
-        } else if ((c & 0xf8u) == 0xf0u) {
-            len = 4, cp = c & 0x07u, min = 0x10000;
-        } else {
-            return i;
-        }
-        if (n - i < len) return i;
-        for (size_t k = 1; k < len; ++k) {
-            if ((s[i + k] & 0xc0u) != 0x80u) return i;
-            cp = (cp << 6) | (s[i + k] & 0x3fu);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
-        i += len;
-    }
-    return n;
-}
-
-static int cmp_str_ptr(const void *a, const void *b) {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Sorts names in place; returns a name that occurs twice, or NULL. */
-static const char *first_duplicate(const char **names, size_t n) {
-    if (n < 2) return NULL;
-    qsort(names, n, sizeof *names, cmp_str_ptr);
-    for (size_t i = 1; i < n; ++i)
-        if (strcmp(names[i - 1], names[i]) == 0) return names[i];
-    return NULL;
-}
-
-/* ------------------------------------------------------------------------
- * Writing */
-
-static int write_fail(ct_error *err, int code, const char *path, const char *fmt, ...) CT_PRINTF(4, 5);
-
-static int write_fail(ct_error *err, int code, const char *path, const char *fmt, ...) {
-    char what[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    return ct_fail(err, code, "%s: cannot write checkpoint: %s", path, what);
-}
-
-typedef struct strbuf {
-    char *p;
-    size_t len, cap;
-    int oom; /* sticky, so the builder can append freely and check once */
-} strbuf;
-
-static void sb_putn(strbuf *b, const char *s, size_t n) {
-    if (b->oom || n == 0) return;
-    if (n > b->cap - b->len) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap - b->len < n) {
-            if (cap > SIZE_MAX / 2) {
-                b->oom = 1;
-                return;
-            }
-            cap *= 2;
-        }
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
-static void sb_puts(strbuf *b, const char *s) { sb_putn(b, s, strlen(s)); }
-
-static void sb_putc(strbuf *b, char c) { sb_putn(b, &c, 1); }
-
-static void sb_put_u64(strbuf *b, uint64_t v) {
-    char num[24];
-    snprintf(num, sizeof num, "%llu", (unsigned long long)v);
-    sb_puts(b, num);
-}
-
-/* Escapes as serde_json (the reference writer) does, so identical input
- * gives identical bytes. */
-static void sb_put_json_string(strbuf *b, const char *s) {
-    sb_putc(b, '"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; ++p) {
-        switch (*p) {
-        case '"': sb_puts(b, "\\\""); break;
-        case '\\': sb_puts(b, "\\\\"); break;
-        case '\b': sb_puts(b, "\\b"); break;
-        case '\f': sb_puts(b, "\\f"); break;
-        case '\n': sb_puts(b, "\\n"); break;
-        case '\r': sb_puts(b, "\\r"); break;
-        case '\t': sb_puts(b, "\\t"); break;
-        default:
-            if (*p < 0x20) {
-                char u[8];
-                snprintf(u, sizeof u, "\\u%04x", (unsigned)*p);
-                sb_puts(b, u);
-            } else {
-                sb_putc(b, (char)*p);
-            }
-        }
-    }
-    sb_putc(b, '"');
-}
-
-/* Length of a string held in a fixed array, or -1 when the array holds no
- * terminating NUL (a caller that filled all of it). */
-static long bounded_len(const char *s, size_t cap) {
-    const char *end = memchr(s, '\0', cap);
-    return end ? (long)(end - s) : -1;
-}
-
-static int validate_tensor(const char *path, const ct_st_tensor *t, int i, ct_error *err) {
-    long len = bounded_len(t->name, sizeof t->name);
-    if (len < 0)
-        return write_fail(err, CT_EXIT_FAILURE, path, "tensor %d has a name of %d bytes or more", i,
-                          CT_ST_MAX_NAME);
-    if (len == 0) return write_fail(err, CT_EXIT_FAILURE, path, "tensor %d has an empty name", i);
-    if (utf8_invalid_at((const unsigned char *)t->name, (size_t)len) != (size_t)len)
-        return write_fail(err, CT_EXIT_FAILURE, path, "tensor %d has a name that is not valid UTF-8", i);
-    /* The reader would take this tensor for the metadata. */
-    if (strcmp(t->name, "__metadata__") == 0)
-        return write_fail(err, CT_EXIT_FAILURE, path, "the name __metadata__ is reserved for metadata");
-    if (t->rank < 0 || t->rank > CT_ST_MAX_RANK)
-        return write_fail(err, CT_EXIT_FAILURE, path, "tensor %s has rank %d; expected 0 to %d", t->name,
-                          t->rank, CT_ST_MAX_RANK);
-    uint64_t count;
-    if (shape_count(t->shape, t->rank, &count) != 0 || count > UINT64_MAX / 4)
-        return write_fail(err, CT_EXIT_FAILURE, path, "tensor %s has a shape whose size overflows 64 bits",
-                          t->name);
-    if (count != t->count)
-        return write_fail(err, CT_EXIT_FAILURE, path, "tensor %s has count %llu but its shape holds %llu",
-                          t->name, (unsigned long long)t->count, (unsigned long long)count);
-    if (count > 0 && !t->data)
-        return write_fail(err, CT_EXIT_FAILURE, path, "tensor %s has no data", t->name);
-    return 0;
-}
-
-static int validate_tensors(const char *path, const ct_st_tensor *t, int n, ct_error *err) {
-    uint64_t total = 0;
-    for (int i = 0; i < n; ++i) {
-        if (validate_tensor(path, &t[i], i, err) != 0) return -1;
-        if (t[i].count * 4 > UINT64_MAX - total)
-            return write_fail(err, CT_EXIT_FAILURE, path, "the tensors total more than 2^64 bytes");
-        total += t[i].count * 4;
-    }
-    if (n < 2) return 0;
-    const char **names = malloc((size_t)n * sizeof *names);
-    if (!names) return write_fail(err, CT_EXIT_FAILURE, path, "out of memory");
-    for (int i = 0; i < n; ++i) names[i] = t[i].name;
-    const char *dup = first_duplicate(names, (size_t)n);
-    int rc = dup ? write_fail(err, CT_EXIT_FAILURE, path, "duplicate tensor name \"%s\"", dup) : 0;
-    free(names);
-    return rc;
-}
-
-static int validate_meta(const char *path, const ct_st_meta *m, int n, ct_error *err) {
-    for (int i = 0; i < n; ++i) {
-        long klen = bounded_len(m[i].key, sizeof m[i].key);
-        long vlen = bounded_len(m[i].value, sizeof m[i].value);
-        if (klen < 0 || vlen < 0)
-            return write_fail(err, CT_EXIT_FAILURE, path, "metadata entry %d is not NUL-terminated", i);
-        if (utf8_invalid_at((const unsigned char *)m[i].key, (size_t)klen) != (size_t)klen ||
-            utf8_invalid_at((const unsigned char *)m[i].value, (size_t)vlen) != (size_t)vlen)
-            return write_fail(err, CT_EXIT_FAILURE, path, "metadata entry %d is not valid UTF-8", i);
-    }
-    if (n < 2) return 0;
-    const char **keys = malloc((size_t)n * sizeof *keys);
-    if (!keys) return write_fail(err, CT_EXIT_FAILURE, path, "out of memory");
-    for (int i = 0; i < n; ++i) keys[i] = m[i].key;
-    const char *dup = first_duplicate(keys, (size_t)n);
-    int rc = dup ? write_fail(err, CT_EXIT_FAILURE, path, "duplicate metadata key \"%s\"", dup) : 0;
-    free(keys);
-    return rc;
-}
-
-/* The reference writer's layout: compact JSON, __metadata__ first (and only
- * when there is some), tensors in data order, then spaces up to a multiple
- * of 8 so the data after the 8-byte length starts 8-aligned in the file. */
-static int build_header(const ct_st_tensor *t, int n, const ct_st_meta *m, int n_meta, strbuf *b) {
-    sb_putc(b, '{');
-    if (n_meta > 0) {
-        sb_puts(b, "\"__metadata__\":{");
-        for (int i = 0; i < n_meta; ++i) {
-            if (i) sb_putc(b, ',');
-            sb_put_json_string(b, m[i].key);
-            sb_putc(b, ':');
-            sb_put_json_string(b, m[i].value);
-        }
-        sb_putc(b, '}');
-    }
-    uint64_t offset = 0;
-    for (int i = 0; i < n; ++i) {
-        if (i || n_meta > 0) sb_putc(b, ',');
-        sb_put_json_string(b, t[i].name);
-        sb_puts(b, ":{\"dtype\":\"F32\",\"shape\":[");
-        for (int d = 0; d < t[i].rank; ++d) {
-            if (d) sb_putc(b, ',');
-            sb_put_u64(b, t[i].shape[d]);
-        }
-        sb_puts(b, "],\"data_offsets\":[");
-        sb_put_u64(b, offset);
-        sb_putc(b, ',');
-        offset += t[i].count * 4;
-        sb_put_u64(b, offset);
-        sb_puts(b, "]}");
-    }
-    sb_putc(b, '}');
-    while (!b->oom && b->len % ST_HEADER_ALIGN) sb_putc(b, ' ');
-    return b->oom ? -1 : 0;
-}
-
-/* fwrite need not set errno; a failure must still say something. */
 static int io_errno(void) { return errno ? errno : EIO; }
-
-static int write_floats_le(FILE *f, const float *data, uint64_t count) {
-    if (host_is_little_endian()) {
-        const unsigned char *p = (const unsigned char *)data;
-        uint64_t left = count * 4;
-        while (left > 0) {
-            /* Chunked so a huge tensor never needs a size_t wider than 32 bits. */
-            size_t chunk = left > (1u << 30) ? (size_t)(1u << 30) : (size_t)left;
-            if (fwrite(p, 1, chunk, f) != chunk) return -1;
-            p += chunk;
-            left -= chunk;
-        }
-        return 0;
-    }
-    uint32_t buf[1024];
-    for (uint64_t i = 0; i < count;) {
-        size_t k = count - i < 1024 ? (size_t)(count - i) : 1024;
-        memcpy(buf, data + i, k * 4);
-        for (size_t j = 0; j < k; ++j) buf[j] = swap32(buf[j]);
-        if (fwrite(buf, 4, k, f) != k) return -1;
-        i += k;
-    }
-    return 0;
-}
-
-static int write_contents(FILE *f, const strbuf *hdr, const ct_st_tensor *t, int n) {
-    unsigned char len[8];
-    store_le64(len, hdr->len);
-    if (fwrite(len, 1, sizeof len, f) != sizeof len) return -1;
-    if (fwrite(hdr->p, 1, hdr->len, f) != hdr->len) return -1;
-    for (int i = 0; i < n; ++i)
-        if (t[i].count > 0 && write_floats_le(f, t[i].data, t[i].count) != 0) return -1;
-    return 0;
-}
-
-static const char *kind_of(mode_t m) {
-    if (S_ISLNK(m)) return "a symbolic link";
-    if (S_ISDIR(m)) return "a directory";
-    if (S_ISFIFO(m)) return "a FIFO";
-    if (S_ISCHR(m) || S_ISBLK(m)) return "a device";
-    if (S_ISSOCK(m)) return "a socket";
-    return "not a regular file";
-}
-
-int ct_safetensors_check_destination(const char *path, ct_error *err) {
-    struct stat st;
-    if (lstat(path, &st) != 0) return 0; /* a new name */
-    if (!S_ISREG(st.st_mode))
-        return write_fail(err, CT_EXIT_BAD_INPUT, path,
-                          "it is %s; expected a regular file or a new name (a checkpoint is written beside "
-                          "the path and renamed over it, which would replace it)",
-                          kind_of(st.st_mode));
-    if (access(path, W_OK) != 0)
-        return write_fail(err, CT_EXIT_BAD_INPUT, path, "the file is read-only (%s)", strerror(errno));
-    return 0;
-}
-
-static int write_atomically(const char *path, const strbuf *hdr, const ct_st_tensor *t, int n,
-                            ct_error *err) {
-    if (ct_safetensors_check_destination(path, err)) return -1;
-    ct_atomic_file af;
-    int e = ct_atomic_open(&af, path);
-    /* Not being able to create the file at all is a bad output path (like a
-     * bad log path); failing part way is a runtime failure (disk full). */
-    if (e) return write_fail(err, e == ENOMEM ? CT_EXIT_FAILURE : CT_EXIT_BAD_INPUT, path, "%s", strerror(e));
-    errno = 0;
-    if (write_contents(af.f, hdr, t, n) != 0) {
-        e = io_errno();
-        ct_atomic_abort(&af);
-    } else {
-        e = ct_atomic_commit(&af, path);
-    }
-    return e ? write_fail(err, CT_EXIT_FAILURE, path, "%s", strerror(e)) : 0;
-}
-
-int ct_safetensors_write(const char *path, const ct_st_tensor *tensors, int n_tensors, const ct_st_meta *meta,
-                         int n_meta, ct_error *err) {
-    if (!path || !*path) return ct_fail(err, CT_EXIT_FAILURE, "cannot write checkpoint: empty path");
-    if (n_tensors < 0 || n_meta < 0 || (n_tensors > 0 && !tensors) || (n_meta > 0 && !meta))
-        return write_fail(err, CT_EXIT_FAILURE, path, "invalid tensor or metadata list");
-    if (validate_tensors(path, tensors, n_tensors, err) != 0) return -1;
-    if (validate_meta(path, meta, n_meta, err) != 0) return -1;
-    strbuf hdr = {0};
-    if (build_header(tensors, n_tensors, meta, n_meta, &hdr) != 0) {
-        free(hdr.p);
-        return write_fail(err, CT_EXIT_FAILURE, path, "out of memory");
-    }
-    int rc = write_atomically(path, &hdr, tensors, n_tensors, err);
-    free(hdr.p);
-    return rc;
-}
-
-/* ------------------------------------------------------------------------
- * Reading */
 
 typedef struct st_range {
     uint64_t begin, end;
@@ -697,7 +299,7 @@ static int parse_tensor(st_reader *r, ct_st_tensor *t, st_range *range) {
 }
 
 static int add_meta(st_reader *r) {
-    if (r->n_meta == ST_MAX_META) return rfail(r, "more than %d metadata entries", ST_MAX_META);
+    if (r->n_meta == CT_ST_MAX_META) return rfail(r, "more than %d metadata entries", CT_ST_MAX_META);
     if (r->n_meta == r->cap_meta) {
         int cap = r->cap_meta ? 2 * r->cap_meta : 8;
         ct_st_meta *m = realloc(r->meta, (size_t)cap * sizeof *m);
@@ -731,7 +333,7 @@ static int parse_metadata(st_reader *r) {
 
 static int add_tensor(st_reader *r, const char *name) {
     if (!*name) return rfail(r, "empty tensor name in the header");
-    if (r->n_tensors == ST_MAX_TENSORS) return rfail(r, "more than %d tensors", ST_MAX_TENSORS);
+    if (r->n_tensors == CT_ST_MAX_TENSORS) return rfail(r, "more than %d tensors", CT_ST_MAX_TENSORS);
     if (r->n_tensors == r->cap_tensors) {
         int cap = r->cap_tensors ? 2 * r->cap_tensors : 16;
         ct_st_tensor *t = realloc(r->tensors, (size_t)cap * sizeof *t);
@@ -760,7 +362,7 @@ static int parse_member(st_reader *r) {
 }
 
 static int parse_header(st_reader *r) {
-    size_t bad = utf8_invalid_at((const unsigned char *)r->header, r->header_len);
+    size_t bad = ct_st_utf8_invalid_at((const unsigned char *)r->header, r->header_len);
     if (bad != r->header_len) return rfail(r, "header is not valid UTF-8 (header byte %zu)", bad);
     skip_ws(r);
     if (peek(r) != '{') return rfail(r, "the header is not a JSON object");
@@ -784,7 +386,7 @@ static int check_tensor_range(st_reader *r, ct_st_tensor *t, const st_range *g) 
     if (g->begin > g->end)
         return rfail(r, "tensor %s has data_offsets [%llu, %llu] with begin after end", t->name,
                      (unsigned long long)g->begin, (unsigned long long)g->end);
-    if (shape_count(t->shape, t->rank, &t->count) != 0)
+    if (ct_st_shape_count(t->shape, t->rank, &t->count) != 0)
         return rfail(r, "tensor %s has a shape whose element count overflows 64 bits", t->name);
     uint64_t bytes = g->end - g->begin;
     if (t->count > UINT64_MAX / 4 || t->count * 4 != bytes)
@@ -804,7 +406,7 @@ static int check_tensor_range(st_reader *r, ct_st_tensor *t, const st_range *g) 
 /* Returns 0 when names[0..n) are distinct; says which is not otherwise. */
 static int check_distinct(st_reader *r, const char **names, int n, const char *what) {
     if (n < 2) return 0;
-    const char *dup = first_duplicate(names, (size_t)n);
+    const char *dup = ct_st_first_duplicate(names, (size_t)n);
     return dup ? rfail(r, "duplicate %s \"%s\"", what, dup) : 0;
 }
 
@@ -906,10 +508,10 @@ static int read_header_length(st_reader *r) {
                      (unsigned long long)r->file_size);
     unsigned char len[8];
     if (read_exact(r, len, sizeof len) != 0) return -1;
-    uint64_t n = load_le64(len);
-    if (n > ST_MAX_HEADER)
+    uint64_t n = ct_st_load_le64(len);
+    if (n > CT_ST_MAX_HEADER)
         return rfail(r, "header length %llu exceeds the %llu-byte limit", (unsigned long long)n,
-                     ST_MAX_HEADER);
+                     CT_ST_MAX_HEADER);
     if (n > r->file_size - 8)
         return rfail(r, "header length %llu is more than the %llu bytes that follow it",
                      (unsigned long long)n, (unsigned long long)(r->file_size - 8));
@@ -932,10 +534,10 @@ static int read_data(st_reader *r) {
     r->blob = malloc(r->data_size ? (size_t)r->data_size : 1);
     if (!r->blob) return out_of_memory(r, "the tensor data");
     if (read_exact(r, r->blob, (size_t)r->data_size) != 0) return -1;
-    int swap = !host_is_little_endian();
+    int swap = !ct_st_host_is_little_endian();
     for (int i = 0; i < r->n_tensors; ++i) {
         unsigned char *p = (unsigned char *)r->blob + r->ranges[i].begin;
-        if (swap) swap_floats_in_place(p, r->tensors[i].count);
+        if (swap) ct_st_swap_floats_in_place(p, r->tensors[i].count);
         r->tensors[i].data = (const float *)(void *)p;
     }
     return 0;
