@@ -26,6 +26,10 @@ _Static_assert(sizeof(float) == 4 && FLT_MANT_DIG == 24 && FLT_MAX_EXP == 128,
 /* Writers pad the header so the data starts 8-aligned in the file. */
 #define CT_ST_HEADER_ALIGN 8
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Byte order: the file is little-endian whatever the host is. */
 int ct_st_host_is_little_endian(void);
 uint32_t ct_st_swap32(uint32_t v);
@@ -45,5 +49,9 @@ size_t ct_st_utf8_invalid_at(const unsigned char *s, size_t n);
 
 /* Sorts names in place; returns a name that occurs twice, or NULL. */
 const char *ct_st_first_duplicate(const char **names, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
