@@ -71,6 +71,12 @@ void ct_dataset_free(ct_dataset *ds);
  * were written (at most max). */
 int ct_dataset_check_content(const ct_dataset *ds, ct_diagnosis *out, int max);
 
+/* The entropy (nats) of the labels' class frequencies: the cross-entropy of
+ * a model that has learnt only how common each class is, which is what
+ * "chance" means for the loss (ln 10 for ten balanced classes, ln 3 for
+ * three). 0 for an empty set or a single class. */
+double ct_dataset_label_entropy(const ct_dataset *ds);
+
 /* Finds the standard MNIST names in dir: train-images-idx3-ubyte,
  * train-labels-idx1-ubyte (split "train") or t10k-* (split "test"), each
  * with or without ".gz" (the uncompressed one wins when both exist).

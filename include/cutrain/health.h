@@ -28,6 +28,9 @@ typedef struct ct_diagnosis {
 
 #define CT_HEALTH_MAX_DIAG 8
 #define CT_HEALTH_MAX_WINDOW 4096
+/* Norms needed before EXPLODING_GRADIENTS judges a step (the median of those
+ * so far until explode_window of them exist). */
+#define CT_HEALTH_EXPLODE_MIN 3
 
 /* Thresholds and windows of the checks over step records; every one can be
  * set by a flag (cutrain train --help) and is documented in
@@ -40,7 +43,7 @@ typedef struct ct_health_config {
     double explode_factor;    /* ||g|| above this times the median of ...              */
     int explode_window;       /* ... the previous this-many steps                      */
     int chance_window;        /* mean loss of a block of this many steps ...           */
-    double chance_tolerance;  /* ... within this fraction of ln(classes): at chance    */
+    double chance_tolerance;  /* ... above chance less this fraction: at chance        */
 } ct_health_config;
 
 /* The defaults: quiet on the healthy presets, quick on real trouble. */
@@ -51,6 +54,12 @@ typedef struct ct_health {
     float lr;
     const char *optimizer;
     int classes;
+    /* The loss of a model that has learnt nothing but the class frequencies
+     * (ln classes unless the trainer knows the labels: their entropy), and
+     * how the message names it; 0: the chance check is off (an MSE loss). */
+    double chance_loss;
+    char chance_what[64];
+    float clip_norm; /* --clip-grad-norm, 0: off; the vanishing check names it */
     int n_layers;
     char layer_names[CT_MAX_PARAM_LAYERS][32];
     int stop;               /* the policy asks training to stop */

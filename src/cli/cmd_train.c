@@ -222,9 +222,9 @@ int ct_cmd_train(int argc, char **argv) {
         {"--health-explode-window", ARG_INT, &hc->explode_window, 0, CT_HEALTH_MAX_WINDOW, 0, "N",
          "steps in that median (20; 0 off)"},
         {"--health-chance-window", ARG_INT, &hc->chance_window, 0, 1000000, 0, "N",
-         "loss at chance level N steps: diagnosis (200; 0 off)"},
+         "loss at or above chance level N steps: diagnosis (200; 0 off)"},
         {"--health-chance-tolerance", ARG_DOUBLE, &hc->chance_tolerance, 0, 1, 0, "X",
-         "\"at chance\": within X * ln(classes) of it (0.02)"},
+         "\"at chance\": no more than X below chance, or above it (0.02)"},
         {"--quiet", ARG_FLAG, &f.quiet, 0, 0, 0, NULL, "no terminal output except errors and diagnoses"},
     };
     int n = (int)(sizeof args / sizeof args[0]);

@@ -1,6 +1,7 @@
 /* Data that loads but cannot teach: all labels one class, or blank images.
  * Said at load as warnings, naming the file and the first index, because
  * both usually mean a broken export rather than a real dataset. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -51,4 +52,17 @@ int ct_dataset_check_content(const ct_dataset *ds, ct_diagnosis *out, int max) {
                  ds->images_path, constant, ds->count, first);
     }
     return n;
+}
+
+double ct_dataset_label_entropy(const ct_dataset *ds) {
+    if (!ds || ds->count == 0) return 0.0;
+    size_t counts[256] = {0};
+    for (size_t i = 0; i < ds->count; ++i) ++counts[ds->labels[i]];
+    double h = 0.0;
+    for (int k = 0; k < 256; ++k) {
+        if (!counts[k]) continue;
+        const double p = (double)counts[k] / (double)ds->count;
+        h -= p * log(p);
+    }
+    return h > 0.0 ? h : 0.0; /* -0.0 for one class */
 }

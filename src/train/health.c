@@ -32,7 +32,7 @@ ct_health_config ct_health_defaults(void) {
     c.explode_factor = 100.0;  /* two orders of magnitude */
     c.explode_window = 20;
     c.chance_window = 200;
-    c.chance_tolerance = 0.02; /* within 2% of ln(classes) */
+    c.chance_tolerance = 0.02; /* no lower than 2% below chance */
     return c;
 }
 
@@ -44,6 +44,10 @@ void ct_health_init(ct_health *h, const ct_health_config *cfg, float lr, const c
     h->lr = lr;
     h->optimizer = optimizer ? optimizer : "the optimizer";
     h->classes = classes;
+    if (classes >= 2) {
+        h->chance_loss = log((double)classes);
+        snprintf(h->chance_what, sizeof h->chance_what, "ln %d", classes);
+    }
     h->n_layers = n_layers < CT_MAX_PARAM_LAYERS ? n_layers : CT_MAX_PARAM_LAYERS;
     for (int i = 0; i < h->n_layers; ++i) snprintf(h->layer_names[i], 32, "%s", layer_names[i]);
 }
@@ -98,6 +102,8 @@ static void check_nonfinite(ct_health *h, const ct_step_record *r, ct_diagnosis 
  * below it, a vanishing update is the learning rate's fault; above it, the
  * gradients themselves have (nearly) vanished. */
 static double ordinary_lr_floor(const char *optimizer) { return strcmp(optimizer, "sgd") == 0 ? 1e-4 : 1e-5; }
+/* And the largest: above it, calling the rate ordinary would mislead. */
+static double ordinary_lr_ceiling(const char *optimizer) { return strcmp(optimizer, "sgd") == 0 ? 1.0 : 0.1; }
 
 /* Only steps that updated the weights say anything about the update size. */
 static void check_vanishing(ct_health *h, const ct_step_record *r, ct_diagnosis *out, int *n) {
@@ -123,15 +129,28 @@ static void check_vanishing(ct_health *h, const ct_step_record *r, ct_diagnosis 
                       "mean %.2g), so the weights barely move; a healthy ratio is about 1e-3. ",
                       (unsigned long long)r->step, h->vanishing_run, h->cfg.vanishing_ratio, mean);
     size_t used = n0 > 0 && (size_t)n0 < sizeof d->message ? (size_t)n0 : sizeof d->message - 1;
+    const int huge_lr = h->lr > (float)ordinary_lr_ceiling(h->optimizer);
     if (h->lr < (float)ordinary_lr_floor(h->optimizer)) /* the float rate: --lr 1e-5 is ordinary */
         snprintf(d->message + used, sizeof d->message - used,
                  "The learning rate %g is far too small for %s: try %s.", (double)h->lr, h->optimizer,
                  strcmp(h->optimizer, "sgd") == 0 ? "--lr 0.01" : "--lr 1e-3");
+    else if ((r->flags & CT_FLAG_CLIPPED) && h->clip_norm > 0 && r->clip_scale < 1e-3)
+        /* Tiny updates from healthy gradients: the clip, not the gradients. */
+        snprintf(d->message + used, sizeof d->message - used,
+                 "The gradients are not small (||g|| about %.2g), but --clip-grad-norm %g scales each update by "
+                 "%.2g: raise the clip norm (1.0 is usual) or leave clipping off.",
+                 gmean, (double)h->clip_norm, r->clip_scale);
     else if (wmean > 1e6)
         snprintf(d->message + used, sizeof d->message - used,
-                 "The learning rate %g is ordinary for %s, but the weights have grown huge (||w|| about %.2g), "
-                 "typically after a divergence: lower the learning rate or add --clip-grad-norm 1.0.",
-                 (double)h->lr, h->optimizer, wmean);
+                 "The weights have grown huge (||w|| about %.2g), typically after a divergence%s: lower the "
+                 "learning rate (now %g) or add --clip-grad-norm 1.0.",
+                 wmean, huge_lr ? ", which a learning rate this large for the optimizer invites" : "", (double)h->lr);
+    else if (huge_lr)
+        snprintf(d->message + used, sizeof d->message - used,
+                 "The gradients have nearly vanished (geometric mean ||g|| %.2g) under a learning rate of %g, very "
+                 "large for %s: a first step that large typically saturates or kills the units (see DEAD_LAYER). "
+                 "Lower the learning rate (try %s).",
+                 gmean, (double)h->lr, h->optimizer, strcmp(h->optimizer, "sgd") == 0 ? "--lr 0.01" : "--lr 1e-3");
     else
         snprintf(d->message + used, sizeof d->message - used,
                  "The learning rate %g is ordinary for %s, but the gradients have nearly vanished (geometric mean "
@@ -156,11 +175,27 @@ static void check_dead_layers(ct_health *h, const ct_step_record *r, ct_diagnosi
         /* Layers before an already-named dead layer follow from it: say it once. */
         if (h->dead_said & ~((1u << (i + 1)) - 1u)) continue;
         ct_diagnosis *d = emit(out, n, "DEAD_LAYER", "warning", r, h->layer_names[i]);
-        snprintf(d->message, sizeof d->message,
-                 "step %llu: the gradient of layer %s has been exactly zero for %d steps, so it (and every layer "
-                 "before it) has stopped learning; typically every ReLU unit after it is inactive. Lower the "
-                 "learning rate (now %g), use --init he_uniform, or a smoother activation.",
-                 (unsigned long long)r->step, h->layer_names[i], h->dead_run[i], (double)h->lr);
+        int used = snprintf(d->message, sizeof d->message,
+                            "step %llu: the gradient of layer %s has been exactly zero for %d steps, so it (and every "
+                            "layer before it) has stopped learning",
+                            (unsigned long long)r->step, h->layer_names[i], h->dead_run[i]);
+        size_t at = used > 0 && (size_t)used < sizeof d->message ? (size_t)used : sizeof d->message - 1;
+        /* The advice depends on how it died: the learning rate is only to
+         * blame when the layer once learnt. */
+        if (h->nonfinite_said && h->cfg.on_nan == CT_ON_NAN_WARN)
+            snprintf(d->message + at, sizeof d->message - at,
+                     "; NaN/Inf entered the weights earlier (the NONFINITE diagnosis) and --on-nan warn trains on "
+                     "them. Fix that first: rerun with --on-nan stop or skip.");
+        else if ((uint64_t)h->dead_run[i] >= r->step)
+            snprintf(d->message + at, sizeof d->message - at,
+                     "; it was zero from the first step, so the cause is where training started, not the training: "
+                     "check the initial weights (a bias far below zero silences every ReLU unit) and the inputs "
+                     "(see CONSTANT_IMAGES).");
+        else
+            snprintf(d->message + at, sizeof d->message - at,
+                     "; typically every ReLU unit after it is inactive. Lower the learning rate (now %g), use --init "
+                     "he_uniform, or a smoother activation.",
+                     (double)h->lr);
     }
 }
 
@@ -174,11 +209,15 @@ static void check_exploding(ct_health *h, const ct_step_record *r, ct_diagnosis 
     if (w <= 0 || (r->flags & CT_FLAG_EMPTY_BATCH)) return;
     double norm = ct_record_grad_norm(r);
     if (!isfinite(norm) || r->nonfinite_count) return; /* the non-finite check speaks for those */
-    if (!h->explode_said && h->norms_n == w) {
+    /* Judged from the third step on, against the median of the norms so far
+     * until the window fills: a divergence usually takes off in the first
+     * handful of steps, before any full window exists. */
+    const int have = h->norms_n, need = w < CT_HEALTH_EXPLODE_MIN ? w : CT_HEALTH_EXPLODE_MIN;
+    if (!h->explode_said && have >= need) {
         double sorted[CT_HEALTH_MAX_WINDOW];
-        memcpy(sorted, h->norms, (size_t)w * sizeof(double));
-        qsort(sorted, (size_t)w, sizeof(double), cmp_double);
-        double median = sorted[w / 2];
+        memcpy(sorted, h->norms, (size_t)have * sizeof(double));
+        qsort(sorted, (size_t)have, sizeof(double), cmp_double);
+        double median = sorted[have / 2];
         if (median > 0 && norm > h->cfg.explode_factor * median) {
             h->explode_said = 1;
             ct_diagnosis *d = emit(out, n, "EXPLODING_GRADIENTS", "warning", r, NULL);
@@ -186,7 +225,7 @@ static void check_exploding(ct_health *h, const ct_step_record *r, ct_diagnosis 
                      "step %llu: the gradient norm jumped to %.3g, %.0f times its median of %.3g over the previous "
                      "%d steps; training may diverge. Add --clip-grad-norm %.3g (or 1.0) or lower the learning "
                      "rate (now %g).",
-                     (unsigned long long)r->step, norm, norm / median, median, w, 10.0 * median, (double)h->lr);
+                     (unsigned long long)r->step, norm, norm / median, median, have, 10.0 * median, (double)h->lr);
         }
     }
     h->norms[h->norms_at] = norm;
@@ -198,7 +237,7 @@ static void check_exploding(ct_health *h, const ct_step_record *r, ct_diagnosis 
  * single batch's loss is too noisy to stay inside a 2% band for long even
  * when the model has learnt nothing. */
 static void check_chance(ct_health *h, const ct_step_record *r, ct_diagnosis *out, int *n) {
-    if (h->chance_said || h->cfg.chance_window <= 0 || h->classes < 2 || r->batch_size == 0) return;
+    if (h->chance_said || h->cfg.chance_window <= 0 || !(h->chance_loss > 0) || r->batch_size == 0) return;
     double loss = ct_record_loss(r);
     if (!isfinite(loss)) {
         h->chance_run = 0;
@@ -207,20 +246,28 @@ static void check_chance(ct_health *h, const ct_step_record *r, ct_diagnosis *ou
     }
     h->chance_loss_sum += loss;
     if (++h->chance_run < h->cfg.chance_window) return;
-    double chance = log((double)h->classes), mean = h->chance_loss_sum / h->chance_run;
-    if (!(fabs(mean - chance) <= h->cfg.chance_tolerance * chance)) {
+    /* At chance or above it: a loss worse than guessing the class
+     * frequencies has learnt no more than one at chance. */
+    double chance = h->chance_loss, mean = h->chance_loss_sum / h->chance_run;
+    if (!(mean >= (1.0 - h->cfg.chance_tolerance) * chance)) {
         h->chance_run = 0;
         h->chance_loss_sum = 0;
         return;
     }
     h->chance_said = 1;
     ct_diagnosis *d = emit(out, n, "LOSS_AT_CHANCE", "warning", r, NULL);
-    snprintf(d->message, sizeof d->message,
-             "step %llu: the loss has stayed at chance level for %d steps (mean %.4f; ln %d = %.4f): the model "
-             "predicts no better than a uniform guess. Check that labels match the images, that the learning rate "
-             "(now %g) is neither tiny nor huge, and that the inputs are scaled.",
-             (unsigned long long)r->step, h->chance_run, h->chance_loss_sum / h->chance_run, h->classes, chance,
-             (double)h->lr);
+    if (mean > 2.0 * chance)
+        snprintf(d->message, sizeof d->message,
+                 "step %llu: the loss has stayed far above chance level for %d steps (mean %.4g; chance %.4f, "
+                 "%s): the model is confidently wrong, worse than guessing. Typically the learning rate (now %g) "
+                 "is too large or the initial weights are far too big.",
+                 (unsigned long long)r->step, h->chance_run, mean, chance, h->chance_what, (double)h->lr);
+    else
+        snprintf(d->message, sizeof d->message,
+                 "step %llu: the loss has stayed at chance level for %d steps (mean %.4f; chance %.4f, %s): the "
+                 "model predicts no better than a guess from the class frequencies. Check that labels match the "
+                 "images, that the learning rate (now %g) is neither tiny nor huge, and that the inputs are scaled.",
+                 (unsigned long long)r->step, h->chance_run, mean, chance, h->chance_what, (double)h->lr);
 }
 
 int ct_health_observe(ct_health *h, const ct_step_record *r, ct_diagnosis *out) {

@@ -424,6 +424,22 @@ static int train_epoch(run *r, uint32_t epoch, const ct_device_data *test, ct_ru
     return r->exit_code != CT_EXIT_OK || (opt->max_steps && r->step >= opt->max_steps) || r->reached_target;
 }
 
+/* What "chance" is for this run's loss: for cross-entropy, the entropy of
+ * the training labels' frequencies (a model that learnt only those scores
+ * it), so that three classes in a ten-way output, or a ten-class set in a
+ * wider output, are judged against the right level; without the labels (a
+ * data source), ln(classes). MSE has no such level here: the check is off.
+ * Derived from the data, never saved: a resume recomputes the same value. */
+static void set_chance(ct_health *h, const ct_model *m, const ct_dataset *train) {
+    if (m->spec.loss != CT_LOSS_XENT) {
+        h->chance_loss = 0;
+        return;
+    }
+    if (!train) return;
+    h->chance_loss = ct_dataset_label_entropy(train);
+    snprintf(h->chance_what, sizeof h->chance_what, "the entropy of the training labels' frequencies");
+}
+
 static int run_training(ct_model *m, const ct_dataset *train, const ct_data_source *src, const ct_dataset *test,
                         const ct_train_options *opt, ct_logger *log, ct_run_summary *sum, ct_error *err) {
     if (opt->batch_size <= 0 || opt->batch_size > m->max_rows)
@@ -483,6 +499,7 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
         r.train_seconds = st->train_seconds;
         r.health = st->health;
     }
+    set_chance(&r.health, m, train);
 
     ct_device_data dtest;
     memset(&dtest, 0, sizeof dtest);
@@ -540,6 +557,7 @@ void ct_train_health_init(const ct_model *m, const ct_train_options *opt, ct_hea
     for (int i = 0; i < m->n_param_layers; ++i) memcpy(names[i], m->layers[m->param_layer[i]].spec.name, 32);
     ct_health_init(h, &opt->health, m->spec.optim.lr, ct_optim_kind_name(m->spec.optim.kind), m->classes,
                    m->n_param_layers, (const char(*)[32])names);
+    h->clip_norm = m->spec.optim.clip_norm;
 }
 
 int ct_train(ct_model *m, const ct_dataset *train, const ct_dataset *test, const ct_train_options *opt,
