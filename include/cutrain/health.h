@@ -44,6 +44,7 @@ typedef struct ct_health_config {
     int explode_window;       /* ... the previous this-many steps                      */
     int chance_window;        /* mean loss of a block of this many steps ...           */
     double chance_tolerance;  /* ... above chance less this fraction: at chance        */
+    int nonfinite_window;     /* NaN/Inf this many steps in a row (skip, warn): stop   */
 } ct_health_config;
 
 /* The defaults: quiet on the healthy presets, quick on real trouble. */
@@ -76,6 +77,7 @@ typedef struct ct_health {
     int norms_n, norms_at;
     int chance_run;
     double chance_loss_sum;
+    int nonfinite_run; /* steps in a row whose loss or gradient was NaN/Inf */
 } ct_health;
 
 void ct_health_init(ct_health *h, const ct_health_config *cfg, float lr, const char *optimizer, int classes,

@@ -225,6 +225,8 @@ int ct_cmd_train(int argc, char **argv) {
          "loss at or above chance level N steps: diagnosis (200; 0 off)"},
         {"--health-chance-tolerance", ARG_DOUBLE, &hc->chance_tolerance, 0, 1, 0, "X",
          "\"at chance\": no more than X below chance, or above it (0.02)"},
+        {"--health-nonfinite-window", ARG_INT, &hc->nonfinite_window, 0, 1000000, 0, "N",
+         "NaN/Inf N steps in a row under --on-nan skip|warn: stop, exit 4 (100; 0 off)"},
         {"--quiet", ARG_FLAG, &f.quiet, 0, 0, 0, NULL, "no terminal output except errors and diagnoses"},
     };
     int n = (int)(sizeof args / sizeof args[0]);
@@ -257,6 +259,12 @@ int ct_cmd_train(int argc, char **argv) {
     }
     if (ct_args_seen(args, n, "--inject-nan") && f.inject_nan == 0) {
         ct_fail(&err, CT_EXIT_USAGE, "--inject-nan: expected a step of 1 or more (steps count from 1), got 0");
+        return ct_cli_report(&err);
+    }
+    if (ct_args_seen(args, n, "--health-nonfinite-window") && opt.health.on_nan == CT_ON_NAN_STOP) {
+        ct_fail(&err, CT_EXIT_USAGE,
+                "--health-nonfinite-window: has no effect with --on-nan stop, which stops at the first NaN/Inf "
+                "(add --on-nan skip or warn)");
         return ct_cli_report(&err);
     }
     if (f.save_every && !f.save) {

@@ -33,6 +33,7 @@ ct_health_config ct_health_defaults(void) {
     c.explode_window = 20;
     c.chance_window = 200;
     c.chance_tolerance = 0.02; /* no lower than 2% below chance */
+    c.nonfinite_window = 100;  /* skip or warn cannot recover from this many */
     return c;
 }
 
@@ -73,9 +74,37 @@ static int first_nonfinite_layer(const ct_health *h, const ct_step_record *r) {
     return -1;
 }
 
+/* Under skip or warn a run can go on with every step non-finite (weights
+ * so large every forward pass overflows, or NaN in them): it would end
+ * "completed" having learnt nothing after the first diagnosis. A run of
+ * such steps ends it like --on-nan stop. */
+static void check_nonfinite_run(ct_health *h, const ct_step_record *r, ct_diagnosis *out, int *n) {
+    if (h->cfg.on_nan == CT_ON_NAN_STOP || h->cfg.nonfinite_window <= 0 || h->stop ||
+        h->nonfinite_run < h->cfg.nonfinite_window)
+        return;
+    ct_diagnosis *d = emit(out, n, "NONFINITE_PERSISTS", "error", r, NULL);
+    if (h->cfg.on_nan == CT_ON_NAN_WARN)
+        snprintf(d->message, sizeof d->message,
+                 "step %llu: the loss or a gradient has been NaN or Inf for %d steps in a row: --on-nan warn let "
+                 "NaN/Inf into the weights, and no step can recover from that; training stopped. Rerun with "
+                 "--on-nan stop or skip, and lower the learning rate (now %g) or add --clip-grad-norm 1.0.",
+                 (unsigned long long)r->step, h->nonfinite_run, (double)h->lr);
+    else
+        snprintf(d->message, sizeof d->message,
+                 "step %llu: the loss or a gradient has been NaN or Inf for %d steps in a row, so --on-nan skip "
+                 "has skipped every one of their updates: the weights are stuck where every step overflows; "
+                 "training stopped. Lower the learning rate (now %g) or add --clip-grad-norm 1.0.",
+                 (unsigned long long)r->step, h->nonfinite_run, (double)h->lr);
+    h->stop = 1;
+}
+
 static void check_nonfinite(ct_health *h, const ct_step_record *r, ct_diagnosis *out, int *n) {
-    if (!(r->flags & (CT_FLAG_NONFINITE_LOSS | CT_FLAG_NONFINITE_GRAD))) return;
+    if (!(r->flags & (CT_FLAG_NONFINITE_LOSS | CT_FLAG_NONFINITE_GRAD))) {
+        if (!(r->flags & CT_FLAG_EMPTY_BATCH)) h->nonfinite_run = 0;
+        return;
+    }
     ++h->nonfinite_steps;
+    ++h->nonfinite_run;
     if (h->nonfinite_said) return;
     h->nonfinite_said = 1;
     int li = first_nonfinite_layer(h, r);
@@ -275,6 +304,7 @@ int ct_health_observe(ct_health *h, const ct_step_record *r, ct_diagnosis *out) 
     if (r->flags & CT_FLAG_EMPTY_BATCH) ++h->empty_batches;
     if (r->flags & CT_FLAG_SKIPPED_UPDATE) ++h->skipped_steps;
     check_nonfinite(h, r, out, &n);
+    check_nonfinite_run(h, r, out, &n);
     check_vanishing(h, r, out, &n);
     check_dead_layers(h, r, out, &n);
     check_exploding(h, r, out, &n);

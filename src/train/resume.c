@@ -35,6 +35,11 @@ int ct_train_load_checkpoint(ct_model *m, const ct_dataset *train, const ct_trai
     if (st->health.stop)
         return ct_fail(err, CT_EXIT_BAD_INPUT,
                        "%s: checkpoint state says a health policy stopped the run; no checkpoint is written then", path);
+    if ((uint64_t)st->health.nonfinite_run > st->health.nonfinite_steps || st->health.nonfinite_steps > st->step)
+        return ct_fail(err, CT_EXIT_BAD_INPUT,
+                       "%s: checkpoint state counts %" PRIu64 " non-finite steps (the last %d in a row) in a run of %" PRIu64
+                       " steps",
+                       path, st->health.nonfinite_steps, st->health.nonfinite_run, st->step);
     if (train) {
         const uint64_t spe = ct_steps_per_epoch(train->count, opt->batch_size, opt->drop_last);
         const uint64_t want = (uint64_t)(st->epoch - 1) * spe + st->epoch_steps;

@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define STATE_VERSION 1
+/* 2 added h.nonfinite_run; a version 1 state (without it) still resumes. */
+#define STATE_VERSION 2
 
 typedef struct text {
     char *s;
@@ -90,6 +91,7 @@ char *ct_train_state_format(const ct_train_state *st) {
     put(&t, "\n");
     put_u64(&t, "h.chance_run", (uint64_t)h->chance_run);
     put_f64(&t, "h.chance_loss_sum", h->chance_loss_sum);
+    put_u64(&t, "h.nonfinite_run", (uint64_t)h->nonfinite_run);
     if (t.oom) {
         free(t.s);
         return NULL;
@@ -166,8 +168,9 @@ static double line_f64(reader *r, const char *name) {
 
 int ct_train_state_parse(const char *src, ct_train_state *st, const char *path, ct_error *err) {
     reader r = {src, path, "version", err, 0};
-    if (line_u64(&r, "version", UINT32_MAX) != STATE_VERSION && !r.failed)
-        return bad(&r, "written by another version of cutrain (expected " "1)");
+    const uint64_t version = line_u64(&r, "version", UINT32_MAX);
+    if ((version < 1 || version > STATE_VERSION) && !r.failed)
+        return bad(&r, "written by another version of cutrain (expected 1 or 2)");
     ct_health *h = &st->health;
     st->seed = line_u64(&r, "seed", UINT64_MAX);
     st->step = line_u64(&r, "step", UINT64_MAX);
@@ -227,6 +230,8 @@ int ct_train_state_parse(const char *src, ct_train_state *st, const char *path, 
     }
     h->chance_run = (int)line_u64(&r, "h.chance_run", INT32_MAX);
     h->chance_loss_sum = line_f64(&r, "h.chance_loss_sum");
+    /* Version 1 kept no run of non-finite steps: it starts at 0. */
+    h->nonfinite_run = version >= 2 ? (int)line_u64(&r, "h.nonfinite_run", INT32_MAX) : 0;
     if (!r.failed && *r.p != '\0') {
         r.field = "(end)";
         bad(&r, "unexpected text after the last field");

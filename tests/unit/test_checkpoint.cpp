@@ -274,6 +274,16 @@ std::string replaced(std::string s, const std::string &from, const std::string &
 // corrupt but well-formed) is refused naming the file and what is wrong,
 // instead of training into a NaN the diagnosis would blame on the learning
 // rate, or logging five million steps of a five-step epoch.
+// Replaces from by to in whichever chunk of the state text holds it.
+void edit_state(Tensors &t, const std::string &from, const std::string &to) {
+    for (auto &kv : t.meta)
+        if (kv.first.rfind("cutrain.state.", 0) == 0 && kv.second.find(from) != std::string::npos) {
+            kv.second = replaced(kv.second, from, to);
+            return;
+        }
+    ADD_FAILURE() << "no state chunk holds " << from;
+}
+
 TEST_F(Checkpoint, AStateNoRunCouldHaveWrittenIsRefused) {
     std::string ck = dir.file("ck.st"), bad = dir.file("bad.st"), log = dir.file("log.jsonl");
     ASSERT_EQ(run_cutrain(base(const_model()) + " --max-steps 4 --save " + ck).exit_code, 0);
@@ -313,6 +323,12 @@ TEST_F(Checkpoint, AStateNoRunCouldHaveWrittenIsRefused) {
         {"stopped by a health policy",
          [](Tensors &t) { t.meta["cutrain.state.0"] = replaced(t.meta["cutrain.state.0"], "\nh.stop 0\n", "\nh.stop 1\n"); },
          "checkpoint state says a health policy stopped the run"},
+        {"a run of non-finite steps longer than their count",
+         [](Tensors &t) { edit_state(t, "\nh.nonfinite_run 0\n", "\nh.nonfinite_run 3\n"); },
+         "checkpoint state counts 0 non-finite steps (the last 3 in a row) in a run of 4 steps"},
+        {"a state of a later version",
+         [](Tensors &t) { t.meta["cutrain.state.0"] = replaced(t.meta["cutrain.state.0"], "version 2\n", "version 3\n"); },
+         "written by another version of cutrain (expected 1 or 2)"},
     };
     for (const Case &c : cases) {
         SCOPED_TRACE(c.what);
@@ -326,6 +342,27 @@ TEST_F(Checkpoint, AStateNoRunCouldHaveWrittenIsRefused) {
         EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
         EXPECT_FALSE(file_exists(log));
     }
+}
+
+// Version 1 of the state text had no h.nonfinite_run; such a checkpoint
+// still resumes, to the records of a version 2 one (the run of non-finite
+// steps starts at 0, which it is on any run that did not end in NaN).
+TEST_F(Checkpoint, AVersionOneStateStillResumes) {
+    std::string ck = dir.file("ck.st"), v1 = dir.file("v1.st"), a = dir.file("a.jsonl"), b = dir.file("b.jsonl");
+    ASSERT_EQ(run_cutrain(base(const_model()) + " --max-steps 4 --save " + ck).exit_code, 0);
+    Tensors t = read_checkpoint(ck);
+    ASSERT_EQ(t.meta.at("cutrain.state.0").rfind("version 2\n", 0), 0u) << t.meta.at("cutrain.state.0");
+    t.meta["cutrain.state.0"] = replaced(t.meta["cutrain.state.0"], "version 2\n", "version 1\n");
+    edit_state(t, "h.nonfinite_run 0\n", "");
+    write_checkpoint(v1, t);
+    RunResult ra = run_cutrain(base(const_model()) + " --max-steps 6 --resume " + ck + " --log-jsonl " + a);
+    RunResult rb = run_cutrain(base(const_model()) + " --max-steps 6 --resume " + v1 + " --log-jsonl " + b);
+    ASSERT_EQ(ra.exit_code, 0) << ra.out;
+    ASSERT_EQ(rb.exit_code, 0) << rb.out;
+    auto sa = jsonl_of_type(a, "step"), sb = jsonl_of_type(b, "step");
+    ASSERT_EQ(sa.size(), 2u);
+    ASSERT_EQ(sb.size(), sa.size());
+    for (size_t i = 0; i < sa.size(); ++i) EXPECT_EQ(sa[i], sb[i]) << i;
 }
 
 // A checkpoint that cannot be written (here: past RLIMIT_FSIZE, which fails

@@ -117,6 +117,7 @@ TEST(Health, DefaultsAreTheDocumentedOnes) {
     EXPECT_EQ(c.explode_window, 20);
     EXPECT_EQ(c.chance_window, 200);
     EXPECT_EQ(c.chance_tolerance, 0.02);
+    EXPECT_EQ(c.nonfinite_window, 100);
 }
 
 TEST(Health, NanPolicyNamesRoundTrip) {
@@ -256,6 +257,61 @@ TEST(Health, NonfiniteLossWithoutABadLayerNamesNoLayer) {
 }
 
 // ---------------------------------------------------------------- vanishing
+
+// Under skip or warn a run whose every step is NaN/Inf would end
+// "completed" having learnt nothing: a run of nonfinite_window of them in a
+// row stops it (error, h->stop), once; a finite step starts the count over,
+// an empty batch does not; with --on-nan stop the first NaN already stops.
+TEST(Health, NonfiniteStepsInARowStopASkipOrWarnRun) {
+    auto nan_step = [](uint64_t s) {
+        ct_step_record r = healthy(s);
+        r.flags |= CT_FLAG_NONFINITE_LOSS | CT_FLAG_SKIPPED_UPDATE;
+        return r;
+    };
+    ct_health_config cfg = all_off();
+    cfg.nonfinite_window = 5;
+    for (ct_nan_policy policy : {CT_ON_NAN_SKIP, CT_ON_NAN_WARN}) {
+        cfg.on_nan = policy;
+        Monitor m(cfg, 10.0f, "sgd");
+        auto first = m.observe(nan_step(1));
+        ASSERT_EQ(first.size(), 1u);
+        EXPECT_EQ(first[0].code, "NONFINITE_LOSS");
+        for (uint64_t s = 2; s <= 4; ++s) EXPECT_TRUE(m.observe(nan_step(s)).empty()) << s;
+        EXPECT_TRUE(m.observe(healthy(5)).empty());  // finite: the count starts over
+        EXPECT_TRUE(m.observe(empty_batch(6)).empty());
+        for (uint64_t s = 7; s <= 10; ++s) EXPECT_TRUE(m.observe(nan_step(s)).empty()) << s;
+        EXPECT_TRUE(m.observe(empty_batch(11)).empty());  // an empty batch does not break the run
+        EXPECT_EQ(m.h.nonfinite_run, 4);
+        EXPECT_FALSE(m.h.stop);
+        auto d = m.observe(nan_step(12));
+        ASSERT_EQ(d.size(), 1u);
+        EXPECT_EQ(d[0].code, "NONFINITE_PERSISTS");
+        EXPECT_EQ(d[0].severity, "error");
+        EXPECT_EQ(d[0].step, 12u);
+        EXPECT_TRUE(m.h.stop);
+        EXPECT_TRUE(has(d[0].message, "for 5 steps in a row")) << d[0].message;
+        EXPECT_TRUE(has(d[0].message, "now 10")) << d[0].message;
+        EXPECT_EQ(has(d[0].message, "--on-nan warn let NaN/Inf into the weights"), policy == CT_ON_NAN_WARN)
+            << d[0].message;
+        EXPECT_EQ(has(d[0].message, "--on-nan skip has skipped every one"), policy == CT_ON_NAN_SKIP) << d[0].message;
+    }
+    {
+        cfg.on_nan = CT_ON_NAN_STOP;
+        cfg.nonfinite_window = 1;
+        Monitor m(cfg);
+        auto d = m.observe(nan_step(1));
+        ASSERT_EQ(d.size(), 1u);
+        EXPECT_EQ(d[0].code, "NONFINITE_LOSS");  // stop speaks for itself
+    }
+    {
+        cfg.on_nan = CT_ON_NAN_SKIP;
+        cfg.nonfinite_window = 0;  // off
+        Monitor m(cfg);
+        for (uint64_t s = 1; s <= 300; ++s) m.observe(nan_step(s));
+        EXPECT_EQ(m.said.size(), 1u);
+        EXPECT_FALSE(m.h.stop);
+    }
+}
 
 TEST(Health, VanishingFiresOnceAfterTheWindowAndResetsOnAHealthyStep) {
     ct_health_config cfg = all_off();
