@@ -26,8 +26,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (ds.labels[i] > ds.max_label) ct_fuzz_fail("label %u above max_label %d", ds.labels[i], ds.max_label);
     if (ct_dataset_check_labels(&ds, 10, &err) != 0) ct_fuzz_check_error(&err, labels, NULL);
     ct_diagnosis d[4];
-    int n = ct_dataset_check_content(&ds, d, 4);
-    if (n < 0 || n > 4) ct_fuzz_fail("ct_dataset_check_content wrote %d diagnoses into 4", n);
+    for (int is_test = 0; is_test < 2; ++is_test) {
+        int n = ct_dataset_check_content(&ds, is_test, d, 4);
+        if (n < 0 || n > 4) ct_fuzz_fail("ct_dataset_check_content wrote %d diagnoses into 4", n);
+    }
+    const double h = ct_dataset_label_entropy(&ds);
+    if (!(h >= 0.0 && h <= 5.546)) /* ln 256: at most every byte value, evenly */
+        ct_fuzz_fail("label entropy %g outside [0, ln 256]", h);
     ct_dataset_free(&ds);
     return 0;
 }

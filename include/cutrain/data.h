@@ -67,9 +67,11 @@ void ct_dataset_free(ct_dataset *ds);
 /* Content checks that are warnings, not errors (the file is valid, but a
  * model cannot learn much from it): every label the same class
  * (LABELS_SINGLE_CLASS), images whose values are all equal
- * (CONSTANT_IMAGES, naming the first index). Returns how many diagnoses
- * were written (at most max). */
-int ct_dataset_check_content(const ct_dataset *ds, ct_diagnosis *out, int max);
+ * (CONSTANT_IMAGES, naming the first index). is_test says which split ds
+ * is, which changes what one class means (nothing to learn from, or a test
+ * accuracy that measures nothing). Returns how many diagnoses were written
+ * (at most max). */
+int ct_dataset_check_content(const ct_dataset *ds, int is_test, ct_diagnosis *out, int max);
 
 /* The entropy (nats) of the labels' class frequencies: the cross-entropy of
  * a model that has learnt only how common each class is, which is what

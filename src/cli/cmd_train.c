@@ -126,8 +126,8 @@ static void log_build_diagnoses(ct_logger *log, const ct_model_spec *spec, const
                                 const ct_dataset *test) {
     ct_diagnosis d[6];
     int n = ct_health_check_model(spec, d, 2);
-    n += ct_dataset_check_content(train, d + n, 2);
-    n += ct_dataset_check_content(test, d + n, 2);
+    n += ct_dataset_check_content(train, 0, d + n, 2);
+    n += ct_dataset_check_content(test, 1, d + n, 2);
     for (int i = 0; i < n; ++i) ct_log_diagnosis(log, &d[i]);
 }
 

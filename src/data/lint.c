@@ -29,17 +29,23 @@ static ct_diagnosis *warn(ct_diagnosis *out, int *n, const char *code) {
     return d;
 }
 
-int ct_dataset_check_content(const ct_dataset *ds, ct_diagnosis *out, int max) {
+int ct_dataset_check_content(const ct_dataset *ds, int is_test, ct_diagnosis *out, int max) {
     int n = 0;
     if (ds->count == 0 || max <= 0) return 0;
     size_t same = 1;
     while (same < ds->count && ds->labels[same] == ds->labels[0]) ++same;
     if (same == ds->count && ds->count > 1) {
         ct_diagnosis *d = warn(out, &n, "LABELS_SINGLE_CLASS");
-        snprintf(d->message, sizeof d->message,
-                 "%.300s: all %zu labels are %u: a classifier cannot learn from a single class; check that this is "
-                 "the right labels file",
-                 ds->labels_path, ds->count, ds->labels[0]);
+        if (is_test)
+            snprintf(d->message, sizeof d->message,
+                     "%.300s: all %zu test labels are %u: the test accuracy will only say how often the model "
+                     "predicts %u; check that this is the right labels file",
+                     ds->labels_path, ds->count, ds->labels[0], ds->labels[0]);
+        else
+            snprintf(d->message, sizeof d->message,
+                     "%.300s: all %zu labels are %u: a classifier cannot learn from a single class; check that this "
+                     "is the right labels file",
+                     ds->labels_path, ds->count, ds->labels[0]);
     }
     size_t constant = 0, first = 0;
     for (size_t i = 0; i < ds->count && ds->sample_elems > 1; ++i)

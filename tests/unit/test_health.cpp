@@ -931,11 +931,11 @@ TEST(Health, DataContentVariedDataSaysNothing) {
     for (ct_elem_type t : {CT_ELEM_U8, CT_ELEM_F32}) {
         OwnedDataset d(50, 64, t);
         ct_diagnosis out[4];
-        EXPECT_EQ(ct_dataset_check_content(&d.ds, out, 4), 0);
+        EXPECT_EQ(ct_dataset_check_content(&d.ds, 0, out, 4), 0);
     }
     OwnedDataset empty(0, 64, CT_ELEM_U8);
     ct_diagnosis out[4];
-    EXPECT_EQ(ct_dataset_check_content(&empty.ds, out, 4), 0);
+    EXPECT_EQ(ct_dataset_check_content(&empty.ds, 0, out, 4), 0);
 }
 
 // The level LOSS_AT_CHANCE judges against: ln k for k balanced classes,
@@ -963,20 +963,29 @@ TEST(Health, DataContentLabelsOfOneClass) {
     memset(d.ds.labels, 7, 40);
     d.ds.max_label = 7;
     ct_diagnosis out[4];
-    ASSERT_EQ(ct_dataset_check_content(&d.ds, out, 4), 1);
+    ASSERT_EQ(ct_dataset_check_content(&d.ds, 0, out, 4), 1);
     EXPECT_STREQ(out[0].code, "LABELS_SINGLE_CLASS");
     EXPECT_STREQ(out[0].severity, "warning");
     EXPECT_EQ(out[0].step, 0u);
     std::string msg = out[0].message;
     EXPECT_EQ(msg.rfind("/data/x-labels-idx1-ubyte: ", 0), 0u) << msg;
     EXPECT_TRUE(has(msg, "all 40 labels are 7")) << msg;
+    EXPECT_TRUE(has(msg, "cannot learn from a single class")) << msg;
+
+    // The test split: nothing stops learning, but its accuracy means little.
+    ASSERT_EQ(ct_dataset_check_content(&d.ds, 1, out, 4), 1);
+    msg = out[0].message;
+    EXPECT_STREQ(out[0].code, "LABELS_SINGLE_CLASS");
+    EXPECT_TRUE(has(msg, "all 40 test labels are 7: the test accuracy will only say how often the model predicts 7"))
+        << msg;
+    EXPECT_FALSE(has(msg, "cannot learn")) << msg;
 
     // One differing label anywhere (even the last) is enough.
     d.ds.labels[39] = 2;
-    EXPECT_EQ(ct_dataset_check_content(&d.ds, out, 4), 0);
+    EXPECT_EQ(ct_dataset_check_content(&d.ds, 0, out, 4), 0);
     // A single item is not "one class".
     OwnedDataset one(1, 64, CT_ELEM_U8);
-    EXPECT_EQ(ct_dataset_check_content(&one.ds, out, 4), 0);
+    EXPECT_EQ(ct_dataset_check_content(&one.ds, 0, out, 4), 0);
 }
 
 TEST(Health, DataContentConstantImagesNameTheFirstIndex) {
@@ -986,7 +995,7 @@ TEST(Health, DataContentConstantImagesNameTheFirstIndex) {
         d.make_constant(4, 3);
         d.make_constant(25, 5);
         ct_diagnosis out[4];
-        ASSERT_EQ(ct_dataset_check_content(&d.ds, out, 4), 1) << (int)t;
+        ASSERT_EQ(ct_dataset_check_content(&d.ds, 0, out, 4), 1) << (int)t;
         EXPECT_STREQ(out[0].code, "CONSTANT_IMAGES");
         EXPECT_STREQ(out[0].severity, "warning");
         EXPECT_EQ(out[0].step, 0u);
@@ -999,12 +1008,12 @@ TEST(Health, DataContentConstantImagesNameTheFirstIndex) {
     OwnedDataset d(5, 64, CT_ELEM_U8);
     d.make_constant(0, 0);
     ct_diagnosis out[4];
-    ASSERT_EQ(ct_dataset_check_content(&d.ds, out, 4), 1);
+    ASSERT_EQ(ct_dataset_check_content(&d.ds, 0, out, 4), 1);
     EXPECT_TRUE(has(out[0].message, "1 of 5 images are constant")) << out[0].message;
     EXPECT_TRUE(has(out[0].message, "the first at index 0")) << out[0].message;
     // An image of one value is not "constant".
     OwnedDataset scalar(5, 1, CT_ELEM_U8);
-    EXPECT_EQ(ct_dataset_check_content(&scalar.ds, out, 4), 0);
+    EXPECT_EQ(ct_dataset_check_content(&scalar.ds, 0, out, 4), 0);
 }
 
 TEST(Health, DataContentBothWarningsAndMax) {
@@ -1012,13 +1021,13 @@ TEST(Health, DataContentBothWarningsAndMax) {
     memset(d.ds.labels, 1, 20);
     d.make_constant(9, 0);
     ct_diagnosis out[4];
-    ASSERT_EQ(ct_dataset_check_content(&d.ds, out, 4), 2);
+    ASSERT_EQ(ct_dataset_check_content(&d.ds, 0, out, 4), 2);
     EXPECT_STREQ(out[0].code, "LABELS_SINGLE_CLASS");
     EXPECT_STREQ(out[1].code, "CONSTANT_IMAGES");
     EXPECT_TRUE(has(out[1].message, "the first at index 9")) << out[1].message;
-    ASSERT_EQ(ct_dataset_check_content(&d.ds, out, 1), 1);
+    ASSERT_EQ(ct_dataset_check_content(&d.ds, 0, out, 1), 1);
     EXPECT_STREQ(out[0].code, "LABELS_SINGLE_CLASS");
-    EXPECT_EQ(ct_dataset_check_content(&d.ds, out, 0), 0);
+    EXPECT_EQ(ct_dataset_check_content(&d.ds, 0, out, 0), 0);
 }
 
 }  // namespace
