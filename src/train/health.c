@@ -238,9 +238,10 @@ static void check_exploding(ct_health *h, const ct_step_record *r, ct_diagnosis 
     if (w <= 0 || (r->flags & CT_FLAG_EMPTY_BATCH)) return;
     double norm = ct_record_grad_norm(r);
     if (!isfinite(norm) || r->nonfinite_count) return; /* the non-finite check speaks for those */
-    /* Judged from the third step on, against the median of the norms so far
-     * until the window fills: a divergence usually takes off in the first
-     * handful of steps, before any full window exists. */
+    /* Judged once CT_HEALTH_EXPLODE_MIN norms precede the step (from the
+     * fourth step on), against the median of the norms so far until the
+     * window fills: a divergence usually takes off in the first handful of
+     * steps, before any full window exists. */
     const int have = h->norms_n, need = w < CT_HEALTH_EXPLODE_MIN ? w : CT_HEALTH_EXPLODE_MIN;
     if (!h->explode_said && have >= need) {
         double sorted[CT_HEALTH_MAX_WINDOW];
