@@ -485,17 +485,19 @@ TEST(Health, VanishingWindowZeroIsOff) {
 
 // ---------------------------------------------------------------- dead layer
 
+// A step whose first layer's gradient is exactly zero (a dead ReLU layer).
+ct_step_record dead1(uint64_t step) {
+    ct_step_record r = healthy(step);
+    r.layer_zero_all = 1u << 0;
+    r.layer_grad_sumsq[0] = 0;
+    r.flags |= CT_FLAG_ZERO_GRAD;
+    return r;
+}
+
 TEST(Health, DeadLayerFiresOnceAfterTheWindowAndResetsOnANonZeroStep) {
     ct_health_config cfg = all_off();
     cfg.dead_window = 4;
     Monitor m(cfg, 0.001f);
-    auto dead1 = [](uint64_t s) {
-        ct_step_record r = healthy(s);
-        r.layer_zero_all = 1u << 0;
-        r.layer_grad_sumsq[0] = 0;
-        r.flags |= CT_FLAG_ZERO_GRAD;
-        return r;
-    };
     for (uint64_t s = 1; s <= 3; ++s) EXPECT_TRUE(m.observe(dead1(s)).empty()) << s;
     EXPECT_TRUE(m.observe(healthy(4)).empty());  // one non-zero gradient: starts over
     for (uint64_t s = 5; s <= 7; ++s) EXPECT_TRUE(m.observe(dead1(s)).empty()) << s;
@@ -517,13 +519,6 @@ TEST(Health, DeadLayerFiresOnceAfterTheWindowAndResetsOnANonZeroStep) {
 // starting point's fault (weights, inputs), not the learning rate's; dead
 // after NaN entered the weights under --on-nan warn is the NaN's.
 TEST(Health, DeadLayerAdviceFollowsHowTheLayerDied) {
-    auto dead1 = [](uint64_t s) {
-        ct_step_record r = healthy(s);
-        r.layer_zero_all = 1u << 0;
-        r.layer_grad_sumsq[0] = 0;
-        r.flags |= CT_FLAG_ZERO_GRAD;
-        return r;
-    };
     ct_health_config cfg = all_off();
     cfg.dead_window = 4;
     {
