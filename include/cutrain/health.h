@@ -54,7 +54,6 @@ typedef struct ct_health {
     ct_health_config cfg;
     float lr;
     const char *optimizer;
-    int classes;
     /* The loss of a model that has learnt nothing but the class frequencies
      * (ln classes unless the trainer knows the labels: their entropy), and
      * how the message names it; 0: the chance check is off (an MSE loss). */

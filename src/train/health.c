@@ -44,7 +44,6 @@ void ct_health_init(ct_health *h, const ct_health_config *cfg, float lr, const c
     if (h->cfg.explode_window > CT_HEALTH_MAX_WINDOW) h->cfg.explode_window = CT_HEALTH_MAX_WINDOW;
     h->lr = lr;
     h->optimizer = optimizer ? optimizer : "the optimizer";
-    h->classes = classes;
     if (classes >= 2) {
         h->chance_loss = log((double)classes);
         snprintf(h->chance_what, sizeof h->chance_what, "ln %d", classes);
