@@ -60,6 +60,10 @@ typedef struct ct_health {
     double chance_loss;
     char chance_what[64];
     float clip_norm; /* --clip-grad-norm, 0: off; the vanishing check names it */
+    /* An optimizer setting that makes divergence likely (ct_health_set_optimizer),
+     * given as the advice of the divergence diagnoses instead of the generic
+     * "lower the learning rate"; "" when the settings are ordinary. */
+    char optim_advice[256];
     int n_layers;
     char layer_names[CT_MAX_PARAM_LAYERS][32];
     int stop;               /* the policy asks training to stop */
@@ -81,12 +85,16 @@ typedef struct ct_health {
 
 void ct_health_init(ct_health *h, const ct_health_config *cfg, float lr, const char *optimizer, int classes,
                     int n_layers, const char (*layer_names)[32]);
+/* Fills h->optim_advice from the run's optimizer settings (after init). */
+struct ct_optim_config;
+void ct_health_set_optimizer(ct_health *h, const struct ct_optim_config *o);
 /* Looks at one record (in step order); writes up to CT_HEALTH_MAX_DIAG new
  * diagnoses into out and returns how many. Sets h->stop when the policy says so. */
 int ct_health_observe(ct_health *h, const ct_step_record *r, ct_diagnosis *out);
 
 /* Diagnoses that need no training: a loss that does not fit the output
- * layer. Returns how many were written (at most max), all warnings. */
+ * layer, momentum that multiplies the learning rate far past an ordinary
+ * one. Returns how many were written (at most max), all warnings. */
 struct ct_model_spec;
 int ct_health_check_model(const struct ct_model_spec *spec, ct_diagnosis *out, int max);
 

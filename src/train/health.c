@@ -119,10 +119,14 @@ static void check_nonfinite(ct_health *h, const ct_step_record *r, ct_diagnosis 
     if (layer)
         snprintf(where, sizeof where, ", first (in backward order) in layer %s (%u non-finite values)", layer,
                  r->layer_nonfinite[li]);
-    snprintf(d->message, sizeof d->message,
-             "step %llu: %s%s; %s. Lower the learning rate (now %g) or add --clip-grad-norm 1.0, and check the "
-             "input data for NaN/Inf.",
-             (unsigned long long)r->step, what, where, then, (double)h->lr);
+    if (h->optim_advice[0])
+        snprintf(d->message, sizeof d->message, "step %llu: %s%s; %s. %s Check the input data for NaN/Inf too.",
+                 (unsigned long long)r->step, what, where, then, h->optim_advice);
+    else
+        snprintf(d->message, sizeof d->message,
+                 "step %llu: %s%s; %s. Lower the learning rate (now %g) or add --clip-grad-norm 1.0, and check the "
+                 "input data for NaN/Inf.",
+                 (unsigned long long)r->step, what, where, then, (double)h->lr);
     if (h->cfg.on_nan == CT_ON_NAN_STOP) h->stop = 1;
 }
 
@@ -132,6 +136,50 @@ static void check_nonfinite(ct_health *h, const ct_step_record *r, ct_diagnosis 
 static double ordinary_lr_floor(const char *optimizer) { return strcmp(optimizer, "sgd") == 0 ? 1e-4 : 1e-5; }
 /* And the largest: above it, calling the rate ordinary would mislead. */
 static double ordinary_lr_ceiling(const char *optimizer) { return strcmp(optimizer, "sgd") == 0 ? 1.0 : 0.1; }
+
+/* SGD's and RMSprop's momentum m adds up the steps of a steady gradient into
+ * steps of lr/(1-m): the rate the weights see. 0 without momentum. */
+static double momentum_effective_lr(const ct_optim_config *o) {
+    if ((o->kind != CT_OPT_SGD && o->kind != CT_OPT_RMSPROP) || !(o->momentum > 0.0f)) return 0;
+    return (double)o->lr / (1.0 - (double)o->momentum);
+}
+
+/* Above twice the largest ordinary rate: plain SGD at --lr 2 already stalls
+ * MNIST's models, while the classic lr 0.1 with momentum 0.9 (and 0.01 with
+ * 0.99) comes to exactly 1 and trains well (docs/decisions.md). */
+static int momentum_advice(const ct_optim_config *o, char *buf, size_t size) {
+    const char *name = ct_optim_kind_name(o->kind);
+    double eff = momentum_effective_lr(o), ceiling = ordinary_lr_ceiling(name);
+    if (!(eff > 2.0 * ceiling)) return 0;
+    snprintf(buf, size,
+             "Momentum %g turns %s's lr %g into steps of lr/(1-momentum) = %.3g, %.3g times the largest "
+             "ordinary rate for %s (%g), so the weights swing instead of settling: lower the momentum to 0.9 or the "
+             "learning rate to %.3g.",
+             (double)o->momentum, name, (double)o->lr, eff, eff / ceiling, name, ceiling,
+             ceiling * (1.0 - (double)o->momentum));
+    return 1;
+}
+
+/* Adam's step m/sqrt(v) is bounded, by Cauchy-Schwarz over the two moving
+ * averages, only when beta1^2 < beta2; otherwise a run of shrinking
+ * gradients makes it as large as it likes. Runs with beta1^2 just above
+ * beta2 (0.99/0.9) often train, so this is named only once a run diverges. */
+static int adam_betas_advice(const ct_optim_config *o, char *buf, size_t size) {
+    if (o->kind != CT_OPT_ADAM && o->kind != CT_OPT_ADAMW) return 0;
+    double b1 = o->beta1, b2 = o->beta2;
+    if (b1 * b1 < b2) return 0;
+    snprintf(buf, size,
+             "With beta2 %g, not above beta1^2 (%.3g), %s's step m/sqrt(v) has no bound, and shrinking "
+             "gradients blow it up: use beta2 near 0.999 (the default).",
+             b2, b1 * b1, ct_optim_kind_name(o->kind));
+    return 1;
+}
+
+void ct_health_set_optimizer(ct_health *h, const ct_optim_config *o) {
+    h->optim_advice[0] = '\0';
+    if (!momentum_advice(o, h->optim_advice, sizeof h->optim_advice))
+        adam_betas_advice(o, h->optim_advice, sizeof h->optim_advice);
+}
 
 /* Only steps that updated the weights say anything about the update size. */
 static void check_vanishing(ct_health *h, const ct_step_record *r, ct_diagnosis *out, int *n) {
@@ -168,6 +216,9 @@ static void check_vanishing(ct_health *h, const ct_step_record *r, ct_diagnosis 
                  "The gradients are not small (||g|| about %.2g), but --clip-grad-norm %g scales each update by "
                  "%.2g: raise the clip norm (1.0 is usual) or leave clipping off.",
                  gmean, (double)h->clip_norm, r->clip_scale);
+    else if (wmean > 1e6 && h->optim_advice[0])
+        snprintf(d->message + used, sizeof d->message - used,
+                 "The weights have grown huge (||w|| about %.2g) after a divergence. %s", wmean, h->optim_advice);
     else if (wmean > 1e6)
         snprintf(d->message + used, sizeof d->message - used,
                  "The weights have grown huge (||w|| about %.2g), typically after a divergence%s: lower the "
@@ -219,6 +270,9 @@ static void check_dead_layers(ct_health *h, const ct_step_record *r, ct_diagnosi
                      "; it was zero from the first step, so the cause is where training started, not the training: "
                      "check the initial weights (a bias far below zero silences every ReLU unit) and the inputs "
                      "(see CONSTANT_IMAGES).");
+        else if (h->optim_advice[0])
+            snprintf(d->message + at, sizeof d->message - at, "; typically every ReLU unit after it is inactive. %s",
+                     h->optim_advice);
         else
             snprintf(d->message + at, sizeof d->message - at,
                      "; typically every ReLU unit after it is inactive. Lower the learning rate (now %g), use --init "
@@ -250,11 +304,18 @@ static void check_exploding(ct_health *h, const ct_step_record *r, ct_diagnosis 
         if (median > 0 && norm > h->cfg.explode_factor * median) {
             h->explode_said = 1;
             ct_diagnosis *d = emit(out, n, "EXPLODING_GRADIENTS", "warning", r, NULL);
-            snprintf(d->message, sizeof d->message,
-                     "step %llu: the gradient norm jumped to %.3g, %.0f times its median of %.3g over the previous "
-                     "%d steps; training may diverge. Add --clip-grad-norm %.3g (or 1.0) or lower the learning "
-                     "rate (now %g).",
-                     (unsigned long long)r->step, norm, norm / median, median, have, 10.0 * median, (double)h->lr);
+            int used = snprintf(d->message, sizeof d->message,
+                                "step %llu: the gradient norm jumped to %.3g, %.0f times its median of %.3g over the "
+                                "previous %d steps; training may diverge. ",
+                                (unsigned long long)r->step, norm, norm / median, median, have);
+            size_t at = used > 0 && (size_t)used < sizeof d->message ? (size_t)used : sizeof d->message - 1;
+            if (h->optim_advice[0])
+                snprintf(d->message + at, sizeof d->message - at, "%s Or add --clip-grad-norm %.3g.", h->optim_advice,
+                         10.0 * median);
+            else
+                snprintf(d->message + at, sizeof d->message - at,
+                         "Add --clip-grad-norm %.3g (or 1.0) or lower the learning rate (now %g).", 10.0 * median,
+                         (double)h->lr);
         }
     }
     h->norms[h->norms_at] = norm;
@@ -285,18 +346,25 @@ static void check_chance(ct_health *h, const ct_step_record *r, ct_diagnosis *ou
     }
     h->chance_said = 1;
     ct_diagnosis *d = emit(out, n, "LOSS_AT_CHANCE", "warning", r, NULL);
-    if (mean > 2.0 * chance)
-        snprintf(d->message, sizeof d->message,
-                 "step %llu: the loss has stayed far above chance level for %d steps (mean %.4g; chance %.4f, "
-                 "%s): the model is confidently wrong, worse than guessing. Typically the learning rate (now %g) "
-                 "is too large or the initial weights are far too big.",
-                 (unsigned long long)r->step, h->chance_run, mean, chance, h->chance_what, (double)h->lr);
+    const int far = mean > 2.0 * chance;
+    int used = snprintf(d->message, sizeof d->message,
+                        far ? "step %llu: the loss has stayed far above chance level for %d steps (mean %.4g; chance "
+                              "%.4f, %s): the model is confidently wrong, worse than guessing. "
+                            : "step %llu: the loss has stayed at chance level for %d steps (mean %.4f; chance %.4f, "
+                              "%s): the model predicts no better than a guess from the class frequencies. ",
+                        (unsigned long long)r->step, h->chance_run, mean, chance, h->chance_what);
+    size_t at = used > 0 && (size_t)used < sizeof d->message ? (size_t)used : sizeof d->message - 1;
+    if (h->optim_advice[0])
+        snprintf(d->message + at, sizeof d->message - at, "%s", h->optim_advice);
+    else if (far)
+        snprintf(d->message + at, sizeof d->message - at,
+                 "Typically the learning rate (now %g) is too large or the initial weights are far too big.",
+                 (double)h->lr);
     else
-        snprintf(d->message, sizeof d->message,
-                 "step %llu: the loss has stayed at chance level for %d steps (mean %.4f; chance %.4f, %s): the "
-                 "model predicts no better than a guess from the class frequencies. Check that labels match the "
-                 "images, that the learning rate (now %g) is neither tiny nor huge, and that the inputs are scaled.",
-                 (unsigned long long)r->step, h->chance_run, mean, chance, h->chance_what, (double)h->lr);
+        snprintf(d->message + at, sizeof d->message - at,
+                 "Check that labels match the images, that the learning rate (now %g) is neither tiny nor huge, and "
+                 "that the inputs are scaled.",
+                 (double)h->lr);
 }
 
 int ct_health_observe(ct_health *h, const ct_step_record *r, ct_diagnosis *out) {
@@ -330,6 +398,11 @@ int ct_health_check_model(const ct_model_spec *spec, ct_diagnosis *out, int max)
                  "outputs are taken as logits after the %s, which limits them and slows learning. Use "
                  "activation=softmax (or linear, for logits) on the output layer.",
                  last->name, ct_activation_name(last->act), ct_activation_name(last->act));
+    }
+    char advice[sizeof out->message];
+    if (n < max && momentum_advice(&spec->optim, advice, sizeof advice)) {
+        ct_diagnosis *d = emit(out, &n, "MOMENTUM_TOO_LARGE", "warning", NULL, NULL);
+        snprintf(d->message, sizeof d->message, "%s", advice);
     }
     return n;
 }

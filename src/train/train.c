@@ -558,6 +558,7 @@ void ct_train_health_init(const ct_model *m, const ct_train_options *opt, ct_hea
     ct_health_init(h, &opt->health, m->spec.optim.lr, ct_optim_kind_name(m->spec.optim.kind), m->classes,
                    m->n_param_layers, (const char(*)[32])names);
     h->clip_norm = m->spec.optim.clip_norm;
+    ct_health_set_optimizer(h, &m->spec.optim);
 }
 
 int ct_train(ct_model *m, const ct_dataset *train, const ct_dataset *test, const ct_train_options *opt,

@@ -240,6 +240,48 @@ TEST_F(Diagnoses, FittingLossAndOutputSayNothing) {
     EXPECT_TRUE(diagnoses(log).empty()) << all_codes(log);
 }
 
+// Momentum that swings the weights instead of settling them trains on
+// (MNIST: 37% after an epoch, no runtime check fires), so it is said at build.
+TEST_F(Diagnoses, ExtremeMomentumWarnsAtStepZeroNamingTheEffectiveRate) {
+    std::string m = dir.file("momentum.txt"), log = dir.file("momentum.jsonl");
+    write_text(m, "input 64\ndense 16 relu\ndense 10 softmax\noptimizer sgd lr=0.01 momentum=0.999\nbatch_size 32\n");
+    RunResult r = run_cutrain("train --quiet --device cpu --model " + m + " --data " + dir.path() + " --log-jsonl " + log);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    auto d = diagnoses(log);
+    ASSERT_EQ(d.size(), 1u) << all_codes(log);
+    EXPECT_EQ(d[0].code, "MOMENTUM_TOO_LARGE");
+    EXPECT_EQ(d[0].severity, "warning");
+    EXPECT_EQ(d[0].step, 0.0);
+    EXPECT_EQ(d[0].layer, "");
+    EXPECT_TRUE(has(d[0].message, "lr/(1-momentum) = 10,")) << d[0].message;
+    EXPECT_TRUE(has(r.out, "warning [MOMENTUM_TOO_LARGE]: Momentum 0.999")) << r.out;
+    EXPECT_EQ(jsonl_of_type(log, "step").size(), 7u);
+    // The classic recipe, lr 0.1 with momentum 0.9, says nothing.
+    write_text(m, "input 64\ndense 16 relu\ndense 10 softmax\noptimizer sgd lr=0.1 momentum=0.9\nbatch_size 32\n");
+    ASSERT_EQ(run_cutrain("train --quiet --device cpu --model " + m + " --data " + dir.path() + " --log-jsonl " + log).exit_code, 0);
+    EXPECT_TRUE(diagnoses(log).empty()) << all_codes(log);
+}
+
+// Betas under which Adam's step has no bound are named once the run
+// diverges, instead of "lower the learning rate".
+TEST_F(Diagnoses, DivergenceUnderUnboundedAdamBetasNamesTheBetas) {
+    std::string m = dir.file("betas.txt"), log = dir.file("betas.jsonl");
+    write_text(m, "input 64\ndense 16 relu\ndense 10 softmax\noptimizer adam lr=0.01 beta1=0.9 beta2=0.1\nbatch_size 32\n");
+    RunResult r = run_cutrain("train --quiet --device cpu --model " + m + " --data " + dir.path() +
+                              " --epochs 30 --on-nan warn --health-chance-window 20 --log-jsonl " + log);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    auto d = diagnoses(log);
+    ASSERT_FALSE(d.empty()) << all_codes(log);
+    for (const auto &x : d) {
+        EXPECT_TRUE(has(x.message, "With beta2 0.1, not above beta1^2 (0.81), adam's step m/sqrt(v) has no bound"))
+            << x.code << ": " << x.message;
+        EXPECT_FALSE(has(x.message, "lower the learning rate")) << x.message;
+    }
+    EXPECT_TRUE(has(r.out, "With beta2 0.1")) << r.out;
+    EXPECT_EQ(with_code(log, "EXPLODING_GRADIENTS").size(), 1u) << all_codes(log);
+    EXPECT_EQ(with_code(log, "LOSS_AT_CHANCE").size(), 1u) << all_codes(log);
+}
+
 // ====================================================================== 3. vanishing, dead, chance
 
 TEST_F(Diagnoses, TinyLearningRateVanishesAndStaysAtChance) {

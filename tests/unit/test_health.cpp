@@ -757,6 +757,66 @@ TEST(Health, ALossAboveChanceCountsAndFarAboveSaysConfidentlyWrong) {
     }
 }
 
+// When an optimizer setting makes divergence likely, the divergence
+// diagnoses name it instead of their generic advice, whole (not cut off).
+TEST(Health, DivergenceAdviceNamesTheOptimizerSettingWhenOneIsTheLikelyCause) {
+    ct_health_config cfg = all_off();
+    cfg.chance_window = 4;
+    cfg.explode_window = 20;
+    cfg.dead_window = 3;
+    ct_optim_config adam = ct_optim_defaults(CT_OPT_ADAM);
+    adam.beta2 = 0.5f;
+    ct_optim_config sgd = ct_optim_defaults(CT_OPT_SGD);
+    sgd.lr = 0.01f;
+    sgd.momentum = 0.999f;
+    const struct {
+        const ct_optim_config *optim;
+        const char *advice;
+    } cases[] = {{&adam, "With beta2 0.5, not above beta1^2 (0.81), adam's step m/sqrt(v) has no bound"},
+                 {&sgd, "Momentum 0.999 turns sgd's lr 0.01 into steps of lr/(1-momentum) = 10"}};
+    for (const auto &c : cases) {
+        ct_health_config nan_cfg = cfg;
+        nan_cfg.on_nan = CT_ON_NAN_SKIP;  // (under warn, a dead layer blames the NaN)
+        Monitor m(nan_cfg, c.optim->lr, ct_optim_kind_name(c.optim->kind));
+        ct_health_set_optimizer(&m.h, c.optim);
+        for (uint64_t s = 1; s <= 4; ++s) m.observe(healthy(s, 1e3, 2.0));
+        m.observe(healthy(5, 1.0, 2e4));
+        ct_step_record nan_step = healthy(6);
+        nan_step.flags |= CT_FLAG_NONFINITE_GRAD;
+        nan_step.nonfinite_count = 1;
+        m.observe(nan_step);
+        // dense3 learnt for a while, then died: the "lower the rate" branch
+        for (uint64_t s = 7; s <= 9; ++s) {
+            ct_step_record r = healthy(s);
+            r.layer_zero_all = 1u << 2;
+            m.observe(r);
+        }
+        const char *codes[] = {"LOSS_AT_CHANCE", "EXPLODING_GRADIENTS", "NONFINITE_GRAD", "DEAD_LAYER"};
+        for (const char *code : codes) {
+            auto d = m.of(code);
+            ASSERT_EQ(d.size(), 1u) << code;
+            const std::string &msg = d[0].message;
+            EXPECT_TRUE(has(msg, c.advice)) << msg;
+            EXPECT_FALSE(has(msg, "Typically the learning rate")) << msg;
+            EXPECT_LT(msg.size(), sizeof(ct_diagnosis{}.message) - 1) << msg;  // room left: nothing cut
+            EXPECT_TRUE(msg.back() == '.') << msg;
+        }
+        EXPECT_TRUE(has(m.of("EXPLODING_GRADIENTS")[0].message, "Or add --clip-grad-norm 20.")) << m.said[1].message;
+        EXPECT_TRUE(has(m.of("NONFINITE_GRAD")[0].message, "Check the input data for NaN/Inf too.")) << m.said[2].message;
+    }
+    // Ordinary settings: the generic advice, and near-miss betas count as ordinary.
+    ct_optim_config fine[] = {ct_optim_defaults(CT_OPT_ADAM), ct_optim_defaults(CT_OPT_SGD), adam};
+    fine[2].beta1 = 0.7f;  // 0.49 < 0.5
+    for (const ct_optim_config &o : fine) {
+        Monitor m(cfg, o.lr, ct_optim_kind_name(o.kind));
+        ct_health_set_optimizer(&m.h, &o);
+        EXPECT_STREQ(m.h.optim_advice, "");
+        for (uint64_t s = 1; s <= 4; ++s) m.observe(healthy(s, 1e3));
+        ASSERT_EQ(m.of("LOSS_AT_CHANCE").size(), 1u);
+        EXPECT_TRUE(has(m.said[0].message, "Typically the learning rate")) << m.said[0].message;
+    }
+}
+
 // The trainer sets chance from the labels (their entropy) or turns the
 // check off (MSE): the check uses what it is given.
 TEST(Health, ChanceIsTheLevelTheTrainerSetAndZeroTurnsItOff) {
@@ -881,12 +941,63 @@ TEST(Health, ModelCheckIsQuietOnFittingPairsAndRespectsMax) {
     ct_model_spec s = two_layer(CT_ACT_SOFTMAX, CT_LOSS_MSE);
     ct_diagnosis d[1];
     EXPECT_EQ(ct_health_check_model(&s, d, 0), 0);
-    // The presets fit.
-    for (const char *preset : {"seed", "mlp"}) {
+    // The presets fit, and their optimizers are ordinary.
+    for (const char *preset : {"seed", "mlp", "cnn"}) {
         ct_model_spec p;
+        ct_diagnosis all[4];
         ASSERT_EQ(ct_model_spec_preset(preset, &p), 0) << preset;
-        EXPECT_EQ(ct_health_check_model(&p, d, 1), 0) << preset;
+        EXPECT_EQ(ct_health_check_model(&p, all, 4), 0) << preset;
     }
+}
+
+ct_model_spec with_optimizer(ct_optimizer_kind kind, float lr, float momentum) {
+    ct_model_spec s = two_layer(CT_ACT_SOFTMAX, CT_LOSS_XENT);
+    s.optim = ct_optim_defaults(kind);
+    s.optim.lr = lr;
+    s.optim.momentum = momentum;
+    return s;
+}
+
+TEST(Health, ModelCheckWarnsOfMomentumThatMultipliesTheRateFarPastAnOrdinaryOne) {
+    ct_model_spec s = with_optimizer(CT_OPT_SGD, 0.01f, 0.999f);
+    ct_diagnosis d[4];
+    ASSERT_EQ(ct_health_check_model(&s, d, 4), 1);
+    EXPECT_STREQ(d[0].code, "MOMENTUM_TOO_LARGE");
+    EXPECT_STREQ(d[0].severity, "warning");
+    EXPECT_EQ(d[0].step, 0u);
+    EXPECT_STREQ(d[0].layer, "");
+    std::string msg = d[0].message;
+    EXPECT_TRUE(has(msg, "Momentum 0.999 turns sgd's lr 0.01 into steps of lr/(1-momentum) = 10,")) << msg;
+    EXPECT_TRUE(has(msg, "largest ordinary rate for sgd (1)")) << msg;
+    EXPECT_TRUE(has(msg, "lower the momentum to 0.9 or the learning rate to 0.001.")) << msg;
+
+    s = with_optimizer(CT_OPT_RMSPROP, 0.01f, 0.99f);  // RMSprop's steps are normalised: 0.1 is large
+    ASSERT_EQ(ct_health_check_model(&s, d, 4), 1);
+    EXPECT_TRUE(has(d[0].message, "largest ordinary rate for rmsprop (0.1)")) << d[0].message;
+    s = with_optimizer(CT_OPT_SGD, 0.21f, 0.9f);  // 2.1: just past twice the ceiling
+    EXPECT_EQ(ct_health_check_model(&s, d, 4), 1);
+
+    // The classic recipes come to an effective rate of 1 or less; a large
+    // rate without momentum is the runtime checks' business, and Adam's
+    // beta1 is an average, not a momentum that adds up.
+    const struct {
+        ct_optimizer_kind kind;
+        float lr, momentum;
+    } quiet[] = {{CT_OPT_SGD, 0.1f, 0.9f},      {CT_OPT_SGD, 0.01f, 0.99f}, {CT_OPT_SGD, 0.2f, 0.9f},
+                 {CT_OPT_SGD, 1.5f, 0.0f},      {CT_OPT_RMSPROP, 0.001f, 0.9f}, {CT_OPT_ADAM, 0.01f, 0.999f},
+                 {CT_OPT_ADAMW, 0.01f, 0.999f}};
+    for (const auto &c : quiet) {
+        s = with_optimizer(c.kind, c.lr, c.momentum);
+        EXPECT_EQ(ct_health_check_model(&s, d, 4), 0) << ct_optim_kind_name(c.kind) << " " << c.lr << " " << c.momentum;
+    }
+    // Both warnings, within max.
+    s = with_optimizer(CT_OPT_SGD, 0.01f, 0.999f);
+    s.loss = CT_LOSS_MSE;
+    ASSERT_EQ(ct_health_check_model(&s, d, 4), 2);
+    EXPECT_STREQ(d[0].code, "LOSS_OUTPUT_MISMATCH");
+    EXPECT_STREQ(d[1].code, "MOMENTUM_TOO_LARGE");
+    EXPECT_EQ(ct_health_check_model(&s, d, 1), 1);
+    EXPECT_STREQ(d[0].code, "LOSS_OUTPUT_MISMATCH");
 }
 
 // ---------------------------------------------------------------- data content
