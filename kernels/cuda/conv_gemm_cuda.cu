@@ -18,25 +18,16 @@
  * summing its (i, j) terms in a fixed order. No atomics: the same bits on
  * every run for a given shape, chunk and GPU.
  *
- * Workspace: chunk * (CRS*PQ + K*CRS) floats: the im2col/dcol buffer, then
- * the per-sample dw_b.
+ * Workspace: chunk * (CRS*PQ + K*CRS) floats and an alignment pad
+ * (conv_gemm_math.h): the im2col/dcol buffer, then the per-sample dw_b.
  */
 #include "kernels/cuda/conv_gemm_math.h"
 #include "kernels/cuda/cuda_common.h"
 
-int cuda_conv_gemm_chunk(const ct_conv_shape *s, size_t cap_bytes) {
-    const size_t per = ct_conv_gemm_floats_per_sample(s) * sizeof(float);
-    if (per == 0 || per > cap_bytes) return 0;
-    size_t chunk = cap_bytes / per;
-    const size_t n = s->n > 0 ? (size_t)s->n : 1;
-    if (chunk > n) chunk = n;
-    /* cuBLAS takes the batch count as int. */
-    if (chunk > (size_t)INT32_MAX) chunk = (size_t)INT32_MAX;
-    return (int)chunk;
-}
+int cuda_conv_gemm_chunk(const ct_conv_shape *s, size_t cap_bytes) { return ct_conv_gemm_chunk(s, cap_bytes); }
 
 size_t cuda_conv_gemm_workspace(const ct_conv_shape *s, int chunk) {
-    return chunk > 0 ? (size_t)chunk * ct_conv_gemm_floats_per_sample(s) * sizeof(float) : 0;
+    return chunk > 0 ? ct_conv_gemm_workspace_floats(s, (size_t)chunk) * sizeof(float) : 0;
 }
 
 static unsigned grid_for(const ct_cuda_impl *im, size_t total, unsigned threads) {
@@ -82,8 +73,8 @@ void cuda_conv_gemm_backward(ct_cuda_impl *im, const ct_conv_shape *s, int chunk
     const size_t crs = (size_t)s->c * s->r * s->s, pq = (size_t)s->out_h * s->out_w;
     const size_t x_per = (size_t)s->c * s->h * s->w, y_per = (size_t)s->k * pq, w_n = (size_t)s->k * crs;
     const ct_batched_gemm g_dw = ct_conv_gemm_dw(s), g_dcol = ct_conv_gemm_dcol(s);
-    float *col = (float *)workspace;           /* chunk * crs * pq: im2col, then dcol */
-    float *part = col + (size_t)chunk * crs * pq; /* chunk * k * crs: each sample's dw */
+    float *col = (float *)workspace;                               /* chunk * crs * pq: im2col, then dcol */
+    float *part = col + ct_conv_gemm_part_offset(s, (size_t)chunk); /* chunk * k * crs: each sample's dw */
     const unsigned threads = 256;
     for (int b0 = 0; b0 < s->n; b0 += chunk) {
         const int rows = s->n - b0 < chunk ? s->n - b0 : chunk;

@@ -60,11 +60,34 @@ static inline ct_batched_gemm ct_conv_gemm_dcol(const ct_conv_shape *s) {
     return g;
 }
 
-/* Floats of workspace one sample of a chunk needs: its col (then dcol) and
- * its dw partial. */
-static inline size_t ct_conv_gemm_floats_per_sample(const ct_conv_shape *s) {
+/* The workspace of a chunk of `chunk` samples, in floats: the im2col (then
+ * dcol) buffer [chunk, CRS, PQ], then, from ct_conv_gemm_part_offset, each
+ * sample's dw partial [chunk, K, CRS]. The partials start on a 64-float
+ * (256-byte) boundary, as cuBLAS's vectorised kernels want their C (the
+ * workspace itself comes from cudaMalloc, 256-byte aligned). */
+#define CT_CONV_GEMM_ALIGN_FLOATS 64
+static inline size_t ct_conv_gemm_part_offset(const ct_conv_shape *s, size_t chunk) {
+    const size_t col = chunk * (size_t)s->c * (size_t)s->r * (size_t)s->s * (size_t)s->out_h * (size_t)s->out_w;
+    return (col + CT_CONV_GEMM_ALIGN_FLOATS - 1) / CT_CONV_GEMM_ALIGN_FLOATS * CT_CONV_GEMM_ALIGN_FLOATS;
+}
+
+static inline size_t ct_conv_gemm_workspace_floats(const ct_conv_shape *s, size_t chunk) {
+    return ct_conv_gemm_part_offset(s, chunk) + chunk * (size_t)s->k * (size_t)s->c * (size_t)s->r * (size_t)s->s;
+}
+
+/* The most samples per pass (at most the shape's n, and what cuBLAS's int
+ * batch count holds) whose workspace fits cap_bytes; 0 when one does not. */
+static inline int ct_conv_gemm_chunk(const ct_conv_shape *s, size_t cap_bytes) {
     const size_t crs = (size_t)s->c * (size_t)s->r * (size_t)s->s;
-    return crs * (size_t)s->out_h * (size_t)s->out_w + (size_t)s->k * crs;
+    const size_t per = crs * (size_t)s->out_h * (size_t)s->out_w + (size_t)s->k * crs; /* floats a sample adds */
+    const size_t cap = cap_bytes / sizeof(float);
+    if (per == 0 || ct_conv_gemm_workspace_floats(s, 1) > cap) return 0;
+    size_t chunk = cap / per; /* the alignment pad may take one sample back */
+    const size_t n = s->n > 0 ? (size_t)s->n : 1;
+    if (chunk > n) chunk = n;
+    if (chunk > 2147483647u) chunk = 2147483647u;
+    while (chunk > 1 && ct_conv_gemm_workspace_floats(s, chunk) > cap) --chunk;
+    return (int)chunk;
 }
 
 /* Element t of a chunk's im2col buffer [rows, CRS, PQ]; x is the chunk's

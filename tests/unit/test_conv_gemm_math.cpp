@@ -6,6 +6,7 @@
 // cuBLAS itself and the launches; the GPU parity tests do (label gpu).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
@@ -21,8 +22,18 @@ const double kU = 1.0 / 16777216.0;
 
 // cublasSgemmStridedBatched with alpha 1, beta 0, by its definition:
 // C_b[i + j*ldc] = sum_l op(A_b)[i, l] * op(B_b)[l, j], column-major, float
-// products summed in double (the test's bound covers any order).
+// products summed in double (the test's bound covers any order). First the
+// argument rules real cuBLAS enforces (CUBLAS_STATUS_INVALID_VALUE
+// otherwise), and that no two C_b overlap, which it does not check.
 void batched_gemm(const ct_batched_gemm &g, const float *A, const float *B, float *C, int batch) {
+    ASSERT_GE(g.m, 0);
+    ASSERT_GE(g.n, 0);
+    ASSERT_GE(g.k, 0);
+    ASSERT_GE(batch, 0);
+    ASSERT_GE(g.lda, std::max(1, g.trans_a ? g.k : g.m));
+    ASSERT_GE(g.ldb, std::max(1, g.trans_b ? g.n : g.k));
+    ASSERT_GE(g.ldc, std::max(1, g.m));
+    if (batch > 1) ASSERT_GE(g.stride_c, (long long)g.ldc * g.n);
     for (int b = 0; b < batch; ++b) {
         const float *a = A + b * g.stride_a, *bb = B + b * g.stride_b;
         float *c = C + b * g.stride_c;
@@ -45,8 +56,8 @@ void gemm_backward(const ct_conv_shape &s, int chunk, const float *x, const floa
                    float *dw) {
     const size_t crs = (size_t)s.c * s.r * s.s, pq = (size_t)s.out_h * s.out_w;
     const size_t x_per = (size_t)s.c * s.h * s.w, y_per = (size_t)s.k * pq, w_n = (size_t)s.k * crs;
-    std::vector<float> ws((size_t)chunk * ct_conv_gemm_floats_per_sample(&s), NAN);
-    float *col = ws.data(), *part = col + (size_t)chunk * crs * pq;
+    std::vector<float> ws(ct_conv_gemm_workspace_floats(&s, (size_t)chunk), NAN);
+    float *col = ws.data(), *part = col + ct_conv_gemm_part_offset(&s, (size_t)chunk);
     const ct_batched_gemm g_dw = ct_conv_gemm_dw(&s), g_dcol = ct_conv_gemm_dcol(&s);
     for (int b0 = 0; b0 < s.n; b0 += chunk) {
         const int rows = s.n - b0 < chunk ? s.n - b0 : chunk;
@@ -126,11 +137,35 @@ TEST(ConvGemmMath, MatchesTheCpuBackwardAtAwkwardShapesAndChunks) {
     }
 }
 
-// The workspace formula is what the buffers above take, and a shape with a
-// single sample per pass still fits one sample.
+// The workspace layout the buffers above use: the columns, then the
+// partials on a 64-float boundary; and the planned chunk is the most
+// samples whose workspace fits the cap.
 TEST(ConvGemmMath, WorkspaceHoldsTheColumnsAndThePartials) {
-    ct_conv_shape sh = {64, 32, 26, 26, 64, 3, 3, 1, 0, 24, 24};
-    EXPECT_EQ(ct_conv_gemm_floats_per_sample(&sh), (size_t)288 * 576 + (size_t)64 * 288);
+    ct_conv_shape sh = {64, 32, 26, 26, 64, 3, 3, 1, 0, 24, 24};  // cnn's conv2
+    EXPECT_EQ(ct_conv_gemm_part_offset(&sh, 1), (size_t)288 * 576);  // already a multiple of 64
+    EXPECT_EQ(ct_conv_gemm_workspace_floats(&sh, 3), (size_t)3 * 288 * 576 + (size_t)3 * 64 * 288);
+    ct_conv_shape odd = {5, 3, 7, 7, 2, 3, 3, 1, 0, 5, 5};  // CRS 27, PQ 25: 675 floats a sample
+    EXPECT_EQ(ct_conv_gemm_part_offset(&odd, 1), 704u);
+    EXPECT_EQ(ct_conv_gemm_part_offset(&odd, 2), 1408u);
+    EXPECT_EQ(ct_conv_gemm_workspace_floats(&odd, 2), 1408u + 2 * 2 * 27);
+    for (const ct_conv_shape &c : {sh, odd}) {
+        for (size_t cap : {(size_t)1 << 28, (size_t)1 << 20, (size_t)100000, (size_t)4096}) {
+            const int chunk = ct_conv_gemm_chunk(&c, cap);
+            const size_t cap_f = cap / sizeof(float);
+            if (ct_conv_gemm_workspace_floats(&c, 1) > cap_f) {
+                EXPECT_EQ(chunk, 0) << cap;
+                continue;
+            }
+            ASSERT_GE(chunk, 1) << cap;
+            EXPECT_LE(chunk, c.n) << cap;
+            EXPECT_LE(ct_conv_gemm_workspace_floats(&c, (size_t)chunk), cap_f) << cap;
+            if (chunk < c.n) EXPECT_GT(ct_conv_gemm_workspace_floats(&c, (size_t)chunk + 1), cap_f) << cap;
+        }
+    }
+    // The pad can take a sample back: 2 x 675 + 2 x 54 = 1458 floats, padded 1516.
+    ct_conv_shape pad = odd;
+    EXPECT_EQ(ct_conv_gemm_chunk(&pad, 1500 * sizeof(float)), 1);
+    EXPECT_EQ(ct_conv_gemm_chunk(&pad, 1516 * sizeof(float)), 2);
     const ct_batched_gemm dw = ct_conv_gemm_dw(&sh), dcol = ct_conv_gemm_dcol(&sh);
     // Each C_b fits its stride, so batches never overlap.
     EXPECT_GE(dw.stride_c, (long long)dw.ldc * dw.n);
