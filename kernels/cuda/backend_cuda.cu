@@ -366,6 +366,9 @@ ct_backend *ct_backend_cuda_create(ct_error *err) {
                 getenv("CUTRAIN_CUDA_STEP_FINISH"));
         return NULL;
     }
+    /* The other two are read where they apply (a dense chain's, a conv's
+     * plan); checked here too, so a typo is refused whatever the model. */
+    if (cuda_dense_chain_setting(err) < 0 || cuda_conv_backward_setting(err) < 0) return NULL;
     ct_backend *b = (ct_backend *)calloc(1, sizeof *b);
     ct_cuda_impl *im = (ct_cuda_impl *)calloc(1, sizeof *im);
     if (!b || !im) {

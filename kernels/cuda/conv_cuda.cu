@@ -91,7 +91,7 @@ typedef struct conv_plan {
  * use to cover several passes at small shapes) the most samples per pass;
  * -1 for anything else. cuDNN stays the default until the two have been
  * measured against each other on a GPU (docs/gpu.md). */
-static long backward_choice(void) {
+long cuda_conv_backward_setting(ct_error *err) {
     const char *v = getenv("CUTRAIN_CUDA_CONV_BACKWARD");
     if (!v || !*v || strcmp(v, "cudnn") == 0) return 0;
     if (strcmp(v, "gemm") == 0) return INT_MAX;
@@ -100,6 +100,8 @@ static long backward_choice(void) {
         const long n = strtol(v + 5, &end, 10);
         if (*end == '\0' && n >= 1 && n < INT_MAX) return n;
     }
+    ct_fail(err, CT_EXIT_USAGE,
+            "cuda: CUTRAIN_CUDA_CONV_BACKWARD=%.40s: expected cudnn, gemm or gemm:N (N >= 1 samples per pass)", v);
     return -1;
 }
 
@@ -330,13 +332,19 @@ void *cuda_conv_plan(ct_backend *b, const ct_conv_shape *shape, int deterministi
     }
 
     {
+        const char *setting = getenv("CUTRAIN_CUDA_CONV_BACKWARD");
+        const long choice = cuda_conv_backward_setting(err);
+        if (choice < 0) goto fail;
+        /* The gemm backward runs no cuDNN backward algorithm, so it needs none. */
         size_t ws_fwd = 0, ws_data = 0, ws_filter = 0;
         const char *which = NULL;
         if (pick_fwd(im->cudnn, p, CT_CONV_WORKSPACE_CAP, &p->planned.fwd, &ws_fwd) != 0)
             which = "forward";
-        else if (pick_bwd_data(im->cudnn, p, CT_CONV_WORKSPACE_CAP, &p->planned.bwd_data, &ws_data) != 0)
+        else if (choice == 0 &&
+                 pick_bwd_data(im->cudnn, p, CT_CONV_WORKSPACE_CAP, &p->planned.bwd_data, &ws_data) != 0)
             which = "backward-data";
-        else if (pick_bwd_filter(im->cudnn, p, CT_CONV_WORKSPACE_CAP, &p->planned.bwd_filter, &ws_filter) != 0)
+        else if (choice == 0 &&
+                 pick_bwd_filter(im->cudnn, p, CT_CONV_WORKSPACE_CAP, &p->planned.bwd_filter, &ws_filter) != 0)
             which = "backward-filter";
         if (which) {
             ct_fail(err, CT_EXIT_FAILURE,
@@ -349,21 +357,14 @@ void *cuda_conv_plan(ct_backend *b, const ct_conv_shape *shape, int deterministi
         size_t ws = ws_fwd;
         if (ws_data > ws) ws = ws_data;
         if (ws_filter > ws) ws = ws_filter;
-        const long choice = backward_choice();
-        if (choice < 0) {
-            ct_fail(err, CT_EXIT_FAILURE,
-                    "cuda: CUTRAIN_CUDA_CONV_BACKWARD=%.40s: expected cudnn, gemm or gemm:N (N >= 1 samples per pass)",
-                    getenv("CUTRAIN_CUDA_CONV_BACKWARD"));
-            goto fail;
-        }
         if (choice > 0) {
             p->gemm_chunk = cuda_conv_gemm_chunk(&p->shape, CT_CONV_WORKSPACE_CAP);
             if (p->gemm_chunk > choice) p->gemm_chunk = (int)choice;
             if (p->gemm_chunk < 1) {
                 ct_fail(err, CT_EXIT_FAILURE,
-                        "cuda: CUTRAIN_CUDA_CONV_BACKWARD=gemm: one sample of this convolution needs more than "
+                        "cuda: CUTRAIN_CUDA_CONV_BACKWARD=%.40s: one sample of this convolution needs more than "
                         "the %zu MiB workspace cap (c=%d h=%d w=%d k=%d r=%d s=%d); unset it to use cuDNN",
-                        CT_CONV_WORKSPACE_CAP >> 20, s->c, s->h, s->w, s->k, s->r, s->s);
+                        setting, CT_CONV_WORKSPACE_CAP >> 20, s->c, s->h, s->w, s->k, s->r, s->s);
                 goto fail;
             }
             const size_t ws_gemm = cuda_conv_gemm_workspace(&p->shape, p->gemm_chunk);
@@ -423,6 +424,7 @@ static const conv_algos *use_batch(ct_cuda_impl *im, conv_plan *p, const ct_conv
         if (pick_fwd(h, p, cap, &a.fwd, &need) != 0)
             CONV_FATAL("no forward algorithm for this batch size fits the planned workspace", op);
     }
+    if (p->gemm_chunk > 0) goto done; /* the gemm backward uses no cuDNN backward algorithm */
     if (cudnnGetConvolutionBackwardDataWorkspaceSize(h, p->w_desc, p->y_desc, p->conv_desc, p->x_desc, a.bwd_data,
                                                      &need) != CUDNN_STATUS_SUCCESS ||
         need > cap) {
@@ -435,6 +437,7 @@ static const conv_algos *use_batch(ct_cuda_impl *im, conv_plan *p, const ct_conv
         if (pick_bwd_filter(h, p, cap, &a.bwd_filter, &need) != 0)
             CONV_FATAL("no backward-filter algorithm for this batch size fits the planned workspace", op);
     }
+done:
     a.n = n;
     p->other = a;
     return &p->other;

@@ -107,6 +107,10 @@ void cuda_conv2d_backward(ct_backend *b, void *plan, const ct_conv_shape *shape,
  * per pass; 0 when one sample alone needs more than cap_bytes) and its
  * workspace are planned once; the backward queues on im->stream. */
 int cuda_conv_gemm_chunk(const ct_conv_shape *s, size_t cap_bytes);
+/* CUTRAIN_CUDA_CONV_BACKWARD: 0 cuDNN (unset, empty, "cudnn"), N > 0 the
+ * gemm backward with at most N samples per pass ("gemm": INT_MAX, "gemm:N"),
+ * -1 anything else (err set: a usage error). Read at each conv plan. */
+long cuda_conv_backward_setting(ct_error *err);
 size_t cuda_conv_gemm_workspace(const ct_conv_shape *s, int chunk);
 void cuda_conv_gemm_backward(ct_cuda_impl *im, const ct_conv_shape *s, int chunk, const float *x, const float *w,
                              const float *dy, float *dx, float *dw, void *workspace);
@@ -115,6 +119,7 @@ void cuda_maxpool_backward(ct_backend *b, int n, int c, int h, int w, int size, 
                            const float *dy, float *dx);
 
 /* dense_chain_cuda.cu: a dense network's training pass in one kernel */
+int cuda_dense_chain_setting(ct_error *err);
 void *cuda_dense_chain_plan(ct_backend *b, const ct_dense_chain *c, int max_rows, ct_error *err);
 void cuda_dense_chain_plan_free(ct_backend *b, void *plan);
 void cuda_dense_chain_train(ct_backend *b, void *plan, const ct_dense_chain *c, int rows);

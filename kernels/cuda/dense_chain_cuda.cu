@@ -12,8 +12,10 @@ typedef struct chain_plan {
     int max_rows;
 } chain_plan;
 
-/* CUTRAIN_CUDA_DENSE_CHAIN: 1 on, 0 off, -1 unknown (err set). */
-static int chain_setting(ct_error *err) {
+/* CUTRAIN_CUDA_DENSE_CHAIN: 1 on, 0 off, -1 unknown (err set). Read at
+ * each plan; backend creation checks it once, so a typo is an error even
+ * for a model that is no dense chain. */
+extern "C" int cuda_dense_chain_setting(ct_error *err) {
     const char *v = getenv("CUTRAIN_CUDA_DENSE_CHAIN");
     if (!v || !*v || strcmp(v, "off") == 0) return 0;
     if (strcmp(v, "on") == 0) return 1;
@@ -23,7 +25,7 @@ static int chain_setting(ct_error *err) {
 
 extern "C" void *cuda_dense_chain_plan(ct_backend *b, const ct_dense_chain *c, int max_rows, ct_error *err) {
     (void)b;
-    const int on = chain_setting(err);
+    const int on = cuda_dense_chain_setting(err);
     if (on <= 0) return NULL;
     if (c->n_layers < 1 || c->n_layers > CT_DENSE_CHAIN_MAX || max_rows < 1 || max_rows > CHAIN_MAX_ROWS)
         return NULL;

@@ -327,15 +327,26 @@ TEST_F(GpuCommand, UnknownStepFinishSettingIsAUsageErrorEvenWithDeviceAuto) {
     }
 }
 
-TEST_F(GpuCommand, UnknownDenseChainSettingIsAUsageError) {
+// Each path setting is checked when the backend is made, so a typo is a
+// usage error for every model, not only for one the setting applies to
+// (mlp is no dense chain and has no convolution).
+TEST_F(GpuCommand, UnknownPathSettingsAreUsageErrorsWhateverTheModel) {
     std::string data = synthetic();
-    RunResult r;
-    {
-        ScopedEnv bad("CUTRAIN_CUDA_DENSE_CHAIN", "fast");
-        r = run_cutrain("train --quiet --device cuda --model seed --epochs 1 --data " + data);
-    }
-    EXPECT_EQ(r.exit_code, 2) << r.out;
-    EXPECT_NE(r.out.find("CUTRAIN_CUDA_DENSE_CHAIN"), std::string::npos) << r.out;
+    // variable, bad value, what the message must name
+    const char *vars[][3] = {{"CUTRAIN_CUDA_DENSE_CHAIN", "fast", "CUTRAIN_CUDA_DENSE_CHAIN"},
+                             {"CUTRAIN_CUDA_CONV_BACKWARD", "gemm:0", "CUTRAIN_CUDA_CONV_BACKWARD=gemm:0"}};
+    for (const auto &v : vars)
+        for (const char *model : {"seed", "mlp"}) {
+            SCOPED_TRACE(std::string(v[0]) + " " + model);
+            RunResult r;
+            {
+                ScopedEnv bad(v[0], v[1]);
+                r = run_cutrain(std::string("train --quiet --device cuda --max-steps 2 --model ") + model +
+                                " --data " + data);
+            }
+            EXPECT_EQ(r.exit_code, 2) << r.out;
+            EXPECT_NE(r.out.find(v[2]), std::string::npos) << r.out;
+        }
 }
 
 // ---- the C API: a planted NaN / Inf / zero gradient -------------------------------

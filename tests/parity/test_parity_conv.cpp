@@ -200,7 +200,8 @@ TEST_F(ConvParity, GemmBackwardIsBitReproducible) {
     gpu->ops->conv_plan_free(gpu, pg);
 }
 
-// A value the plan does not know is refused with the variable's name.
+// A value the plan does not know is refused with the variable's name, as a
+// usage error (like CUTRAIN_CUDA_DENSE_CHAIN and CUTRAIN_CUDA_STEP_FINISH).
 TEST_F(ConvParity, UnknownBackwardPathIsRefusedAtPlanTime) {
     for (const char *bad : {"fast", "gemm:0", "gemm:", "gemm:2x", "GEMM"}) {
         ct_test::ScopedEnv use(kBackwardVar, bad);
@@ -210,7 +211,10 @@ TEST_F(ConvParity, UnknownBackwardPathIsRefusedAtPlanTime) {
         ct_error_clear(&err);
         void *pg = gpu->ops->conv_plan(gpu, &sh, 1, &ws, &err);
         EXPECT_EQ(pg, nullptr) << bad;
-        EXPECT_NE(std::string(err.msg).find("CUTRAIN_CUDA_CONV_BACKWARD"), std::string::npos) << err.msg;
+        EXPECT_NE(std::string(err.msg).find("CUTRAIN_CUDA_CONV_BACKWARD=" + std::string(bad) + ":"),
+                  std::string::npos)
+            << err.msg;
+        EXPECT_EQ(err.code, CT_EXIT_USAGE) << bad;
         if (pg) gpu->ops->conv_plan_free(gpu, pg);
     }
 }
