@@ -7,11 +7,15 @@ RUN_DIR holds, per model M, one JSON file per run of a tool (round k = 1, 2, ...
   M.cutrain.rK.json                  `cutrain bench --json` (the object with samples_per_s is used)
   M.pytorch-usual.rK.json            benchmarks/peers/torch_mnist.py --mode usual --json
   M.pytorch-expert.VARIANT.rK.json   torch_mnist.py --mode expert --json, one or more variants
-                                     (passive, unset: its OMP_WAIT_POLICY); the variant with the
-                                     higher figure is the expert's, and every variant is listed
+                                     (passive, unset: its OMP_WAIT_POLICY; compiled, graph on a
+                                     GPU); of the variants with the most rounds, the one with the
+                                     higher figure is the expert's, and every variant is listed.
+                                     For seed and mlp a graph variant's first_loss must equal the
+                                     compiled variant's (to rounding); the notes say when it does not
   M.init-eval.jsonl                  `cutrain eval --log-jsonl` of the initial weights (optional)
 (a name without .rK counts as one round) and meta.txt (KEY<TAB>VALUE lines: the machine, versions,
-commit, date; "models" lists the models in order), commands.txt (the exact commands, one per line)
+commit, date; "models" lists the models in order; "stopped", written by run-gpu when a signal
+stopped it, gives a warning), commands.txt (the exact commands, one per line)
 and failed.txt (those that failed).
 
 A tool's figure over its rounds: samples/s is the median of the rounds' medians, (min–max) the
@@ -97,8 +101,39 @@ def aggregate(recs):
     agg["epoch_s"] = med("epoch_s")
     agg["stats_overhead"] = med("stats_overhead")
     agg["round_medians"] = [r["samples_per_s"] for r in recs]
+    agg["first_losses"] = [r.get("first_loss") for r in recs]
     agg["rounds"] = len(recs)
     return agg
+
+
+def best_rounds(listed, tool):
+    """The most rounds any variant of `tool` has (listed: (tool, variant, aggregate, chosen))."""
+    return max((a["rounds"] for t, _, a, _ in listed if t == tool), default=0)
+
+
+# Models whose CUDA-graph expert must start with the compiled expert's first loss: the same weights
+# and batch, no dropout, so only kernel rounding may differ (cnn's dropout draws other masks).
+SAME_FIRST_LOSS = ("seed", "mlp")
+
+
+def first_loss_notes(model, variants):
+    """{variant: note} for each CUDA-graph variant (its name contains "graph") of the expert whose
+    first training loss differs from the compiled variant's, round by round, beyond rounding
+    (the tolerance of the initial-weights check): a captured step that does not compute what the
+    eager one does would show here."""
+    if model not in SAME_FIRST_LOSS or "compiled" not in variants:
+        return {}
+    ref = variants["compiled"].get("first_losses") or []
+    notes = {}
+    for v, a in variants.items():
+        if "graph" not in v:
+            continue
+        pairs = [(g, c) for g, c in zip(a.get("first_losses") or [], ref) if num(g) and num(c)]
+        bad = [(g, c) for g, c in pairs if abs(g - c) > 1e-4 * max(1.0, abs(c))]
+        if bad:
+            g, c = bad[0]
+            notes[v] = f"first loss differs: {v} {g:.6f}, compiled {c:.6f}"
+    return notes
 
 
 def rate(r):
@@ -161,7 +196,11 @@ def main(argv=None):
         figs, listed = {}, []
         for tool in TOOLS:
             variants = {v: aggregate(rs) for v, rs in sorted(runs_of(d, m, tool).items())}
-            best = max(variants.values(), key=lambda a: a["samples_per_s"] or 0.0) if variants else None
+            # The faster variant among those with every round (the most rounds any variant has):
+            # a variant that lost a round is not compared on fewer, luckier runs.
+            most = max((a["rounds"] for a in variants.values()), default=0)
+            best = max((a for a in variants.values() if a["rounds"] == most),
+                       key=lambda a: a["samples_per_s"] or 0.0) if variants else None
             figs[tool] = best
             for v, a in variants.items():
                 listed.append((tool, v, a, len(variants) > 1 and a is best))
@@ -192,6 +231,9 @@ def main(argv=None):
             ratio(c, e),
             f"{100 * c['stats_overhead']:.1f}%" if c and num(c.get("stats_overhead")) else "–",
         ]) + " |")
+        loss_notes = first_loss_notes(m, {v: a for t, v, a, _ in listed if t == "pytorch-expert"})
+        for x in loss_notes.values():
+            warnings.append(f"{m}: pytorch-expert: {x}")
         for tool, variant, a, chosen in listed:
             notes = []
             # OpenMP's wait policy is what tells CPU variants apart; on a GPU it means nothing.
@@ -200,7 +242,14 @@ def main(argv=None):
             elif variant:
                 notes.append(f"variant {variant}")
             if variant:
-                notes.append("the figure used" if chosen else "slower: not used")
+                if chosen:
+                    notes.append("the figure used")
+                elif a["rounds"] < best_rounds(listed, tool):
+                    notes.append(f"not used: {a['rounds']} of {best_rounds(listed, tool)} rounds")
+                else:
+                    notes.append("slower: not used")
+            if tool == "pytorch-expert" and variant in loss_notes:
+                notes.append(loss_notes[variant])
             if a.get("compile_note"):
                 notes.append(a["compile_note"])
             if a.get("gpu_math"):
@@ -231,6 +280,9 @@ def main(argv=None):
             if not same:
                 warnings.append(f"{m}: the initial weights are not shown to give the same test loss in every tool")
     warnings += [f"this command failed: `{line}`" for line in read_lines(os.path.join(d, "failed.txt"))]
+    if meta.get("stopped"):
+        warnings.append(f"the run was stopped {meta['stopped']}: that command may not have finished, and the "
+                        "ones after it never ran")
 
     out = []
     w = out.append
@@ -297,7 +349,7 @@ def main(argv=None):
         os.replace(tmp, args.out)
     else:
         sys.stdout.write(text)
-    return 1 if any("no result" in x or "failed" in x for x in warnings) else 0
+    return 1 if any("no result" in x or "failed" in x or "stopped" in x for x in warnings) else 0
 
 
 if __name__ == "__main__":
