@@ -31,7 +31,10 @@ Modes:
           whole-network recipe, and replayed; each step copies its slice of the permutation
           into the graph's index buffer first, and one-cycle's scheduler fills a device lr
           tensor between replays. The capture's warm-up steps are undone (weights restored,
-          Adam's state zeroed) so the timed run starts from the same weights.
+          Adam's state zeroed) so the timed run starts from the same weights. A failed capture (or
+          first replay) prints one line, "torch_mnist: --cuda-graph: capture failed: ...", and
+          exits 1. The JSON's first_loss (the first warm-up step's) lets the report check that the
+          graph computes what the eager step does.
 
 Threads: --threads N calls torch.set_num_threads(N) and torch.set_num_interop_threads(1), and sets
 OPENBLAS_NUM_THREADS=N before torch loads (Debian's torch does its GEMMs in the system OpenBLAS,
@@ -280,6 +283,22 @@ def capture_step(model, opt, train_on, batch, device):
     return graph, static_idx, static_loss
 
 
+def graph_error(stage, e):
+    """A failure of the CUDA graph (its capture, or its first replay) as one line on stderr and
+    exit status 1, in place of a traceback: run-gpu records the command as failed and the table
+    keeps the compiled variant."""
+    first = (str(e).strip().splitlines() or [""])[0]
+    return SystemExit(f"torch_mnist: --cuda-graph: {stage} failed: {type(e).__name__}" + (f": {first}" if first else ""))
+
+
+def capture_or_exit(model, opt, train_on, batch, device):
+    """capture_step, with a failure turned into graph_error's one line."""
+    try:
+        return capture_step(model, opt, train_on, batch, device)
+    except Exception as e:  # whatever the capture raises (mostly RuntimeError from CUDA or cuDNN)
+        raise graph_error("capture", e) from None
+
+
 def usual_batches(images, labels, shape, batch, seed):
     """The usual input pipeline: float32 TensorDataset + shuffling DataLoader, epoch after epoch."""
     x = images.float().div_(255.0).reshape(-1, *shape)
@@ -385,7 +404,7 @@ def run(args):
             return loss
 
         if args.cuda_graph:
-            graph, static_idx, static_loss = capture_step(model, opt, train_on, batch, device)
+            graph, static_idx, static_loss = capture_or_exit(model, opt, train_on, batch, device)
 
             def step():
                 static_idx.copy_(next_indices())
@@ -405,9 +424,14 @@ def run(args):
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     first_loss = last_loss = None
     for i in range(args.warmup):
-        _, loss = step()
-        if i == 0:
-            first_loss = loss.item()
+        try:
+            _, loss = step()
+            if i == 0:
+                first_loss = loss.item()  # a sync: an error of the graph's first replay shows here
+        except Exception as e:
+            if not (args.cuda_graph and i == 0):
+                raise
+            raise graph_error("first replay", e) from None
     rates, step_rates = [], []
     for _ in range(args.repeats):
         samples = 0
