@@ -28,7 +28,15 @@ class Diagnoses : public ::testing::Test {
         write_text(model(), kModel);
     }
     std::string model() const { return dir.file("model.txt"); }
-    std::string base() const { return "train --quiet --device cpu --model " + model() + " --data " + dir.path(); }
+    std::string base() const { return train_cmd(model()); }
+    std::string train_cmd(const std::string &model_file) const {
+        return "train --quiet --device cpu --model " + model_file + " --data " + dir.path();
+    }
+    // Writes a model file beside the data and returns the command that trains it.
+    std::string with_model(const std::string &name, const std::string &text) const {
+        write_text(dir.file(name), text);
+        return train_cmd(dir.file(name));
+    }
     std::string train_images() const { return dir.file("train-images-idx3-ubyte"); }
     std::string train_labels() const { return dir.file("train-labels-idx1-ubyte"); }
     TempDir dir;
@@ -218,10 +226,11 @@ TEST_F(Diagnoses, MseOnSoftmaxWarnsAtStepZeroAndStillLogsEveryStep) {
 }
 
 TEST_F(Diagnoses, CrossEntropyOnSigmoidWarnsSuggestingSoftmax) {
-    std::string m = dir.file("sigmoid.txt"), log = dir.file("sig.jsonl");
-    write_text(m, "input 64\ndense 16 relu\ndense 10 sigmoid name=out\nloss categorical_crossentropy\n"
-                  "optimizer adam lr=0.01\nbatch_size 32\n");
-    RunResult r = run_cutrain("train --quiet --device cpu --model " + m + " --data " + dir.path() + " --log-jsonl " + log);
+    std::string log = dir.file("sig.jsonl");
+    RunResult r = run_cutrain(with_model("sigmoid.txt", "input 64\ndense 16 relu\ndense 10 sigmoid name=out\n"
+                                                        "loss categorical_crossentropy\noptimizer adam lr=0.01\n"
+                                                        "batch_size 32\n") +
+                              " --log-jsonl " + log);
     ASSERT_EQ(r.exit_code, 0) << r.out;
     auto d = diagnoses(log);
     ASSERT_EQ(d.size(), 1u) << all_codes(log);
@@ -243,9 +252,10 @@ TEST_F(Diagnoses, FittingLossAndOutputSayNothing) {
 // Momentum that swings the weights instead of settling them trains on
 // (MNIST: 37% after an epoch, no runtime check fires), so it is said at build.
 TEST_F(Diagnoses, ExtremeMomentumWarnsAtStepZeroNamingTheEffectiveRate) {
-    std::string m = dir.file("momentum.txt"), log = dir.file("momentum.jsonl");
-    write_text(m, "input 64\ndense 16 relu\ndense 10 softmax\noptimizer sgd lr=0.01 momentum=0.999\nbatch_size 32\n");
-    RunResult r = run_cutrain("train --quiet --device cpu --model " + m + " --data " + dir.path() + " --log-jsonl " + log);
+    const std::string layers = "input 64\ndense 16 relu\ndense 10 softmax\nbatch_size 32\n";
+    std::string log = dir.file("momentum.jsonl");
+    RunResult r = run_cutrain(with_model("swing.txt", layers + "optimizer sgd lr=0.01 momentum=0.999\n") +
+                              " --log-jsonl " + log);
     ASSERT_EQ(r.exit_code, 0) << r.out;
     auto d = diagnoses(log);
     ASSERT_EQ(d.size(), 1u) << all_codes(log);
@@ -257,17 +267,18 @@ TEST_F(Diagnoses, ExtremeMomentumWarnsAtStepZeroNamingTheEffectiveRate) {
     EXPECT_TRUE(has(r.out, "warning [MOMENTUM_TOO_LARGE]: Momentum 0.999")) << r.out;
     EXPECT_EQ(jsonl_of_type(log, "step").size(), 7u);
     // The classic recipe, lr 0.1 with momentum 0.9, says nothing.
-    write_text(m, "input 64\ndense 16 relu\ndense 10 softmax\noptimizer sgd lr=0.1 momentum=0.9\nbatch_size 32\n");
-    ASSERT_EQ(run_cutrain("train --quiet --device cpu --model " + m + " --data " + dir.path() + " --log-jsonl " + log).exit_code, 0);
+    ASSERT_EQ(run_cutrain(with_model("classic.txt", layers + "optimizer sgd lr=0.1 momentum=0.9\n") +
+                          " --log-jsonl " + log).exit_code,
+              0);
     EXPECT_TRUE(diagnoses(log).empty()) << all_codes(log);
 }
 
 // Betas under which Adam's step has no bound are named once the run
 // diverges, instead of "lower the learning rate".
 TEST_F(Diagnoses, DivergenceUnderUnboundedAdamBetasNamesTheBetas) {
-    std::string m = dir.file("betas.txt"), log = dir.file("betas.jsonl");
-    write_text(m, "input 64\ndense 16 relu\ndense 10 softmax\noptimizer adam lr=0.01 beta1=0.9 beta2=0.1\nbatch_size 32\n");
-    RunResult r = run_cutrain("train --quiet --device cpu --model " + m + " --data " + dir.path() +
+    std::string log = dir.file("betas.jsonl");
+    RunResult r = run_cutrain(with_model("betas.txt", "input 64\ndense 16 relu\ndense 10 softmax\n"
+                                                      "optimizer adam lr=0.01 beta1=0.9 beta2=0.1\nbatch_size 32\n") +
                               " --epochs 30 --on-nan warn --health-chance-window 20 --log-jsonl " + log);
     ASSERT_EQ(r.exit_code, 0) << r.out;
     auto d = diagnoses(log);
