@@ -64,6 +64,12 @@ static ct_diagnosis *emit(ct_diagnosis *out, int *n, const char *code, const cha
     return d;
 }
 
+/* Where a message written by snprintf ends, for the next part to follow:
+ * its length, or the last byte when it was cut. */
+static size_t message_end(int written, size_t size) {
+    return written > 0 && (size_t)written < size ? (size_t)written : size - 1;
+}
+
 /* The first layer in backward order (the output side) whose gradient is not
  * finite: where the non-finite values entered the backward pass. */
 static int first_nonfinite_layer(const ct_health *h, const ct_step_record *r) {
@@ -204,7 +210,7 @@ static void check_vanishing(ct_health *h, const ct_step_record *r, ct_diagnosis 
                       "step %llu: for %d steps the update-to-weight ratio ||dw||/||w|| has stayed below %g (geometric "
                       "mean %.2g), so the weights barely move; a healthy ratio is about 1e-3. ",
                       (unsigned long long)r->step, h->vanishing_run, h->cfg.vanishing_ratio, mean);
-    size_t used = n0 > 0 && (size_t)n0 < sizeof d->message ? (size_t)n0 : sizeof d->message - 1;
+    size_t used = message_end(n0, sizeof d->message);
     const int huge_lr = h->lr > (float)ordinary_lr_ceiling(h->optimizer);
     if (h->lr < (float)ordinary_lr_floor(h->optimizer)) /* the float rate: --lr 1e-5 is ordinary */
         snprintf(d->message + used, sizeof d->message - used,
@@ -258,7 +264,7 @@ static void check_dead_layers(ct_health *h, const ct_step_record *r, ct_diagnosi
                             "step %llu: the gradient of layer %s has been exactly zero for %d steps, so it (and every "
                             "layer before it) has stopped learning",
                             (unsigned long long)r->step, h->layer_names[i], h->dead_run[i]);
-        size_t at = used > 0 && (size_t)used < sizeof d->message ? (size_t)used : sizeof d->message - 1;
+        size_t at = message_end(used, sizeof d->message);
         /* The advice depends on how it died: the learning rate is only to
          * blame when the layer once learnt. */
         if (h->nonfinite_said && h->cfg.on_nan == CT_ON_NAN_WARN)
@@ -308,7 +314,7 @@ static void check_exploding(ct_health *h, const ct_step_record *r, ct_diagnosis 
                                 "step %llu: the gradient norm jumped to %.3g, %.0f times its median of %.3g over the "
                                 "previous %d steps; training may diverge. ",
                                 (unsigned long long)r->step, norm, norm / median, median, have);
-            size_t at = used > 0 && (size_t)used < sizeof d->message ? (size_t)used : sizeof d->message - 1;
+            size_t at = message_end(used, sizeof d->message);
             if (h->optim_advice[0])
                 snprintf(d->message + at, sizeof d->message - at, "%s Or add --clip-grad-norm %.3g.", h->optim_advice,
                          10.0 * median);
@@ -353,7 +359,7 @@ static void check_chance(ct_health *h, const ct_step_record *r, ct_diagnosis *ou
                             : "step %llu: the loss has stayed at chance level for %d steps (mean %.4f; chance %.4f, "
                               "%s): the model predicts no better than a guess from the class frequencies. ",
                         (unsigned long long)r->step, h->chance_run, mean, chance, h->chance_what);
-    size_t at = used > 0 && (size_t)used < sizeof d->message ? (size_t)used : sizeof d->message - 1;
+    size_t at = message_end(used, sizeof d->message);
     if (h->optim_advice[0])
         snprintf(d->message + at, sizeof d->message - at, "%s", h->optim_advice);
     else if (far)
