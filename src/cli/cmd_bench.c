@@ -387,6 +387,7 @@ int ct_cmd_bench(int argc, char **argv) {
     FILE *j = NULL;
     char *json_buf = NULL;
     size_t json_len = 0;
+    ct_cli_note device_note;
     int code = CT_EXIT_OK;
     int max_rows = spec.batch_size > 1000 ? spec.batch_size : 1000;
     ct_log_options lo = {NULL, NULL, 1, 0, 0, NULL, NULL};
@@ -395,7 +396,7 @@ int ct_cmd_bench(int argc, char **argv) {
         (f.json && ct_cli_check_writable(f.json, "--json", &err)) ||
         (f.save_init && ct_cli_check_replaceable(f.save_init, "--save-init", &err)) ||
         ct_cli_check_distinct(files, 2 + ct_cli_input_files(f.model, &train, &test, files + 2), &err) ||
-        !(be = ct_cli_backend(f.device, f.threads, f.quiet, &err)) ||
+        !(be = ct_cli_backend(f.device, f.threads, &device_note, &err)) ||
         ct_model_build(&model, &spec, be, max_rows, f.seed, &err) ||
         (f.save_init && ct_model_save_weights(&model, f.save_init, &err)) || !(log = ct_logger_open(&lo, &err))) {
         code = ct_cli_report(&err);
@@ -409,6 +410,7 @@ int ct_cmd_bench(int argc, char **argv) {
         code = ct_cli_report(&err);
         goto out;
     }
+    ct_cli_note_print(&device_note, f.quiet);
     bench_ctx c = {&model, &train, &test, log, ct_train_defaults(&spec)};
     c.base.seed = f.seed;
     if (f.tta > 0) {

@@ -45,12 +45,13 @@ int ct_cmd_eval(int argc, char **argv) {
     ct_logger *log = NULL;
     ct_device_data d;
     memset(&d, 0, sizeof d);
+    ct_cli_note device_note;
     int code = CT_EXIT_OK;
     ct_cli_file files[8] = {{"--log-jsonl", jsonl, 1}, {"--weights", weights, 0}};
     if (ct_model_spec_resolve(model, &spec, &err) || ct_cli_load_split(data, "test", &spec, &test, &err) ||
         (jsonl && ct_cli_check_writable(jsonl, "--log-jsonl", &err)) ||
         ct_cli_check_distinct(files, 2 + ct_cli_input_files(model, NULL, &test, files + 2), &err) ||
-        !(be = ct_cli_backend(device, threads, quiet, &err)) ||
+        !(be = ct_cli_backend(device, threads, &device_note, &err)) ||
         /* no buffer larger than the test set: its rows are all a pass can take */
         ct_model_build(&m, &spec, be, batch < (int)test.count ? batch : (int)test.count, 0, &err) ||
         ct_model_load_weights(&m, weights, &err) || ct_device_data_upload(be, &test, &d, &err)) {
@@ -62,6 +63,7 @@ int ct_cmd_eval(int argc, char **argv) {
         code = ct_cli_report(&err);
         goto out;
     }
+    ct_cli_note_print(&device_note, quiet);
     double t0 = ct_now(), loss, acc;
     ct_evaluate(&m, &d, &loss, &acc);
     ct_run_summary s = {.status = "evaluated", .exit_code = 0, .test_loss = loss, .test_acc = acc,

@@ -281,10 +281,11 @@ int ct_cmd_train(int argc, char **argv) {
     ct_model model;
     memset(&model, 0, sizeof model);
     ct_train_state resume;
+    ct_cli_note device_note;
     int code = CT_EXIT_FAILURE;
     if (ct_cli_load_split(f.data, "train", &spec, &train, &err) ||
         ct_cli_load_split(f.data, "test", &spec, &test, &err) || check_batches(&train, &opt, &err) ||
-        prepare_outputs(&f, &train, &test, &err) || !(be = ct_cli_backend(f.device, f.threads, f.quiet, &err))) {
+        prepare_outputs(&f, &train, &test, &err) || !(be = ct_cli_backend(f.device, f.threads, &device_note, &err))) {
         code = ct_cli_report(&err);
         goto out;
     }
@@ -305,6 +306,7 @@ int ct_cmd_train(int argc, char **argv) {
         code = ct_cli_report(&err);
         goto out;
     }
+    ct_cli_note_print(&device_note, f.quiet);
     log_build_diagnoses(log, &spec, &train, &test);
     if (!f.quiet) {
         char desc[512];

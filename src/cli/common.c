@@ -24,7 +24,8 @@ int ct_cli_apply_recipe(ct_model_spec *spec, const char *optimizer, double lr, i
     return 0;
 }
 
-ct_backend *ct_cli_backend(const char *device, int threads, int quiet, ct_error *err) {
+ct_backend *ct_cli_backend(const char *device, int threads, ct_cli_note *note, ct_error *err) {
+    note->text[0] = '\0';
     if (strcmp(device, "cpu") == 0) return ct_backend_create(CT_DEVICE_CPU, threads, err);
     if (strcmp(device, "cuda") == 0) return ct_backend_create(CT_DEVICE_CUDA, threads, err);
     char why[sizeof err->msg];
@@ -36,8 +37,12 @@ ct_backend *ct_cli_backend(const char *device, int threads, int quiet, ct_error 
         snprintf(why, sizeof why, "%s", err->msg);
         ct_error_clear(err);
     }
-    if (!quiet) fprintf(stderr, "cutrain: --device auto: no usable GPU (%s); using the CPU\n", why);
+    snprintf(note->text, sizeof note->text, "cutrain: --device auto: no usable GPU (%s); using the CPU", why);
     return ct_backend_create(CT_DEVICE_CPU, threads, err);
+}
+
+void ct_cli_note_print(const ct_cli_note *note, int quiet) {
+    if (!quiet && note->text[0]) fprintf(stderr, "%s\n", note->text);
 }
 
 int ct_cli_load_split(const char *dir, const char *split, const ct_model_spec *spec, ct_dataset *out,

@@ -12,8 +12,17 @@ extern const char *const ct_optimizer_choices[];
  * model's schedule kept), lr (<= 0: keep), batch_size (<= 0: keep). */
 int ct_cli_apply_recipe(ct_model_spec *spec, const char *optimizer, double lr, int batch_size, ct_error *err);
 
-/* "auto": CUDA when a device works, else the CPU with one line saying why. */
-ct_backend *ct_cli_backend(const char *device, int threads, int quiet, ct_error *err);
+/* A line for stderr that waits until a command's inputs have all been
+ * checked: a bad input then gets its one-line error and nothing else. */
+typedef struct ct_cli_note {
+    char text[sizeof(((ct_error *)0)->msg) + 64];
+} ct_cli_note;
+
+/* "auto": CUDA when a device works, else the CPU, with a note saying why
+ * (empty when there is nothing to say). */
+ct_backend *ct_cli_backend(const char *device, int threads, ct_cli_note *note, ct_error *err);
+/* Prints a note that is not empty, unless quiet. */
+void ct_cli_note_print(const ct_cli_note *note, int quiet);
 
 /* Finds and loads the MNIST-named split ("train" or "test") of dir and checks
  * it against the model: not empty, items of input_dim values, labels < classes. */

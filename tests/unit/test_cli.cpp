@@ -381,6 +381,22 @@ TEST_F(Cli, DeviceSelection) {
     EXPECT_NE(r.out.find("no usable GPU"), std::string::npos) << r.out;
 }
 
+// --device auto's note on the CPU fallback waits until the inputs have been
+// checked, so a bad one still gets one line on the terminal: the error.
+TEST_F(Cli, AutoDeviceNoteDoesNotPrecedeAnInputError) {
+    std::string junk = dir.file("junk.safetensors");
+    write_text(junk, "not a safetensors file\n");
+    const std::string common = " --model " + model() + " --data " + dir.path() + " --device auto";
+    for (const std::string &line : {"eval --weights " + junk + common, "train --max-steps 2 --init-weights " + junk + common,
+                                    "train --max-steps 2 --resume " + junk + common}) {
+        RunResult r = run_cutrain(line);
+        SCOPED_TRACE(line);
+        EXPECT_EQ(r.exit_code, CT_EXIT_BAD_INPUT) << r.out;
+        EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+        EXPECT_EQ(r.out.rfind("cutrain: error: " + junk, 0), 0u) << r.out;
+    }
+}
+
 }  // namespace
 
 namespace {

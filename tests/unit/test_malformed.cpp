@@ -94,7 +94,8 @@ std::string command_line(const Case &c, const Env &e) {
         if (at != flags.end()) at->second = f.second;
         else flags.push_back(f);
     }
-    std::string line = c.command + " --quiet --device cpu";
+    // Not --quiet: the one line must hold for what a user types.
+    std::string line = c.command + " --device cpu";
     for (const auto &f : flags) {
         if (f.second.empty()) continue;
         line += " '" + expand(f.first, e) + "'";
