@@ -230,11 +230,13 @@ static void train_step(run *r, int rows) {
     after_step(r);
 }
 
-static void show_progress(run *r, uint32_t epoch, uint64_t done, uint64_t total, double t0) {
+/* done and total count from the epoch's start; the rate and ETA from the
+ * step this process began the epoch at (first: a resumed epoch's). */
+static void show_progress(run *r, uint32_t epoch, uint64_t done, uint64_t total, uint64_t first, double t0) {
     /* Figures of the records read so far, which trail the queued steps. */
     double el = ct_now() - t0;
-    double sps = el > 0 ? (double)r->ep_samples / el : 0;
-    double eta = done ? el * (double)(total - done) / (double)done : 0;
+    double sps = el > 0 ? (double)(r->ep_samples - r->ep_samples_before) / el : 0;
+    double eta = done > first ? el * (double)(total - done) / (double)(done - first) : 0;
     double n = r->ep_samples ? (double)r->ep_samples : NAN;
     ct_log_progress(r->log, epoch, (uint32_t)r->opt->epochs, done, total, r->ep_loss / n, r->ep_correct / n, sps,
                     eta);
@@ -372,6 +374,10 @@ static int train_epoch(run *r, uint32_t epoch, const ct_device_data *test, ct_ru
     uint64_t steps = r->src ? r->src->batches_per_epoch : ct_steps_per_epoch(n, opt->batch_size, opt->drop_last);
     uint64_t first = r->epoch == epoch ? r->epoch_step : 0; /* a resumed epoch goes on where it was */
     start_epoch(r, epoch, first);
+    /* Where --max-steps ends this epoch, so the progress line's count and ETA aim there. */
+    uint64_t end = steps;
+    if (opt->max_steps && opt->max_steps > r->step && opt->max_steps - r->step < steps - first)
+        end = first + (opt->max_steps - r->step);
     double t0 = ct_now(), last_shown = t0;
     for (uint64_t k = first; k < steps; ++k) {
         if (interrupted(r)) {
@@ -395,7 +401,7 @@ static int train_epoch(run *r, uint32_t epoch, const ct_device_data *test, ct_ru
             if (save_checkpoint(r, err)) return -1;
         }
         if (r->slot % r->half == 0 && ct_now() - last_shown > 0.25) {
-            show_progress(r, epoch, k + 1, steps, t0);
+            show_progress(r, epoch, k + 1, end, first, t0);
             last_shown = ct_now();
         }
     }
