@@ -55,6 +55,7 @@ typedef struct ct_log_options {
     int n_layers;             /* names for per-layer gradient norms    */
     const char (*layer_names)[32];
     const char *tensorboard_dir; /* NULL: none; made (mkdir -p) when missing */
+    int jsonl_diagnoses_only; /* the JSONL gets diagnoses, and summaries from ct_log_summary_fields only */
 } ct_log_options;
 
 typedef struct ct_logger ct_logger;
@@ -66,6 +67,10 @@ void ct_log_progress(ct_logger *lg, uint32_t epoch, uint32_t epochs, uint64_t st
 void ct_log_epoch(ct_logger *lg, const ct_epoch_summary *e, uint32_t epochs);
 void ct_log_diagnosis(ct_logger *lg, const ct_diagnosis *d);
 void ct_log_summary(ct_logger *lg, const ct_run_summary *s);
+/* The JSONL summary record alone, with more fields after the usual ones:
+ * extra is `"key":value` pairs joined by commas (NULL or "": none). For a
+ * command whose run is made of several trainings (bench). */
+void ct_log_summary_fields(ct_logger *lg, const ct_run_summary *s, const char *extra);
 /* A line for the terminal only (stderr when quiet is off). */
 void ct_log_note(ct_logger *lg, const char *fmt, ...) CT_PRINTF(2, 3);
 /* -1 with err naming the log when a write to one of the files has failed

@@ -24,7 +24,7 @@
     "epochs; --time-to-accuracy A trains --seeds models until the test accuracy reaches A."
 
 typedef struct bench_flags {
-    const char *model, *data, *device, *optimizer, *json, *save_init;
+    const char *model, *data, *device, *optimizer, *loss, *json, *log_jsonl, *save_init;
     int threads, batch_size, steps, warmup, repeats, epochs, seeds, max_epochs, quiet, phases, ops;
     uint64_t seed;
     double lr, tta;
@@ -45,6 +45,8 @@ typedef struct bench_ctx {
     const ct_dataset *train, *test;
     ct_logger *log;
     ct_train_options base;
+    uint64_t steps;       /* trained by every run so far, for the --log-jsonl summary */
+    double train_seconds;
 } bench_ctx;
 
 /* Training seconds of one run with options o, evaluation off. */
@@ -53,6 +55,8 @@ static int timed(bench_ctx *c, ct_train_options o, double *seconds, ct_error *er
     ct_run_summary sum;
     int rc = ct_train(c->m, c->train, c->test, &o, c->log, &sum, err);
     if (rc < 0) return -1;
+    c->steps += sum.steps;
+    c->train_seconds += sum.train_seconds;
     if (rc == CT_EXIT_HEALTH_STOP)
         return ct_fail(err, CT_EXIT_HEALTH_STOP,
                        "bench: a health policy stopped the timed run (the diagnosis above says why): no figure to give");
@@ -251,10 +255,15 @@ static void json_figures(FILE *j, const bench_flags *f, const ct_model_spec *spe
 
 /* Time to accuracy: fresh weights per seed, evaluation after every epoch
  * (not timed), stop at the first epoch at or above the target. */
+typedef struct tta_result {
+    int reached;
+    double median_s, median_acc; /* NaN when no seed reached the target */
+} tta_result;
+
 static int time_to_accuracy(bench_ctx *c, const ct_model_spec *spec, ct_backend *be, const bench_flags *f, FILE *j,
-                            ct_error *err) {
-    double secs[64];
-    int reached = 0;
+                            tta_result *res, ct_error *err) {
+    double secs[64], accs[64];
+    int reached = 0, n_acc = 0;
     for (int s = 0; s < f->seeds; ++s) {
         ct_model m;
         int max_rows = spec->batch_size > 1000 ? spec->batch_size : 1000;
@@ -267,6 +276,9 @@ static int time_to_accuracy(bench_ctx *c, const ct_model_spec *spec, ct_backend 
         int rc = ct_train(&m, c->train, c->test, &o, c->log, &sum, err);
         ct_model_free(&m);
         if (rc < 0) return -1;
+        c->steps += sum.steps;
+        c->train_seconds += sum.train_seconds;
+        if (isfinite(sum.test_acc)) accs[n_acc++] = sum.test_acc;
         int ok = sum.test_acc >= f->tta;
         if (!f->quiet)
             printf("seed %llu: test accuracy %.4f after %u epochs (%s %.4f), %.2f s of training\n",
@@ -284,14 +296,58 @@ static int time_to_accuracy(bench_ctx *c, const ct_model_spec *spec, ct_backend 
         }
         if (ok) secs[reached++] = sum.train_seconds;
     }
+    res->reached = reached;
+    res->median_s = reached ? median(secs, reached) : NAN;
+    res->median_acc = n_acc ? median(accs, n_acc) : NAN;
     if (!f->quiet) {
         if (reached)
             printf("time to %.4f: median %.2f s of training over the %d of %d seeds that reached it\n", f->tta,
-                   median(secs, reached), reached, f->seeds);
+                   res->median_s, reached, f->seeds);
         else
             printf("time to %.4f: no seed reached it within %d epochs\n", f->tta, f->max_epochs);
     }
     return 0;
+}
+
+/* The --log-jsonl summary: the usual fields over every run bench made
+ * (status, steps, training time; test_acc the median over the seeds of
+ * --time-to-accuracy, else null: throughput runs are not evaluated), then
+ * the figures. */
+static void log_summary(ct_logger *log, const bench_ctx *c, const bench_flags *f, const ct_model_spec *spec,
+                        const ct_model *m, const ct_backend *be, int code, double seconds, const figures *fg,
+                        const tta_result *tr) {
+    char *extra = NULL;
+    size_t len = 0;
+    FILE *x = open_memstream(&extra, &len);
+    if (!x) return;
+    fprintf(x, "\"command\":\"bench\",\"batch_size\":%d,\"threads\":%d,\"optimizer\":\"%s\",\"loss\":\"%s\"",
+            spec->batch_size, be->threads, ct_optim_kind_name(spec->optim.kind), ct_loss_name(spec->loss));
+    if (f->tta > 0) {
+        fprintf(x, ",\"target\":%g,\"seeds\":%d,\"seeds_reached\":%d,\"time_to_accuracy_s\":", f->tta, f->seeds,
+                tr->reached);
+        ct_json_number(x, tr->median_s);
+    } else if (fg) {
+        const struct { const char *k; double v; } nums[] = {
+            {"samples_per_s", fg->sps_med}, {"samples_per_s_min", fg->sps_min}, {"samples_per_s_max", fg->sps_max},
+            {"steps_per_s", fg->steps_per_s},
+            {"epoch_s", isfinite(fg->epoch_s_measured) ? fg->epoch_s_measured : fg->epoch_s},
+            {"stats_overhead", fg->overhead},
+        };
+        for (size_t i = 0; i < sizeof nums / sizeof nums[0]; ++i) {
+            fprintf(x, ",\"%s\":", nums[i].k);
+            ct_json_number(x, nums[i].v);
+        }
+    }
+    if (fclose(x) != 0) {
+        free(extra);
+        return;
+    }
+    ct_run_summary s = {.status = code == CT_EXIT_OK ? "completed" : code == CT_EXIT_HEALTH_STOP ? "stopped" : "failed",
+                        .exit_code = code, .test_loss = NAN, .test_acc = f->tta > 0 ? tr->median_acc : NAN,
+                        .steps = c->steps, .seconds = seconds, .train_seconds = c->train_seconds,
+                        .model = spec->name, .device = be->description, .seed = f->seed, .params = m->n_params};
+    ct_log_summary_fields(log, &s, extra);
+    free(extra);
 }
 
 /* The figures, all or nothing (ct_atomic_file), so a failed write leaves
@@ -334,6 +390,7 @@ int ct_cmd_bench(int argc, char **argv) {
         {"--batch-size", ARG_INT, &f.batch_size, 1, 65536, 0, "N", "rows per step (default: the model's)"},
         {"--optimizer", ARG_CHOICE, &f.optimizer, 0, 0, 0, "NAME", "sgd|adam|adamw|rmsprop", ct_optimizer_choices},
         {"--lr", ARG_DOUBLE, &f.lr, 0, 10, 1, "X", "learning rate (default: the model's)"},
+        {"--loss", ARG_CHOICE, &f.loss, 0, 0, 0, "NAME", CT_CLI_LOSS_HELP, ct_loss_choices},
         {"--steps", ARG_INT, &f.steps, 1, 10000000, 0, "N", "timed steps per run (100)"},
         {"--warmup", ARG_INT, &f.warmup, 0, 10000000, 0, "N", "untimed steps first (10)"},
         {"--repeats", ARG_INT, &f.repeats, 1, 64, 0, "N", "timed runs per figure (5)"},
@@ -343,6 +400,8 @@ int ct_cmd_bench(int argc, char **argv) {
         {"--seeds", ARG_INT, &f.seeds, 1, 64, 0, "N", "seeds for --time-to-accuracy (3)"},
         {"--max-epochs", ARG_INT, &f.max_epochs, 1, 1000, 0, "N", "epochs at most per seed (10)"},
         {"--json", ARG_STRING, &f.json, 0, 0, 0, "FILE", "write the figures as JSON lines"},
+        {"--log-jsonl", ARG_STRING, &f.log_jsonl, 0, 0, 0, "FILE",
+         "log the runs' diagnoses and a summary record with the figures as JSONL"},
         {"--save-init", ARG_STRING, &f.save_init, 0, 0, 0, "FILE", "write the initial weights (safetensors)"},
         {"--phases", ARG_FLAG, &f.phases, 0, 0, 0, NULL, "also time the parts of a step (gather ... update)"},
         {"--ops", ARG_FLAG, &f.ops, 0, 0, 0, NULL, "also time each op of a step (the backend table's calls)"},
@@ -374,8 +433,10 @@ int ct_cmd_bench(int argc, char **argv) {
 
     ct_model_spec spec;
     if (ct_model_spec_resolve(f.model, &spec, &err) ||
-        ct_cli_apply_recipe(&spec, f.optimizer, f.lr, f.batch_size, &err) || ct_model_spec_validate(&spec, &err))
+        ct_cli_apply_recipe(&spec, f.optimizer, f.lr, f.batch_size, &err))
         return ct_cli_report(&err);
+    if (f.loss) spec.loss = (ct_loss_kind)ct_loss_parse(f.loss);
+    if (ct_model_spec_validate(&spec, &err)) return ct_cli_report(&err);
 
     ct_dataset train, test;
     memset(&train, 0, sizeof train);
@@ -388,17 +449,25 @@ int ct_cmd_bench(int argc, char **argv) {
     char *json_buf = NULL;
     size_t json_len = 0;
     ct_cli_note device_note;
+    bench_ctx c;
+    figures fg;
+    tta_result tr = {0, NAN, NAN};
+    int started = 0, have_fg = 0;
+    double t_start = ct_now();
     int code = CT_EXIT_OK;
     int max_rows = spec.batch_size > 1000 ? spec.batch_size : 1000;
-    ct_log_options lo = {NULL, NULL, 1, 0, 0, NULL, NULL};
-    ct_cli_file files[8] = {{"--json", f.json, 1}, {"--save-init", f.save_init, 1}};
+    /* Step records would be timed with the steps they describe; the runs'
+     * diagnoses and one summary with the figures are what the log holds. */
+    ct_log_options lo = {f.log_jsonl, NULL, 1, 0, 0, NULL, NULL, 1};
+    ct_cli_file files[8] = {{"--json", f.json, 1}, {"--save-init", f.save_init, 1}, {"--log-jsonl", f.log_jsonl, 1}};
     if (ct_cli_load_split(f.data, "train", &spec, &train, &err) || ct_cli_load_split(f.data, "test", &spec, &test, &err) ||
         (f.json && ct_cli_check_writable(f.json, "--json", &err)) ||
+        (f.log_jsonl && ct_cli_check_writable(f.log_jsonl, "--log-jsonl", &err)) ||
         (f.save_init && ct_cli_check_replaceable(f.save_init, "--save-init", &err)) ||
-        ct_cli_check_distinct(files, 2 + ct_cli_input_files(f.model, &train, &test, files + 2), &err) ||
+        ct_cli_check_distinct(files, 3 + ct_cli_input_files(f.model, &train, &test, files + 3), &err) ||
         !(be = ct_cli_backend(f.device, f.threads, &device_note, &err)) ||
-        ct_model_build(&model, &spec, be, max_rows, f.seed, &err) ||
-        (f.save_init && ct_model_save_weights(&model, f.save_init, &err)) || !(log = ct_logger_open(&lo, &err))) {
+        ct_model_build(&model, &spec, be, max_rows, f.seed, &err) || !(log = ct_logger_open(&lo, &err)) ||
+        (f.save_init && ct_model_save_weights(&model, f.save_init, &err))) {
         code = ct_cli_report(&err);
         goto out;
     }
@@ -411,17 +480,18 @@ int ct_cmd_bench(int argc, char **argv) {
         goto out;
     }
     ct_cli_note_print(&device_note, f.quiet);
-    bench_ctx c = {&model, &train, &test, log, ct_train_defaults(&spec)};
+    started = 1;
+    c = (bench_ctx){&model, &train, &test, log, ct_train_defaults(&spec), 0, 0.0};
     c.base.seed = f.seed;
     if (f.tta > 0) {
-        if (time_to_accuracy(&c, &spec, be, &f, j, &err)) code = ct_cli_report(&err);
+        if (time_to_accuracy(&c, &spec, be, &f, j, &tr, &err)) code = ct_cli_report(&err);
         goto out;
     }
-    figures fg;
     if (throughput(&c, &f, &fg, &err)) {
         code = ct_cli_report(&err);
         goto out;
     }
+    have_fg = 1;
     if (!f.quiet) {
         printf("%s, batch %d, %s: %.0f samples/s (median of %d; %.0f-%.0f), %.1f steps/s, epoch %.3f s%s, "
                "statistics overhead %.1f%%\n",
@@ -442,6 +512,13 @@ out:
     }
     if (j && code == CT_EXIT_OK && write_json(f.json, json_buf, json_len, &err)) code = ct_cli_report(&err);
     free(json_buf);
+    if (log && started) {
+        log_summary(log, &c, &f, &spec, &model, be, code, ct_now() - t_start, have_fg ? &fg : NULL, &tr);
+        ct_error cerr;
+        ct_error_clear(&cerr);
+        if (ct_logger_close(log, &cerr) && code == CT_EXIT_OK) code = ct_cli_report(&cerr);
+        log = NULL;
+    }
     if (log) ct_logger_close(log, NULL);
     ct_model_free(&model);
     if (be) ct_backend_destroy(be);

@@ -1,5 +1,6 @@
 /* cutrain eval: load saved weights into a model and score the test split. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,9 +14,20 @@
     "Evaluates weights saved by `cutrain train --save FILE` (or any safetensors file with the\n" \
     "same names and shapes) on the test split of DIR."
 
+static int set_loss(ct_model_spec *spec, const char *loss, ct_error *err) {
+    spec->loss = (ct_loss_kind)ct_loss_parse(loss);
+    return ct_model_spec_validate(spec, err);
+}
+
 int ct_cmd_eval(int argc, char **argv) {
-    const char *model = "mlp", *data = "data/mnist", *device = "auto", *weights = NULL, *jsonl = NULL;
+    const char *model = "mlp", *data = "data/mnist", *device = "auto", *weights = NULL, *jsonl = NULL, *loss_name = NULL;
     int batch = 1000, threads = 0, quiet = 0;
+    /* Settings of training, taken (and checked) so that a train command line
+     * can be turned into an eval one by its first word; they change nothing. */
+    const char *optimizer = NULL;
+    int epochs = 0;
+    double lr = 0;
+    uint64_t seed = 0;
     ct_arg args[] = {
         {"--model", ARG_STRING, &model, 0, 0, 0, "PRESET|FILE", "the model the weights belong to (default mlp)"},
         {"--weights", ARG_STRING, &weights, 0, 0, 0, "FILE", "safetensors file with the weights (required)"},
@@ -23,7 +35,13 @@ int ct_cmd_eval(int argc, char **argv) {
         {"--batch-size", ARG_INT, &batch, 1, 65536, 0, "N", "rows per forward pass (default 1000)"},
         {"--device", ARG_CHOICE, &device, 0, 0, 0, "auto|cpu|cuda", "where to run (default auto)", ct_device_choices},
         {"--threads", ARG_INT, &threads, 1, 1024, 0, "N", "CPU threads (default: all cores)"},
+        {"--loss", ARG_CHOICE, &loss_name, 0, 0, 0, "NAME", "the test loss's: " CT_CLI_LOSS_HELP, ct_loss_choices},
         {"--log-jsonl", ARG_STRING, &jsonl, 0, 0, 0, "FILE", "write a summary record as JSONL"},
+        {"--epochs", ARG_INT, &epochs, 1, 100000, 0, "N", "training only: accepted, no effect"},
+        {"--lr", ARG_DOUBLE, &lr, 0, 10, 1, "X", "training only: accepted, no effect"},
+        {"--optimizer", ARG_CHOICE, &optimizer, 0, 0, 0, "NAME", "training only: accepted, no effect",
+         ct_optimizer_choices},
+        {"--seed", ARG_U64, &seed, 0, 0, 0, "N", "training only: accepted, no effect"},
         {"--quiet", ARG_FLAG, &quiet, 0, 0, 0, NULL, "print nothing but errors"},
     };
     int n = (int)(sizeof args / sizeof args[0]);
@@ -48,7 +66,8 @@ int ct_cmd_eval(int argc, char **argv) {
     ct_cli_note device_note;
     int code = CT_EXIT_OK;
     ct_cli_file files[8] = {{"--log-jsonl", jsonl, 1}, {"--weights", weights, 0}};
-    if (ct_model_spec_resolve(model, &spec, &err) || ct_cli_load_split(data, "test", &spec, &test, &err) ||
+    if (ct_model_spec_resolve(model, &spec, &err) || (loss_name && set_loss(&spec, loss_name, &err)) ||
+        ct_cli_load_split(data, "test", &spec, &test, &err) ||
         (jsonl && ct_cli_check_writable(jsonl, "--log-jsonl", &err)) ||
         ct_cli_check_distinct(files, 2 + ct_cli_input_files(model, NULL, &test, files + 2), &err) ||
         !(be = ct_cli_backend(device, threads, &device_note, &err)) ||

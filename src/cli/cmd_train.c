@@ -28,8 +28,6 @@ typedef struct train_flags {
     ct_health_config health;
 } train_flags;
 
-static const char *const loss_choices[] = {"categorical_crossentropy", "sparse_categorical_crossentropy", "mse",
-                                           NULL};
 static const char *const init_choices[] = {"glorot_uniform", "he_uniform", "he_normal", NULL};
 static const char *const on_nan_choices[] = {"stop", "skip", "warn", NULL};
 static const char *const inject_choices[] = {"nan", "inf", "-inf", "zero", NULL}; /* CT_INJECT_* order */
@@ -179,7 +177,7 @@ int ct_cmd_train(int argc, char **argv) {
         {"--lr", ARG_DOUBLE, &f.lr, 0, 10, 1, "X", "learning rate (default: the model's)"},
         {"--optimizer", ARG_CHOICE, &f.optimizer, 0, 0, 0, "NAME", "sgd|adam|adamw|rmsprop, Keras defaults",
          ct_optimizer_choices},
-        {"--loss", ARG_CHOICE, &f.loss, 0, 0, 0, "NAME", "categorical_crossentropy|mse", loss_choices},
+        {"--loss", ARG_CHOICE, &f.loss, 0, 0, 0, "NAME", CT_CLI_LOSS_HELP, ct_loss_choices},
         {"--init", ARG_CHOICE, &f.init, 0, 0, 0, "NAME", "glorot_uniform|he_uniform|he_normal", init_choices},
         {"--init-weights", ARG_STRING, &f.init_weights, 0, 0, 0, "FILE",
          "start from these weights (safetensors, the names and shapes --save writes)"},

@@ -10,6 +10,7 @@
 
 const char *const ct_device_choices[] = {"auto", "cpu", "cuda", NULL};
 const char *const ct_optimizer_choices[] = {"sgd", "adam", "adamw", "rmsprop", NULL};
+const char *const ct_loss_choices[] = {"categorical_crossentropy", "sparse_categorical_crossentropy", "mse", NULL};
 
 int ct_cli_apply_recipe(ct_model_spec *spec, const char *optimizer, double lr, int batch_size, ct_error *err) {
     if (optimizer) {

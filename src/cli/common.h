@@ -6,6 +6,8 @@
 
 extern const char *const ct_device_choices[];
 extern const char *const ct_optimizer_choices[];
+extern const char *const ct_loss_choices[];
+#define CT_CLI_LOSS_HELP "categorical_crossentropy|sparse_categorical_crossentropy|mse (default: the model's)"
 
 /* The recipe flags train and bench share, over the model's own recipe:
  * optimizer (NULL: keep; else that optimizer with Keras's defaults, the

@@ -88,7 +88,7 @@ void ct_jsonl_diagnosis(FILE *f, const ct_diagnosis *d) {
     fputs("}\n", f);
 }
 
-void ct_jsonl_summary(FILE *f, const ct_run_summary *s) {
+void ct_jsonl_summary(FILE *f, const ct_run_summary *s, const char *extra) {
     fputs("{\"type\":\"summary\",\"status\":", f);
     ct_json_string(f, s->status);
     fprintf(f, ",\"exit_code\":%d", s->exit_code);
@@ -101,5 +101,7 @@ void ct_jsonl_summary(FILE *f, const ct_run_summary *s) {
     ct_json_string(f, s->model ? s->model : "");
     fputs(",\"device\":", f);
     ct_json_string(f, s->device ? s->device : "");
-    fprintf(f, ",\"seed\":%llu,\"params\":%llu}\n", (unsigned long long)s->seed, (unsigned long long)s->params);
+    fprintf(f, ",\"seed\":%llu,\"params\":%llu", (unsigned long long)s->seed, (unsigned long long)s->params);
+    if (extra && *extra) fprintf(f, ",%s", extra);
+    fputs("}\n", f);
 }

@@ -72,6 +72,7 @@ ct_logger *ct_logger_open(const ct_log_options *opt, ct_error *err) {
     }
     lg->quiet = opt->quiet;
     lg->tty = opt->tty && !opt->quiet;
+    lg->jsonl_diagnoses_only = opt->jsonl_diagnoses_only;
     lg->n_layers = opt->n_layers < CT_MAX_PARAM_LAYERS ? opt->n_layers : CT_MAX_PARAM_LAYERS;
     for (int i = 0; i < lg->n_layers; ++i) snprintf(lg->layer_names[i], 32, "%s", opt->layer_names[i]);
     if (opt->jsonl_path) snprintf(lg->jsonl_path, sizeof lg->jsonl_path, "%s", opt->jsonl_path);
@@ -109,7 +110,7 @@ static void clear_progress(ct_logger *lg) {
 }
 
 void ct_log_step(ct_logger *lg, const ct_step_record *r) {
-    if (lg->jsonl) ct_jsonl_step(lg, r);
+    if (lg->jsonl && !lg->jsonl_diagnoses_only) ct_jsonl_step(lg, r);
     if (lg->tb) ct_tb_step(lg, r);
 }
 
@@ -129,7 +130,7 @@ static void flush_log(ct_logger *lg, FILE *f) {
 }
 
 void ct_log_epoch(ct_logger *lg, const ct_epoch_summary *e, uint32_t epochs) {
-    if (lg->jsonl) {
+    if (lg->jsonl && !lg->jsonl_diagnoses_only) {
         ct_jsonl_epoch(lg->jsonl, e);
         flush_log(lg, lg->jsonl);
     }
@@ -162,13 +163,19 @@ void ct_log_diagnosis(ct_logger *lg, const ct_diagnosis *d) {
 }
 
 void ct_log_summary(ct_logger *lg, const ct_run_summary *s) {
-    if (lg->jsonl) ct_jsonl_summary(lg->jsonl, s);
+    if (lg->jsonl && !lg->jsonl_diagnoses_only) ct_jsonl_summary(lg->jsonl, s, NULL);
     if (lg->quiet) return;
     clear_progress(lg);
     printf("%s: %llu steps in %.2fs", s->status, (unsigned long long)s->steps, s->seconds);
     if (isfinite(s->test_acc)) printf(", test accuracy %.4f", s->test_acc);
     putchar('\n');
     fflush(stdout);
+}
+
+void ct_log_summary_fields(ct_logger *lg, const ct_run_summary *s, const char *extra) {
+    if (!lg->jsonl) return;
+    ct_jsonl_summary(lg->jsonl, s, extra);
+    flush_log(lg, lg->jsonl);
 }
 
 void ct_log_note(ct_logger *lg, const char *fmt, ...) {

@@ -20,6 +20,7 @@ struct ct_logger {
     uint64_t tb_last_step;    /* the step an epoch's event is plotted at */
     int flush_errno;          /* of the first flush that failed, 0 if none */
     int quiet, tty;
+    int jsonl_diagnoses_only;
     int progress_shown;       /* a live line is on screen and needs clearing */
     int n_layers;
     char layer_names[CT_MAX_PARAM_LAYERS][32];
@@ -28,7 +29,8 @@ struct ct_logger {
 void ct_jsonl_step(struct ct_logger *lg, const ct_step_record *r);
 void ct_jsonl_epoch(FILE *f, const ct_epoch_summary *e);
 void ct_jsonl_diagnosis(FILE *f, const ct_diagnosis *d);
-void ct_jsonl_summary(FILE *f, const ct_run_summary *s);
+/* extra: more `"key":value` pairs for the record, or NULL. */
+void ct_jsonl_summary(FILE *f, const ct_run_summary *s, const char *extra);
 
 int ct_tb_open(struct ct_logger *lg, const char *dir, ct_error *err);
 void ct_tb_discard(struct ct_logger *lg);

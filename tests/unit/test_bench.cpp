@@ -2,6 +2,7 @@
 // accuracy. (What the figures are is measured in benchmarks/, never here.)
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -62,6 +63,44 @@ TEST_F(Bench, TimeToAccuracyOverSeeds) {
         EXPECT_GT(json_number(l, "train_seconds"), 0.0);
     }
     EXPECT_NE(json_number(lines[0], "seed"), json_number(lines[1], "seed"));
+}
+
+// --log-jsonl: the runs' diagnoses and one summary record (the design's
+// record types only), with the steps of every run and the figures; --loss
+// reaches the model.
+TEST_F(Bench, LogsDiagnosesAndOneSummaryAsJsonl) {
+    std::string log = dir.file("b.jsonl");
+    RunResult r = run_cutrain(base() + " --steps 20 --warmup 2 --repeats 3 --loss mse --log-jsonl " + log);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    auto lines = read_lines(log);
+    ASSERT_EQ(lines.size(), 1u);
+    const std::string &s = lines[0];
+    EXPECT_EQ(s.rfind("{\"type\":\"summary\",\"status\":\"completed\",", 0), 0u) << s;
+    EXPECT_EQ(json_number(s, "steps"), 2.0 + 3 * 2 * 20);  // warm-up, then each repeat with statistics on and off
+    EXPECT_NE(s.find("\"test_acc\":null"), std::string::npos) << s;
+    EXPECT_NE(s.find("\"command\":\"bench\""), std::string::npos) << s;
+    EXPECT_NE(s.find("\"loss\":\"mse\""), std::string::npos) << s;
+    EXPECT_GT(json_number(s, "samples_per_s"), 0.0);
+    EXPECT_GT(json_number(s, "train_seconds"), 0.0);
+
+    // A learning rate that cannot move the weights: time to accuracy logs
+    // each seed's diagnosis, then the summary with the seeds' median accuracy.
+    r = run_cutrain(base() + " --lr 1e-10 --time-to-accuracy 0.9 --seeds 2 --max-epochs 12 --log-jsonl " + log);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    lines = read_lines(log);
+    ASSERT_GE(lines.size(), 3u);
+    for (size_t i = 0; i + 1 < lines.size(); ++i)
+        EXPECT_EQ(lines[i].rfind("{\"type\":\"diagnosis\",", 0), 0u) << lines[i];
+    EXPECT_EQ(std::count_if(lines.begin(), lines.end(),
+                            [](const std::string &l) { return l.find("VANISHING_UPDATES") != std::string::npos; }),
+              2);
+    const std::string &t = lines.back();
+    EXPECT_EQ(t.rfind("{\"type\":\"summary\",\"status\":\"completed\",", 0), 0u) << t;
+    EXPECT_EQ(json_number(t, "seeds_reached"), 0.0);
+    EXPECT_NE(t.find("\"time_to_accuracy_s\":null"), std::string::npos) << t;
+    EXPECT_GT(json_number(t, "test_acc"), 0.0);
+    EXPECT_LT(json_number(t, "test_acc"), 0.5);
+    EXPECT_EQ(json_number(t, "steps"), 2.0 * 12 * 10);  // ceil(300 / 32) steps an epoch
 }
 
 // --phases and --ops on a small network with every kind of layer: the
@@ -139,6 +178,14 @@ TEST_F(Bench, AHealthStopIsExitFourAndLeavesTheJsonAsItWas) {
     EXPECT_NE(r.out.find("[NONFINITE_"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("cutrain: error: bench: a health policy stopped the timed run"), std::string::npos) << r.out;
     EXPECT_EQ(read_lines(json), std::vector<std::string>{"old"});
+    // The log says so too: the diagnosis, then a summary with the status.
+    std::string log = dir.file("b.jsonl");
+    r = run_cutrain(base() + " --steps 20 --warmup 0 --repeats 1 --log-jsonl " + log);
+    EXPECT_EQ(r.exit_code, CT_EXIT_HEALTH_STOP) << r.out;
+    auto lines = read_lines(log);
+    ASSERT_EQ(lines.size(), 2u);
+    EXPECT_NE(lines[0].find("\"code\":\"NONFINITE_"), std::string::npos) << lines[0];
+    EXPECT_EQ(lines[1].rfind("{\"type\":\"summary\",\"status\":\"stopped\",\"exit_code\":4,", 0), 0u) << lines[1];
 }
 
 // --json is all or nothing: a write that fails (here a file-size limit, as a

@@ -333,6 +333,33 @@ TEST_F(Cli, MissingDataDirectory) {
     EXPECT_NE(r.out.find(dir.file("nowhere")), std::string::npos) << r.out;
 }
 
+// eval takes the design's shared flags: --loss chooses the test loss, and
+// the settings of training are checked but change nothing, so a train
+// command line becomes an eval one by its first word.
+TEST_F(Cli, EvalTakesTheSharedFlags) {
+    std::string w = dir.file("w.safetensors");
+    ASSERT_EQ(run_cutrain(base() + " --epochs 2 --save " + w).exit_code, 0);
+    const std::string eval = "eval --quiet --device cpu --model " + model() + " --data " + dir.path() + " --weights " + w;
+    auto summary = [&](const std::string &flags) {
+        std::string ev = dir.file("eval.jsonl");
+        RunResult r = run_cutrain(eval + flags + " --log-jsonl " + ev);
+        EXPECT_EQ(r.exit_code, 0) << flags << ": " << r.out;
+        return jsonl_of_type(ev, "summary").at(0);
+    };
+    std::string plain = summary(""), trainish = summary(" --seed 9 --lr 0.5 --epochs 3 --optimizer sgd"),
+                mse = summary(" --loss mse");
+    EXPECT_EQ(json_number(trainish, "test_loss"), json_number(plain, "test_loss"));
+    EXPECT_EQ(json_number(trainish, "test_acc"), json_number(plain, "test_acc"));
+    EXPECT_EQ(json_number(mse, "test_acc"), json_number(plain, "test_acc"));
+    EXPECT_NE(json_number(mse, "test_loss"), json_number(plain, "test_loss"));
+    EXPECT_LT(json_number(mse, "test_loss"), 1.0);  // a mean of squares of probabilities' errors
+    for (const char *bad : {" --lr -1", " --epochs 0", " --optimizer nesterov", " --loss hinge"}) {
+        RunResult r = run_cutrain(eval + bad);
+        EXPECT_EQ(r.exit_code, CT_EXIT_USAGE) << bad << ": " << r.out;
+        EXPECT_NE(r.out.find(std::string(bad).substr(1, std::string(bad).find(' ', 1) - 1)), std::string::npos) << r.out;
+    }
+}
+
 TEST_F(Cli, SavedWeightsEvaluateToTheSameAccuracy) {
     std::string log = dir.file("run.jsonl"), w = dir.file("w.safetensors"), ev = dir.file("eval.jsonl");
     ASSERT_EQ(run_cutrain(base() + " --epochs 2 --log-jsonl " + log + " --save " + w).exit_code, 0);
