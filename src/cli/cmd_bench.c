@@ -60,6 +60,7 @@ static int timed(bench_ctx *c, ct_train_options o, double *seconds, ct_error *er
     if (rc == CT_EXIT_HEALTH_STOP)
         return ct_fail(err, CT_EXIT_HEALTH_STOP,
                        "bench: a health policy stopped the timed run (the diagnosis above says why): no figure to give");
+    if (rc == CT_EXIT_INTERRUPTED) return ct_fail(err, CT_EXIT_INTERRUPTED, "bench: interrupted: no figure to give");
     if (rc != CT_EXIT_OK) return ct_fail(err, CT_EXIT_FAILURE, "bench: the timed run ended with status %s", sum.status);
     *seconds = sum.train_seconds;
     return 0;
@@ -278,6 +279,7 @@ static int time_to_accuracy(bench_ctx *c, const ct_model_spec *spec, ct_backend 
         if (rc < 0) return -1;
         c->steps += sum.steps;
         c->train_seconds += sum.train_seconds;
+        if (rc == CT_EXIT_INTERRUPTED) return ct_fail(err, CT_EXIT_INTERRUPTED, "bench: interrupted: no figure to give");
         if (isfinite(sum.test_acc)) accs[n_acc++] = sum.test_acc;
         int ok = sum.test_acc >= f->tta;
         if (!f->quiet)
@@ -342,7 +344,10 @@ static void log_summary(ct_logger *log, const bench_ctx *c, const bench_flags *f
         free(extra);
         return;
     }
-    ct_run_summary s = {.status = code == CT_EXIT_OK ? "completed" : code == CT_EXIT_HEALTH_STOP ? "stopped" : "failed",
+    ct_run_summary s = {.status = code == CT_EXIT_OK             ? "completed"
+                                  : code == CT_EXIT_HEALTH_STOP ? "stopped"
+                                  : code == CT_EXIT_INTERRUPTED ? "interrupted"
+                                                                : "failed",
                         .exit_code = code, .test_loss = NAN, .test_acc = f->tta > 0 ? tr->median_acc : NAN,
                         .steps = c->steps, .seconds = seconds, .train_seconds = c->train_seconds,
                         .model = spec->name, .device = be->description, .seed = f->seed, .params = m->n_params};
@@ -456,6 +461,7 @@ int ct_cmd_bench(int argc, char **argv) {
     double t_start = ct_now();
     int code = CT_EXIT_OK;
     int max_rows = spec.batch_size > 1000 ? spec.batch_size : 1000;
+    ct_cli_catch_stop_signals();
     /* Step records would be timed with the steps they describe; the runs'
      * diagnoses and one summary with the figures are what the log holds. */
     ct_log_options lo = {f.log_jsonl, NULL, 1, 0, 0, NULL, NULL, 1};
@@ -466,7 +472,8 @@ int ct_cmd_bench(int argc, char **argv) {
         (f.save_init && ct_cli_check_replaceable(f.save_init, "--save-init", &err)) ||
         ct_cli_check_distinct(files, 3 + ct_cli_input_files(f.model, &train, &test, files + 3), &err) ||
         !(be = ct_cli_backend(f.device, f.threads, &device_note, &err)) ||
-        ct_model_build(&model, &spec, be, max_rows, f.seed, &err) || !(log = ct_logger_open(&lo, &err)) ||
+        ct_model_build(&model, &spec, be, max_rows, f.seed, &err) ||
+        ct_cli_interrupted_before("the bench", &err) || !(log = ct_logger_open(&lo, &err)) ||
         (f.save_init && ct_model_save_weights(&model, f.save_init, &err))) {
         code = ct_cli_report(&err);
         goto out;
@@ -483,6 +490,7 @@ int ct_cmd_bench(int argc, char **argv) {
     started = 1;
     c = (bench_ctx){&model, &train, &test, log, ct_train_defaults(&spec), 0, 0.0};
     c.base.seed = f.seed;
+    c.base.interrupt = &ct_cli_stop_signal;
     if (f.tta > 0) {
         if (time_to_accuracy(&c, &spec, be, &f, j, &tr, &err)) code = ct_cli_report(&err);
         goto out;
@@ -524,5 +532,6 @@ out:
     if (be) ct_backend_destroy(be);
     ct_dataset_free(&train);
     ct_dataset_free(&test);
+    ct_cli_release_stop_signals();
     return code;
 }

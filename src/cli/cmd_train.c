@@ -10,10 +10,6 @@
 #include "src/cli/commands.h"
 #include "src/cli/common.h"
 
-static volatile sig_atomic_t g_interrupt = 0;
-
-static void on_signal(int sig) { g_interrupt = sig; }
-
 typedef struct train_flags {
     const char *model, *data, *device, *optimizer, *loss, *init, *on_nan, *jsonl, *csv, *tensorboard, *save, *inject_layer;
     const char *resume, *inject_kind;
@@ -248,7 +244,7 @@ int ct_cmd_train(int argc, char **argv) {
     for (int k = 0; f.inject_kind && inject_choices[k]; ++k)
         if (strcmp(f.inject_kind, inject_choices[k]) == 0) opt.inject_kind = k;
     opt.drain_every = f.drain_every;
-    opt.interrupt = &g_interrupt;
+    opt.interrupt = &ct_cli_stop_signal;
     opt.save_path = f.save;
     opt.save_every = f.save_every;
     if ((f.inject_kind || f.inject_layer) && !ct_args_seen(args, n, "--inject-nan")) {
@@ -281,6 +277,7 @@ int ct_cmd_train(int argc, char **argv) {
     ct_train_state resume;
     ct_cli_note device_note;
     int code = CT_EXIT_FAILURE;
+    ct_cli_catch_stop_signals();
     if (ct_cli_load_split(f.data, "train", &spec, &train, &err) ||
         ct_cli_load_split(f.data, "test", &spec, &test, &err) || check_batches(&train, &opt, &err) ||
         prepare_outputs(&f, &train, &test, &err) || !(be = ct_cli_backend(f.device, f.threads, &device_note, &err))) {
@@ -300,7 +297,10 @@ int ct_cmd_train(int argc, char **argv) {
     for (int i = 0; i < model.n_param_layers; ++i) memcpy(names[i], model.layers[model.param_layer[i]].spec.name, 32);
     ct_log_options lo = {f.jsonl, f.csv, f.quiet, isatty(STDOUT_FILENO), model.n_param_layers,
                          (const char(*)[32])names, f.tensorboard};
-    if (!(log = ct_logger_open(&lo, &err))) {
+    /* Stopped while the inputs loaded: the logs (which would empty an old
+     * one) are not opened. From here on, the trainer stops at its first step
+     * and logs that it was interrupted. */
+    if (ct_cli_interrupted_before("training", &err) || !(log = ct_logger_open(&lo, &err))) {
         code = ct_cli_report(&err);
         goto out;
     }
@@ -316,14 +316,8 @@ int ct_cmd_train(int argc, char **argv) {
                    (unsigned long long)resume.step, resume.epoch);
         fflush(stdout); /* before any diagnosis on stderr */
     }
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    signal(SIGHUP, on_signal); /* the terminal went away (ssh dropped): stop as cleanly as for Ctrl-C */
     ct_run_summary sum;
     code = ct_train(&model, &train, &test, &opt, log, &sum, &err);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGHUP, SIG_DFL);
     if (code < 0) {
         code = ct_cli_report(&err);
     }
@@ -337,5 +331,8 @@ out:
     if (be) ct_backend_destroy(be);
     ct_dataset_free(&train);
     ct_dataset_free(&test);
+    /* Only now: a second signal while the last records and the checkpoint
+     * were written sets the flag again rather than killing mid-write. */
+    ct_cli_release_stop_signals();
     return code;
 }

@@ -175,3 +175,35 @@ int ct_cli_check_distinct(const ct_cli_file *files, int n, ct_error *err) {
     }
     return 0;
 }
+
+volatile sig_atomic_t ct_cli_stop_signal = 0;
+
+static const int k_stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+static struct sigaction g_saved[3];
+static int g_caught[3];
+
+static void on_stop_signal(int sig) { ct_cli_stop_signal = sig; }
+
+void ct_cli_catch_stop_signals(void) {
+    for (int i = 0; i < 3; ++i) {
+        g_caught[i] = 0;
+        if (sigaction(k_stop_signals[i], NULL, &g_saved[i]) != 0 || g_saved[i].sa_handler == SIG_IGN) continue;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_stop_signal;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = SA_RESTART; /* a read of the data goes on; the flag is looked at between steps */
+        g_caught[i] = sigaction(k_stop_signals[i], &sa, NULL) == 0;
+    }
+}
+
+void ct_cli_release_stop_signals(void) {
+    for (int i = 0; i < 3; ++i)
+        if (g_caught[i]) sigaction(k_stop_signals[i], &g_saved[i], NULL), g_caught[i] = 0;
+}
+
+int ct_cli_interrupted_before(const char *what, ct_error *err) {
+    if (!ct_cli_stop_signal) return 0;
+    return ct_fail(err, CT_EXIT_INTERRUPTED, "interrupted by %s before %s began; nothing was written",
+                   ct_cli_stop_signal == SIGINT ? "SIGINT" : ct_cli_stop_signal == SIGTERM ? "SIGTERM" : "SIGHUP", what);
+}

@@ -2,6 +2,8 @@
 #ifndef CUTRAIN_CLI_COMMON_H
 #define CUTRAIN_CLI_COMMON_H
 
+#include <signal.h>
+
 #include "cutrain/cutrain.h"
 
 extern const char *const ct_device_choices[];
@@ -62,5 +64,17 @@ int ct_cli_input_files(const char *model, const ct_dataset *train, const ct_data
  * usage error naming both flags. Files are compared by device and inode
  * when they exist, else by their directory's and their name. */
 int ct_cli_check_distinct(const ct_cli_file *files, int n, ct_error *err);
+
+/* SIGINT, SIGTERM and SIGHUP (an ssh session that dropped) set a flag the
+ * trainer reads at each step boundary, from before the first input is read
+ * until ct_cli_release_stop_signals, so a stop at any point ends cleanly; a
+ * signal the process inherited as ignored (nohup, a background job of a
+ * non-interactive shell) stays ignored. The flag holds the signal number. */
+extern volatile sig_atomic_t ct_cli_stop_signal;
+void ct_cli_catch_stop_signals(void);
+void ct_cli_release_stop_signals(void);
+/* 0 while no stop signal came; else CT_EXIT_INTERRUPTED with err saying
+ * that `what` was interrupted before it began (nothing written). */
+int ct_cli_interrupted_before(const char *what, ct_error *err);
 
 #endif

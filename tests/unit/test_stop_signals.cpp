@@ -1,0 +1,82 @@
+// SIGINT, SIGTERM and SIGHUP as the commands take them (src/cli/common.h),
+// in-process so that a signal can land at an exact point: an inherited
+// "ignore" is kept, the handlers go back as they were, and a signal that
+// came while the inputs loaded leaves the logs unopened.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+
+#include <string>
+#include <vector>
+
+#include "support/fixtures.h"
+
+extern "C" {
+#include "src/cli/commands.h"
+#include "src/cli/common.h"
+}
+
+using namespace ct_test;
+
+namespace {
+
+void (*handler_of(int sig))(int) {
+    struct sigaction sa;
+    sigaction(sig, nullptr, &sa);
+    return sa.sa_handler;
+}
+
+class StopSignals : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaction(s, nullptr, &saved_[s]);
+        ct_cli_stop_signal = 0;
+    }
+    void TearDown() override {
+        ct_cli_release_stop_signals();
+        for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaction(s, &saved_[s], nullptr);
+        ct_cli_stop_signal = 0;
+    }
+    struct sigaction saved_[NSIG];
+};
+
+TEST_F(StopSignals, CaughtSignalsSetTheFlagAndAnIgnoredOneStaysIgnored) {
+    signal(SIGHUP, SIG_IGN);  // as nohup leaves it
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    ct_cli_catch_stop_signals();
+    EXPECT_EQ(handler_of(SIGHUP), SIG_IGN);
+    raise(SIGHUP);
+    EXPECT_EQ(ct_cli_stop_signal, 0);
+    raise(SIGTERM);
+    EXPECT_EQ(ct_cli_stop_signal, SIGTERM);
+    raise(SIGINT);  // a second signal sets the flag again, it does not kill
+    EXPECT_EQ(ct_cli_stop_signal, SIGINT);
+    ct_cli_release_stop_signals();
+    EXPECT_EQ(handler_of(SIGINT), SIG_DFL);
+    EXPECT_EQ(handler_of(SIGTERM), SIG_DFL);
+    EXPECT_EQ(handler_of(SIGHUP), SIG_IGN);
+}
+
+TEST_F(StopSignals, InterruptedWhileTheInputsLoadedLeavesTheOldLogsAsTheyWere) {
+    TempDir dir;
+    write_synthetic_mnist(dir.path(), 100, 20);
+    write_text(dir.file("model.txt"), "input 64\ndense 10 softmax\n");
+    std::string jsonl = dir.file("run.jsonl"), csv = dir.file("run.csv");
+    write_text(jsonl, "an old log\n");
+    write_text(csv, "an old table\n");
+    std::vector<std::string> args = {"--quiet", "--device", "cpu", "--model", dir.file("model.txt"), "--data", dir.path(),
+                                     "--log-jsonl", jsonl, "--log-csv", csv, "--save", dir.file("w.safetensors")};
+    std::vector<char *> argv;
+    for (auto &a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ct_cli_stop_signal = SIGTERM;  // as if it came while the data was read
+    EXPECT_EQ(ct_cmd_train((int)args.size(), argv.data()), CT_EXIT_INTERRUPTED);
+    EXPECT_EQ(read_lines(jsonl), std::vector<std::string>{"an old log"});
+    EXPECT_EQ(read_lines(csv), std::vector<std::string>{"an old table"});
+    EXPECT_FALSE(file_exists(dir.file("w.safetensors")));
+    // The command gave the handlers back as it found them.
+    EXPECT_EQ(handler_of(SIGTERM), saved_[SIGTERM].sa_handler);
+}
+
+}  // namespace
