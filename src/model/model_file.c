@@ -10,6 +10,7 @@
  *   batch_size 128
  *
  * Errors name "<file>:<line>:" and what was expected there. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -134,6 +135,30 @@ static int directive_dropout(parser *p, char **tok, int n) {
 static int key_said_before(char **tok, int i, size_t kl) {
     for (int j = 2; j < i; ++j)
         if (strcspn(tok[j], "=") == kl && strncasecmp(tok[j], tok[i], kl) == 0) return 1;
+    return 0;
+}
+
+/* The one name of an optimizer setting that Keras also spells another way
+ * (learning_rate, beta_1, beta_2, epsilon, global_clipnorm): both spellings
+ * set the same field, so saying both is saying it twice. */
+static void optimizer_key_name(const char *key, size_t kl, char out[32]) {
+    static const char *const alias[][2] = {{"learning_rate", "lr"}, {"beta_1", "beta1"}, {"beta_2", "beta2"},
+                                           {"epsilon", "eps"},      {"global_clipnorm", "clipnorm"}};
+    snprintf(out, 32, "%.*s", (int)kl, key);
+    for (char *c = out; *c; ++c) *c = (char)tolower((unsigned char)*c);
+    for (size_t i = 0; i < sizeof alias / sizeof alias[0]; ++i)
+        if (strcmp(out, alias[i][0]) == 0) snprintf(out, 32, "%s", alias[i][1]);
+}
+
+/* The index of an earlier key=value of tok[2..i) that sets what tok[i]
+ * sets, or 0. */
+static int optimizer_key_said_before(char **tok, int i) {
+    char name[32], other[32];
+    optimizer_key_name(tok[i], strcspn(tok[i], "="), name);
+    for (int j = 2; j < i; ++j) {
+        optimizer_key_name(tok[j], strcspn(tok[j], "="), other);
+        if (strcmp(other, name) == 0) return j;
+    }
     return 0;
 }
 
@@ -283,7 +308,12 @@ static int directive_optimizer(parser *p, char **tok, int n) {
         snprintf(key, sizeof key, "%.*s", (int)kl, tok[i]);
         if (!optimizer_uses((ct_optimizer_kind)kind, key))
             return PFAIL(p, "optimizer: %s does not use %s", ct_optim_kind_name((ct_optimizer_kind)kind), key);
-        if (key_said_before(tok, i, kl)) return PFAIL(p, "optimizer: %.*s given twice", (int)kl, tok[i]);
+        int j = optimizer_key_said_before(tok, i);
+        if (j && strcspn(tok[j], "=") == kl && strncasecmp(tok[j], tok[i], kl) == 0)
+            return PFAIL(p, "optimizer: %.*s given twice", (int)kl, tok[i]);
+        if (j)
+            return PFAIL(p, "optimizer: %.*s given twice (as %.*s and %.*s, two names for one setting)", (int)kl,
+                         tok[i], (int)strcspn(tok[j], "="), tok[j], (int)kl, tok[i]);
     }
     if (o.nesterov && o.momentum == 0.0f)
         return PFAIL(p, "optimizer: nesterov=1 needs momentum above 0 (Nesterov's step is a momentum step)");
