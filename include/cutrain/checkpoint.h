@@ -86,6 +86,7 @@ typedef struct ct_train_state {
     double ep_loss, ep_correct; /* this epoch's running sums, as the epoch record needs */
     uint64_t ep_samples, ep_empty, ep_skipped;
     double train_seconds;
+    uint64_t optim_t;         /* the optimizer's count of updates (Adam's t)          */
     ct_health health;         /* the checks' windows and what they have said */
 } ct_train_state;
 

@@ -287,11 +287,7 @@ int ct_checkpoint_load(ct_model *m, ct_train_state *st, const char *path, ct_err
     if (ct_train_state_parse(state, st, path, err) || host_copy_alloc(m, &h, path, err) ||
         load_tensors(m, &f, path, &h, err))
         goto out;
-    if (t > st->step) { /* the optimizer counts its updates, at most one a step */
-        ct_fail(err, CT_EXIT_BAD_INPUT, "%s: metadata \"optim.t\" is %llu, more updates than the %llu steps done",
-                path, t, (unsigned long long)st->step);
-        goto out;
-    }
+    st->optim_t = t; /* checked against the counters with the rest of the state (resume.c) */
     ct_model_set_params(m, h.params);
     ct_backend *be = m->be;
     if (h.slots) be->ops->upload(be, m->opt_state, h.state, (size_t)h.slots * m->n_params * sizeof(float));

@@ -56,5 +56,26 @@ int ct_train_load_checkpoint(ct_model *m, const ct_dataset *train, const ct_trai
                            " steps of the epoch so far; they hold %" PRIu64,
                            path, st->ep_samples, st->epoch_steps, samples);
     }
+    /* The optimizer counts its updates: one a step, none for a step whose
+     * update was skipped (--on-nan skip), none or one for an empty batch.
+     * Adam's bias correction reads the count, so a wrong one changes the run. */
+    const uint64_t skipped = st->health.skipped_steps, empty = st->health.empty_batches;
+    if (skipped > st->step || empty > st->step - skipped)
+        return ct_fail(err, CT_EXIT_BAD_INPUT,
+                       "%s: checkpoint state counts %" PRIu64 " skipped updates and %" PRIu64 " empty batches in %" PRIu64
+                       " steps",
+                       path, skipped, empty, st->step);
+    const uint64_t most = st->step - skipped, least = most - empty;
+    if (st->optim_t > most || st->optim_t < least) {
+        if (empty)
+            return ct_fail(err, CT_EXIT_BAD_INPUT,
+                           "%s: metadata \"optim.t\" is %" PRIu64 ", but %" PRIu64 " steps with %" PRIu64
+                           " updates skipped and %" PRIu64 " empty batches make %" PRIu64 " to %" PRIu64 " updates",
+                           path, st->optim_t, st->step, skipped, empty, least, most);
+        return ct_fail(err, CT_EXIT_BAD_INPUT,
+                       "%s: metadata \"optim.t\" is %" PRIu64 ", but %" PRIu64 " steps with %" PRIu64
+                       " updates skipped make %" PRIu64 " updates",
+                       path, st->optim_t, st->step, skipped, most);
+    }
     return 0;
 }

@@ -306,7 +306,13 @@ TEST_F(Checkpoint, AStateNoRunCouldHaveWrittenIsRefused) {
         {"optim.t overflows", [](Tensors &t) { t.meta["optim.t"] = "99999999999999999999999"; },
          "expected an unsigned integer"},
         {"more updates than steps", [](Tensors &t) { t.meta["optim.t"] = "5"; },
-         "metadata \"optim.t\" is 5, more updates than the 4 steps done"},
+         "metadata \"optim.t\" is 5, but 4 steps with 0 updates skipped make 4 updates"},
+        // Adam's bias correction reads the count: resumed from 1, the run
+        // would train differently from the one that wrote the file.
+        {"fewer updates than steps", [](Tensors &t) { t.meta["optim.t"] = "1"; },
+         "metadata \"optim.t\" is 1, but 4 steps with 0 updates skipped make 4 updates"},
+        {"more skipped updates than steps", [](Tensors &t) { edit_state(t, "\nh.skipped_steps 0\n", "\nh.skipped_steps 9\n"); },
+         "checkpoint state counts 9 skipped updates and 0 empty batches in 4 steps"},
         {"step out of line with the epoch",
          [](Tensors &t) { t.meta["cutrain.state.0"] = replaced(t.meta["cutrain.state.0"], "\nstep 4\n", "\nstep 5000000\n"); },
          "checkpoint state says step 5000000, but 4 steps into epoch 1 of 7-step epochs is step 4"},
