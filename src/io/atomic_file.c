@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define CT_NAME_MAX 255 /* bytes in one file name on Linux's file systems */
+
 static int io_errno(void) { return errno ? errno : EIO; }
 
 /* rename() is atomic but not durable until the directory reaches the disk.
@@ -29,10 +31,17 @@ int ct_atomic_open(ct_atomic_file *af, const char *path) {
     af->tmp = NULL;
     struct stat st;
     const int replaces = lstat(path, &st) == 0 && S_ISREG(st.st_mode);
-    size_t n = strlen(path) + 32;
+    char suffix[32];
+    const int sl = snprintf(suffix, sizeof suffix, ".tmp.%ld", (long)getpid());
+    /* A name of up to NAME_MAX bytes must stay writable: its temporary
+     * keeps the suffix and as much of the name as fits beside it. */
+    const char *slash = strrchr(path, '/');
+    const size_t dir_len = slash ? (size_t)(slash - path) + 1 : 0, base_len = strlen(path) - dir_len;
+    const size_t keep = base_len + (size_t)sl > CT_NAME_MAX ? CT_NAME_MAX - (size_t)sl : base_len;
+    size_t n = dir_len + keep + (size_t)sl + 1;
     char *tmp = malloc(n);
     if (!tmp) return ENOMEM;
-    snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    snprintf(tmp, n, "%.*s%s", (int)(dir_len + keep), path, suffix);
     const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
     errno = 0;
     int fd = open(tmp, flags, 0666);

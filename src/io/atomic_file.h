@@ -1,5 +1,6 @@
 /* A file written all or nothing. The bytes go into a temporary file beside
- * the path (created with O_EXCL | O_NOFOLLOW, so a link planted at that name
+ * the path (PATH.tmp.PID, the name cut to leave room for the suffix within
+ * 255 bytes; created with O_EXCL | O_NOFOLLOW, so a link planted at that name
  * is never followed), are flushed to the disk, and only then is the
  * temporary renamed over the path and the directory synced: a failed write
  * (a full disk, ulimit -f, a crash) leaves the old file as it was and no

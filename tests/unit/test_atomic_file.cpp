@@ -51,6 +51,23 @@ TEST(AtomicFile, TheContentsAppearOnlyOnCommitAndNoTemporaryIsLeft) {
     EXPECT_EQ(af.tmp, nullptr);
 }
 
+// A name as long as a file system allows (255 bytes) is still writable:
+// the temporary's name is cut to leave room for its suffix.
+TEST(AtomicFile, ANameOfTheLongestLengthIsWritable) {
+    TempDir d;
+    const std::string p = d.file(std::string(255, 'a'));
+    ct_atomic_file af;
+    ASSERT_EQ(ct_atomic_open(&af, p.c_str()), 0);
+    const std::string tmp = af.tmp;
+    EXPECT_EQ(tmp.size() - d.path().size() - 1, 255u);
+    const std::string suffix = ".tmp." + std::to_string((long)getpid());
+    EXPECT_EQ(tmp.substr(tmp.size() - suffix.size()), suffix);
+    ASSERT_EQ(std::fputs("long", af.f) >= 0, true);
+    ASSERT_EQ(ct_atomic_commit(&af, p.c_str()), 0);
+    EXPECT_EQ(text_of(p), "long");
+    EXPECT_EQ(entries(d.path()), 1u);
+}
+
 TEST(AtomicFile, AReplacedFileKeepsItsModeAndANewOneTakesTheUmask) {
     TempDir d;
     const std::string kept = d.file("kept"), fresh = d.file("fresh");
