@@ -1,5 +1,7 @@
 #include "src/cli/common.h"
 
+#include "src/io/atomic_file.h"
+
 #include <errno.h>
 #include <libgen.h>
 #include <stdint.h>
@@ -96,6 +98,13 @@ int ct_cli_check_replaceable(const char *path, const char *flag, ct_error *err) 
     ct_error_clear(&e);
     if (ct_safetensors_check_destination(path, &e))
         return ct_fail(err, e.code, "%s (%s)", e.msg, flag);
+    /* What the permission bits do not tell: a file system out of inodes, one
+     * that takes no new files (/proc), a name too long for it. The file is
+     * written beside the path and renamed over it, so that is what is tried. */
+    ct_atomic_file probe;
+    int e_open = ct_atomic_open(&probe, path);
+    if (e_open) return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %s: cannot create a file there: %s", path, flag, strerror(e_open));
+    ct_atomic_abort(&probe);
     return 0;
 }
 

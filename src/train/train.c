@@ -330,10 +330,15 @@ static void capture_state(const run *r, ct_train_state *st) {
     st->health = r->health;
 }
 
+/* The path was tried before training (a file made beside it and taken
+ * away), so a write that fails now is the machine's doing (a full disk), a
+ * runtime failure, whatever errno it met. */
 static int save_checkpoint(run *r, ct_error *err) {
     ct_train_state st;
     capture_state(r, &st);
-    return ct_checkpoint_save(r->m, &st, r->opt->save_path, err);
+    if (ct_checkpoint_save(r->m, &st, r->opt->save_path, err) == 0) return 0;
+    err->code = CT_EXIT_FAILURE;
+    return -1;
 }
 
 static void finish_epoch(run *r, uint32_t epoch, double train_s, const ct_device_data *test, ct_run_summary *sum) {
@@ -528,7 +533,7 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
          * it stopped mid-epoch: then that epoch is still finished and logged. */
         if (opt->max_steps && r.step >= opt->max_steps && r.epoch_step == 0) break;
         int end = train_epoch(&r, (uint32_t)epoch, &dtest, sum, err);
-        if (end < 0) goto out;
+        if (end < 0) goto failed;
         if (end) break;
     }
     sum->seconds = ct_now() - t0;
@@ -542,11 +547,25 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
     sum->params = m->n_params;
     sum->model = m->spec.name;
     sum->device = opt->device_name ? opt->device_name : be->description;
-    /* The final checkpoint comes before the summary: a summary says the run
-     * is over, so it must not be written for a run whose save failed. */
-    if (opt->save_path && r.exit_code != CT_EXIT_HEALTH_STOP && save_checkpoint(&r, err)) goto out;
+    /* The final checkpoint comes before the summary, whose status says
+     * whether the run ended with its checkpoint written. */
+    if (opt->save_path && r.exit_code != CT_EXIT_HEALTH_STOP && save_checkpoint(&r, err)) goto failed;
     ct_log_summary(log, sum);
     rc = r.exit_code;
+    goto out;
+failed:
+    /* A checkpoint that could not be written, or a data source's error:
+     * the log still ends with a summary, which says so. */
+    sum->seconds = ct_now() - t0;
+    sum->train_seconds = r.train_seconds;
+    sum->steps = r.step;
+    sum->exit_code = err->code;
+    sum->status = "failed";
+    sum->seed = opt->seed;
+    sum->params = m->n_params;
+    sum->model = m->spec.name;
+    sum->device = opt->device_name ? opt->device_name : be->description;
+    ct_log_summary(log, sum);
 out:
     if (r.graph) be->ops->graph_destroy(be, r.graph);
     ct_device_data_free(be, &dtest);

@@ -378,7 +378,8 @@ TEST_F(Checkpoint, AFailedWriteLeavesThePreviousCheckpointIntact) {
     std::string ck = dir.file("ck.st");
     ASSERT_EQ(run_cutrain(base() + " --max-steps 4 --save " + ck).exit_code, 0);
     std::vector<uint8_t> before = read_file(ck);
-    pid_t pid = spawn(split(base() + " --epochs 3 --resume " + ck + " --save " + ck + " --save-every 2"),
+    std::string log = dir.file("log.jsonl");
+    pid_t pid = spawn(split(base() + " --epochs 3 --resume " + ck + " --save " + ck + " --save-every 2 --log-jsonl " + log),
                       before.size() / 2);
     int status = wait_status(pid);
     ASSERT_TRUE(WIFEXITED(status)) << "signal " << WTERMSIG(status);
@@ -386,6 +387,12 @@ TEST_F(Checkpoint, AFailedWriteLeavesThePreviousCheckpointIntact) {
     EXPECT_EQ(read_file(ck), before);
     std::string tmp = ck + ".tmp." + std::to_string(pid);
     EXPECT_FALSE(file_exists(tmp));
+    // The log ends with a summary that says the run failed, at the step of
+    // the first save (4 done, then 2 more), rather than with no summary.
+    auto lines = read_lines(log);
+    ASSERT_FALSE(lines.empty());
+    EXPECT_EQ(lines.back().rfind("{\"type\":\"summary\",\"status\":\"failed\",\"exit_code\":1,", 0), 0u) << lines.back();
+    EXPECT_EQ(json_number(lines.back(), "steps"), 6.0);
 }
 
 // The same limit on a log: the run fails with exit 1 and a message naming

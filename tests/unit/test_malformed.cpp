@@ -452,6 +452,10 @@ std::vector<Case> file_cases() {
          "--steps: a setting of the throughput runs, which --time-to-accuracy replaces"},
         {"bench_seeds_without_time_to_accuracy", "bench", nothing(), {{"--seeds", "2"}}, 2,
          "--seeds: a setting of --time-to-accuracy A, which is not given"},
+        // A directory that passes for writable but takes no new file: tried
+        // before training, not found out after it.
+        {"save_where_no_file_can_be_made", "train", nothing(), {{"--save", "/proc/w.safetensors"}}, 3,
+         "/proc/w.safetensors: --save: "},  // root: "cannot create a file there"; others: "not writable"
         {"save_is_a_directory", "train", [](Env &e) { mkdir((e.out + "/w").c_str(), 0755); }, {{"--save", "{out}/w"}}, 3,
          "{out}/w: --save names a directory"},
         {"eval_log_dir_missing", "eval", nothing(), {{"--log-jsonl", "{out}/no/e.jsonl"}}, 3,
