@@ -163,7 +163,9 @@ static void print_header(const ct_jsonl_file *f, const show_state *s, FILE *out)
                       : code == CT_EXIT_OK            ? "completed"
                       : code == CT_EXIT_HEALTH_STOP ? "stopped by a health policy (see the diagnoses)"
                       : code == CT_EXIT_INTERRUPTED ? "interrupted (SIGINT, SIGTERM or SIGHUP)"
-                                                    : s->status;
+                      : strcmp(s->status, "failed") == 0
+                          ? "failed (a checkpoint could not be written, or the data failed; the run's error said which)"
+                          : s->status;
     fprintf(out, "ended: %s, exit status %d, after %s steps in %s epoch%s, %s s", how, code,
             grouped(s->steps, a, sizeof a), num(s->epochs, "%.0f", b, sizeof b), s->epochs == 1 ? "" : "s",
             num(s->seconds, "%.3g", c, sizeof c));

@@ -393,6 +393,8 @@ TEST_F(Checkpoint, AFailedWriteLeavesThePreviousCheckpointIntact) {
     ASSERT_FALSE(lines.empty());
     EXPECT_EQ(lines.back().rfind("{\"type\":\"summary\",\"status\":\"failed\",\"exit_code\":1,", 0), 0u) << lines.back();
     EXPECT_EQ(json_number(lines.back(), "steps"), 6.0);
+    RunResult shown = run_cutrain("show " + log);
+    EXPECT_NE(shown.out.find("ended: failed (a checkpoint could not be written"), std::string::npos) << shown.out;
 }
 
 // The same limit on a log: the run fails with exit 1 and a message naming
