@@ -277,6 +277,19 @@ std::vector<Case> file_cases() {
          "{data}/train-images-idx3-ubyte: images have rank 1"},
         {"images_of_another_size", "train", rewrite_idx(&E::images, {kTrain, 7, 7}, (size_t)kTrain * 49), {}, 3,
          "{data}/train-images-idx3-ubyte: items have 49 values but the model's input is 64"},
+        // As many pixels, another shape: a convolution would read scrambled neighbours.
+        {"images_of_another_shape_for_a_conv_model", "train",
+         [](Env &e) {
+             write_text(e.model, "input 1 8 8\nconv2d 4 3 relu\nflatten\ndense 10 softmax\nbatch_size 32\n");
+             rewrite_idx(&E::images, {kTrain, 4, 16}, (size_t)kTrain * 64)(e);
+         },
+         {}, 3, "{data}/train-images-idx3-ubyte: images are 4 x 16 but the model's input is 8 x 8"},
+        {"test_images_of_another_shape_for_a_conv_model", "eval",
+         [](Env &e) {
+             write_text(e.model, "input 1 8 8\nconv2d 4 3 relu\nflatten\ndense 10 softmax\nbatch_size 32\n");
+             rewrite_idx(&E::test_images, {kTest, 16, 4}, (size_t)kTest * 64)(e);
+         },
+         {}, 3, "{data}/t10k-images-idx3-ubyte: images are 16 x 4 but the model's input is 8 x 8"},
         {"train_set_empty", "train",
          [](Env &e) {
              write_idx_u8(e.images(), {0, 8, 8}, {});
