@@ -468,6 +468,9 @@ static int parse_stream(parser *p, FILE *f) {
             rc = PFAIL(p, "binary data (a NUL byte) in a text model file");
         else if (len > MAX_LINE)
             rc = PFAIL(p, "line longer than %d characters", MAX_LINE);
+        /* The byte-order mark some Windows editors put first in a UTF-8 file. */
+        else if (p->line == 1 && len >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0)
+            rc = parse_line(p, line + 3);
         else
             rc = parse_line(p, line);
     }

@@ -408,6 +408,28 @@ TEST_F(Cli, DeviceSelection) {
     EXPECT_NE(r.out.find("no usable GPU"), std::string::npos) << r.out;
 }
 
+// An error quotes what it was given, which may hold anything: control
+// bytes and newlines (made '?' and ' ' by ct_fail), bytes that are not UTF-8,
+// C1 controls and characters that print as nothing (escaped by the report)
+// all leave one line that shows what is there; printable non-ASCII is kept.
+TEST_F(Cli, AnErrorShowsWhatItQuotesOnOneLineAndEscaped) {
+    write_text(dir.file("m1.txt"), "input 64\ndense\xc2\xa0" "16 relu\ndense 10 softmax\n");
+    RunResult r = run_cutrain("train --quiet --device cpu --data " + dir.path() + " --model " + dir.file("m1.txt"));
+    EXPECT_EQ(r.exit_code, CT_EXIT_BAD_INPUT) << r.out;
+    EXPECT_NE(r.out.find("unknown directive 'dense<U+00A0>16'"), std::string::npos) << r.out;
+    write_text(dir.file("m2.txt"), "input 64\nfoo\xff\x1b[2J\xc2\x9b\xc3\xa9\ndense 10 softmax\n");
+    r = run_cutrain("train --quiet --device cpu --data " + dir.path() + " --model " + dir.file("m2.txt"));
+    EXPECT_EQ(r.exit_code, CT_EXIT_BAD_INPUT) << r.out;
+    // (ct_fail has already made the ESC a '?'.)
+    EXPECT_NE(r.out.find("unknown directive 'foo\\xFF?[2J\\xC2\\x9B\xc3\xa9'"), std::string::npos) << r.out;
+    // A file name with a newline in it: still one line.
+    const std::string odd = dir.file("two\nlines");
+    r = run_cutrain("eval --quiet --device cpu --model " + model() + " --data " + dir.path() + " --weights '" + odd + "'");
+    EXPECT_EQ(r.exit_code, CT_EXIT_BAD_INPUT) << r.out;
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+    EXPECT_NE(r.out.find("two lines"), std::string::npos) << r.out;
+}
+
 // --device auto's note on the CPU fallback waits until the inputs have been
 // checked, so a bad one still gets one line on the terminal: the error.
 TEST_F(Cli, AutoDeviceNoteDoesNotPrecedeAnInputError) {

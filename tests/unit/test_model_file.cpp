@@ -70,6 +70,18 @@ TEST(ModelFile, DefaultsAreKeras) {
     EXPECT_EQ(p.spec.init, CT_INIT_GLOROT_UNIFORM);
 }
 
+// A UTF-8 byte-order mark first in the file (as some Windows editors write
+// one) is not part of the first word; elsewhere it is nothing special.
+TEST(ModelFile, AByteOrderMarkFirstIsSkipped) {
+    TempDir dir;
+    Parsed p = parse_text(dir, "\xEF\xBB\xBFinput 4\r\ndense 3 softmax\r\n");
+    ASSERT_EQ(p.rc, 0) << p.err.msg;
+    EXPECT_EQ(p.spec.input_dim, 4);
+    p = parse_text(dir, "input 4\n\xEF\xBB\xBF" "dense 3 softmax\n");
+    EXPECT_NE(p.rc, 0);
+    EXPECT_NE(std::string(p.err.msg).find(":2: unknown directive"), std::string::npos) << p.err.msg;
+}
+
 struct BadCase {
     std::string text;
     const char *needle;  // must appear in the message
