@@ -59,7 +59,8 @@ static int set_value(ct_arg *a, const char *v, ct_error *err) {
         return 0;
     }
     case ARG_U64:
-        if (ct_parse_u64(v, (uint64_t *)a->dst)) return bad_value(a, v, err);
+        /* "+5" as the other whole-number flags take it (strtol's sign). */
+        if (ct_parse_u64(v[0] == '+' ? v + 1 : v, (uint64_t *)a->dst)) return bad_value(a, v, err);
         return 0;
     case ARG_DOUBLE: {
         double x;

@@ -77,6 +77,13 @@ TEST_F(Cli, SameSeedGivesIdenticalLossTraces) {
     auto sa = jsonl_of_type(a, "step"), sb = jsonl_of_type(b, "step");
     ASSERT_EQ(sa.size(), 6u);
     EXPECT_EQ(sa, sb);
+    // A sign on a whole number reads as every numeric flag reads it.
+    ASSERT_EQ(run_cutrain(base() + " --seed +3 --max-steps +6 --log-jsonl " + b).exit_code, 0);
+    EXPECT_EQ(jsonl_of_type(b, "step"), sa);
+    for (const char *bad : {" --seed ++3", " --seed +-3", " --seed -3", " --seed +", " --max-steps ' 6'"}) {
+        RunResult r = run_cutrain(base() + bad + " --log-jsonl " + b);
+        EXPECT_EQ(r.exit_code, CT_EXIT_USAGE) << bad << ": " << r.out;
+    }
 }
 
 // --lr-schedule and its settings reach the optimizer exactly as the model
