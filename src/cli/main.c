@@ -16,7 +16,8 @@ static void usage(FILE *f) {
           "  eval    evaluate saved weights on a test set (see cutrain eval --help)\n"
           "  bench   time training steps and time to accuracy (see cutrain bench --help)\n"
           "  check   compare a run's JSONL log with a golden one (see cutrain check --help)\n"
-          "  show    tell what a run's JSONL log says (see cutrain show --help)\n\n"
+          "  show    tell what a run's JSONL log says (see cutrain show --help)\n"
+          "  --version  print the version\n\n"
           "Exit status: 0 done, 1 runtime failure, 2 bad command line, 3 bad input file,\n"
           "             4 stopped by a health policy, 5 interrupted, 6 check: the logs differ.\n",
           f);
@@ -24,7 +25,8 @@ static void usage(FILE *f) {
 
 static int dispatch(int argc, char **argv) {
     if (argc < 2) {
-        usage(stderr);
+        fputs("cutrain: error: no command given (expected train, eval, bench, check or show; see cutrain --help)\n",
+              stderr);
         return CT_EXIT_USAGE;
     }
     const char *cmd = argv[1];

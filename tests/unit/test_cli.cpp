@@ -43,6 +43,15 @@ TEST_F(Cli, HelpAndUnknownCommand) {
     r = run_cutrain("frobnicate");
     EXPECT_EQ(r.exit_code, CT_EXIT_USAGE);
     EXPECT_NE(r.out.find("unknown command 'frobnicate'"), std::string::npos);
+    r = run_cutrain("");
+    EXPECT_EQ(r.exit_code, CT_EXIT_USAGE);
+    EXPECT_EQ(r.out, "cutrain: error: no command given (expected train, eval, bench, check or show; see cutrain --help)\n");
+    r = run_cutrain("--help");
+    EXPECT_EQ(r.exit_code, 0);
+    EXPECT_NE(r.out.find("--version"), std::string::npos) << r.out;
+    r = run_cutrain("--version");
+    EXPECT_EQ(r.exit_code, 0);
+    EXPECT_EQ(r.out.rfind("cutrain ", 0), 0u) << r.out;
 }
 
 TEST_F(Cli, TrainsAndWritesTheJsonlContract) {
