@@ -473,11 +473,13 @@ int ct_cmd_bench(int argc, char **argv) {
         ct_cli_check_distinct(files, 3 + ct_cli_input_files(f.model, &train, &test, files + 3), &err) ||
         !(be = ct_cli_backend(f.device, f.threads, &device_note, &err)) ||
         ct_model_build(&model, &spec, be, max_rows, f.seed, &err) ||
-        ct_cli_interrupted_before("the bench", &err) || !(log = ct_logger_open(&lo, &err)) ||
-        (f.save_init && ct_model_save_weights(&model, f.save_init, &err))) {
+        ct_cli_interrupted_before("the bench", &err) || !(log = ct_logger_open(&lo, &err))) {
         code = ct_cli_report(&err);
         goto out;
     }
+    /* From here the log is open: whatever fails is in its summary. */
+    started = 1;
+    c = (bench_ctx){&model, &train, &test, log, ct_train_defaults(&spec), 0, 0.0};
     /* The figures gather in memory and reach --json only when the bench
      * succeeded: a failed or interrupted one leaves no empty or partial file
      * (and an old one as it was). */
@@ -487,8 +489,10 @@ int ct_cmd_bench(int argc, char **argv) {
         goto out;
     }
     ct_cli_note_print(&device_note, f.quiet);
-    started = 1;
-    c = (bench_ctx){&model, &train, &test, log, ct_train_defaults(&spec), 0, 0.0};
+    if (f.save_init && ct_model_save_weights(&model, f.save_init, &err)) {
+        code = ct_cli_report(&err);
+        goto out;
+    }
     c.base.seed = f.seed;
     c.base.interrupt = &ct_cli_stop_signal;
     if (f.tta > 0) {
