@@ -85,7 +85,8 @@ int ct_cli_check_writable(const char *path, const char *flag, ct_error *err) {
     snprintf(copy, sizeof copy, "%s", path);
     const char *dir = dirname(copy);
     struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+    const size_t len = strlen(path);
+    if ((len > 0 && path[len - 1] == '/') || (stat(path, &st) == 0 && S_ISDIR(st.st_mode)))
         return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %s names a directory; expected a file path", path, flag);
     if (stat(dir, &st) != 0)
         return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %s: directory '%s' %s", path, flag, dir,

@@ -469,6 +469,10 @@ std::vector<Case> file_cases() {
         // before training, not found out after it.
         {"save_where_no_file_can_be_made", "train", nothing(), {{"--save", "/proc/w.safetensors"}}, 3,
          "/proc/w.safetensors: --save: "},  // root: "cannot create a file there"; others: "not writable"
+        {"save_ends_in_a_slash", "train", nothing(), {{"--save", "{out}/w.st/"}}, 3,
+         "{out}/w.st/: --save names a directory; expected a file path"},
+        {"log_jsonl_ends_in_a_slash", "train", nothing(), {{"--log-jsonl", "{out}/r.jsonl/"}}, 3,
+         "{out}/r.jsonl/: --log-jsonl names a directory; expected a file path"},
         {"save_is_a_directory", "train", [](Env &e) { mkdir((e.out + "/w").c_str(), 0755); }, {{"--save", "{out}/w"}}, 3,
          "{out}/w: --save names a directory"},
         {"eval_log_dir_missing", "eval", nothing(), {{"--log-jsonl", "{out}/no/e.jsonl"}}, 3,
