@@ -206,6 +206,8 @@ static int optimizer_option(parser *p, ct_optim_config *o, const char *kv) {
         if (v < opts[i].lo || v >= opts[i].hi || (open_low && v == 0))
             return PFAIL(p, "optimizer: %s=%s is out of range (expected a value in %c%g, %g))", key, eq + 1,
                          open_low ? '(' : '[', opts[i].lo, opts[i].hi);
+        if (v > 0 && (float)v == 0.0f)
+            return PFAIL(p, "optimizer: %s=%s is below what float32 can hold (it would be 0)", key, eq + 1);
         *opts[i].field = (float)v;
         return 0;
     }
