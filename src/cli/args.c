@@ -71,6 +71,11 @@ static int set_value(ct_arg *a, const char *v, ct_error *err) {
     }
     case ARG_STRING:
         if (!*v) return ct_fail(err, CT_EXIT_USAGE, "%s: expected %s, got an empty value", a->name, a->metavar);
+        /* Paths go into fixed buffers further on (and messages quote them):
+         * one cut to fit would name another file. */
+        if (strlen(v) > CT_ARG_MAX_STRING)
+            return ct_fail(err, CT_EXIT_USAGE, "%s: expected %s of at most %d bytes, got %zu", a->name, a->metavar,
+                           CT_ARG_MAX_STRING, strlen(v));
         *(const char **)a->dst = v;
         return 0;
     case ARG_CHOICE:

@@ -9,6 +9,10 @@
 
 #include "cutrain/error.h"
 
+/* The longest value a string flag takes (a path fits the 1024-byte buffers
+ * it goes into). */
+#define CT_ARG_MAX_STRING 1023
+
 typedef enum { ARG_FLAG, ARG_INT, ARG_U64, ARG_DOUBLE, ARG_STRING, ARG_CHOICE } ct_arg_kind;
 
 typedef struct ct_arg {

@@ -96,6 +96,10 @@ int ct_cli_check_writable(const char *path, const char *flag, ct_error *err) {
     if (access(dir, W_OK) != 0)
         return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %s: directory '%s' is not writable: %s", path, flag, dir,
                        strerror(errno));
+    const char *slash = strrchr(path, '/');
+    const size_t base = strlen(slash ? slash + 1 : path);
+    if (base > 255) /* NAME_MAX of Linux's file systems: found now, not when the run ends */
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %s: a file name of %zu bytes; at most 255", path, flag, base);
     /* Before any output is opened: a refusal after another log was opened
      * (and emptied) would lose that log's old contents. */
     if (stat(path, &st) == 0 && access(path, W_OK) != 0)

@@ -75,6 +75,15 @@ ct_logger *ct_logger_open(const ct_log_options *opt, ct_error *err) {
     lg->jsonl_diagnoses_only = opt->jsonl_diagnoses_only;
     lg->n_layers = opt->n_layers < CT_MAX_PARAM_LAYERS ? opt->n_layers : CT_MAX_PARAM_LAYERS;
     for (int i = 0; i < lg->n_layers; ++i) snprintf(lg->layer_names[i], 32, "%s", opt->layer_names[i]);
+    /* A path cut to fit would name another file, which the log would empty. */
+    const char *paths[2] = {opt->jsonl_path, opt->csv_path};
+    for (int i = 0; i < 2; ++i)
+        if (paths[i] && strlen(paths[i]) >= sizeof lg->jsonl_path) {
+            ct_fail(err, CT_EXIT_USAGE, "%.200s...: a log path of at most %zu bytes, got %zu", paths[i],
+                    sizeof lg->jsonl_path - 1, strlen(paths[i]));
+            free(lg);
+            return NULL;
+        }
     if (opt->jsonl_path) snprintf(lg->jsonl_path, sizeof lg->jsonl_path, "%s", opt->jsonl_path);
     if (opt->csv_path) snprintf(lg->csv_path, sizeof lg->csv_path, "%s", opt->csv_path);
     /* Every log is opened and locked before any is emptied: a run refused

@@ -10,8 +10,8 @@ struct ct_logger {
     FILE *jsonl;
     FILE *csv;
     FILE *tb;                 /* the TensorBoard event file */
-    char jsonl_path[512];
-    char csv_path[512];
+    char jsonl_path[1024];
+    char csv_path[1024];
     char tb_dir[1024];
     char tb_path[1200];
     int tb_made;              /* directories made for it, undone if the run does not start */

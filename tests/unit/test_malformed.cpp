@@ -469,6 +469,12 @@ std::vector<Case> file_cases() {
         // before training, not found out after it.
         {"save_where_no_file_can_be_made", "train", nothing(), {{"--save", "/proc/w.safetensors"}}, 3,
          "/proc/w.safetensors: --save: "},  // root: "cannot create a file there"; others: "not writable"
+        {"save_name_too_long", "train", nothing(), {{"--save", "{out}/" + std::string(256, 's')}}, 3,
+         "--save: a file name of 256 bytes; at most 255"},
+        {"bench_json_name_too_long", "bench", nothing(), {{"--json", "{out}/" + std::string(256, 'j')}}, 3,
+         "--json: a file name of 256 bytes; at most 255"},
+        {"log_path_too_long", "train", nothing(), {{"--log-jsonl", "{out}/" + std::string(1100, 'l')}}, 2,
+         "--log-jsonl: expected FILE of at most 1023 bytes, got"},
         {"save_ends_in_a_slash", "train", nothing(), {{"--save", "{out}/w.st/"}}, 3,
          "{out}/w.st/: --save names a directory; expected a file path"},
         {"log_jsonl_ends_in_a_slash", "train", nothing(), {{"--log-jsonl", "{out}/r.jsonl/"}}, 3,
