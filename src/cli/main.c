@@ -43,8 +43,11 @@ static int dispatch(int argc, char **argv) {
         printf("cutrain %s\n", CUTRAIN_VERSION);
         return CT_EXIT_OK;
     }
-    fprintf(stderr, "cutrain: error: unknown command '%s' (expected train, eval, bench, check or show; see cutrain --help)\n", cmd);
-    return CT_EXIT_USAGE;
+    ct_error err;
+    ct_error_clear(&err);
+    ct_fail(&err, CT_EXIT_USAGE, "unknown command '%.200s' (expected train, eval, bench, check or show; see cutrain --help)",
+            cmd);
+    return ct_cli_report(&err);
 }
 
 /* What a command printed on stdout (the figures of bench, the summary of

@@ -2,7 +2,9 @@
  * as null (JSON has no NaN); the flags of the same record say why. */
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
+#include "src/io/text.h"
 #include "src/log/sinks.h"
 
 void ct_json_number(FILE *f, double v) {
@@ -12,15 +14,26 @@ void ct_json_number(FILE *f, double v) {
         fputs("null", f);
 }
 
+/* JSON text is UTF-8: a byte of a path or a model file's word that is not
+ * (a Latin-1 file name) becomes U+FFFD, so that the log stays one that
+ * show, check and every JSON reader accept. */
 void ct_json_string(FILE *f, const char *s) {
     fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; ++p) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
+    const unsigned char *p = (const unsigned char *)s;
+    const size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        uint32_t u;
+        size_t k;
+        if (p[i] == '"' || p[i] == '\\')
+            fprintf(f, "\\%c", p[i++]);
+        else if (p[i] < 0x20 || p[i] == 0x7F)
+            fprintf(f, "\\u%04x", p[i++]);
+        else if (p[i] < 0x80)
+            fputc(p[i++], f);
+        else if ((k = ct_utf8_sequence(p + i, n - i, &u)) > 0)
+            fwrite(p + i, 1, k, f), i += k;
         else
-            fputc(*p, f);
+            fputs("\\ufffd", f), ++i;
     }
     fputc('"', f);
 }

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "src/io/text.h"
 #include "src/log/sinks.h"
 
 /* One log file, opened but not yet emptied: a regular file is created or
@@ -167,8 +168,12 @@ void ct_log_diagnosis(ct_logger *lg, const ct_diagnosis *d) {
     if (lg->tb) ct_tb_diagnosis(lg, d);
     /* Diagnoses are why the user reads the terminal: shown even when quiet. */
     clear_progress(lg);
-    fprintf(stderr, "cutrain: %s [%s]%s%s: %s\n", d->severity, d->code, d->layer[0] ? " in " : "", d->layer,
-            d->message);
+    /* The message may quote a path or a file's words: shown escaped, on one line. */
+    fprintf(stderr, "cutrain: %s [%s]%s", d->severity, d->code, d->layer[0] ? " in " : "");
+    ct_put_escaped(stderr, d->layer);
+    fputs(": ", stderr);
+    ct_put_escaped(stderr, d->message);
+    fputc('\n', stderr);
 }
 
 void ct_log_summary(ct_logger *lg, const ct_run_summary *s) {
@@ -190,12 +195,14 @@ void ct_log_summary_fields(ct_logger *lg, const ct_run_summary *s, const char *e
 void ct_log_note(ct_logger *lg, const char *fmt, ...) {
     if (lg && lg->quiet) return;
     if (lg) clear_progress(lg);
+    char line[2048];
     va_list ap;
     va_start(ap, fmt);
-    fputs("cutrain: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    fputs("cutrain: ", stderr);
+    ct_put_escaped(stderr, line);
+    fputc('\n', stderr);
 }
 
 int ct_logger_failed(const ct_logger *lg, ct_error *err) {

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,6 +44,9 @@ TEST_F(Cli, HelpAndUnknownCommand) {
     r = run_cutrain("frobnicate");
     EXPECT_EQ(r.exit_code, CT_EXIT_USAGE);
     EXPECT_NE(r.out.find("unknown command 'frobnicate'"), std::string::npos);
+    r = run_cutrain("\"$(printf 'tr\\033[31main\\377')\"");  // ESC and a byte that is not UTF-8
+    EXPECT_EQ(r.exit_code, CT_EXIT_USAGE);
+    EXPECT_EQ(r.out.rfind("cutrain: error: unknown command 'tr?[31main\\xFF' (expected", 0), 0u) << r.out;
     r = run_cutrain("");
     EXPECT_EQ(r.exit_code, CT_EXIT_USAGE);
     EXPECT_EQ(r.out, "cutrain: error: no command given (expected train, eval, bench, check or show; see cutrain --help)\n");
@@ -444,6 +448,29 @@ TEST_F(Cli, AnErrorShowsWhatItQuotesOnOneLineAndEscaped) {
     EXPECT_EQ(r.exit_code, CT_EXIT_BAD_INPUT) << r.out;
     EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
     EXPECT_NE(r.out.find("two lines"), std::string::npos) << r.out;
+}
+
+// A path with an ESC and a byte that is not UTF-8, quoted by a warning and
+// by the log's strings: the warning is one escaped line, and the log stays
+// one that show reads (JSON is UTF-8: the byte becomes U+FFFD).
+TEST_F(Cli, AnOddPathInAWarningAndInTheLogStaysReadable) {
+    const std::string odd = dir.file("d\x1b[7m\xff");
+    ASSERT_EQ(mkdir(odd.c_str(), 0755), 0);
+    write_synthetic_mnist(odd, 60, 20, 8, 1);  // one class: a warning that names the labels file
+    const std::string m = odd + "/m\xff.txt", log = dir.file("odd.jsonl");
+    write_text(m, "input 64\ndense 10 softmax\n");
+    RunResult r = run_cutrain("train --quiet --device cpu --max-steps 2 --model '" + m + "' --data '" + odd +
+                              "' --log-jsonl " + log);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 2) << r.out;  // the train and the test labels
+    EXPECT_NE(r.out.find("[LABELS_SINGLE_CLASS]: " + dir.file("d\\x1B[7m\\xFF/train-labels-idx1-ubyte")), std::string::npos)
+        << r.out;
+    EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << r.out;
+    auto sum = jsonl_of_type(log, "summary");
+    ASSERT_EQ(sum.size(), 1u);
+    EXPECT_NE(sum[0].find("m\\ufffd.txt"), std::string::npos) << sum[0];
+    r = run_cutrain("show " + log);
+    EXPECT_EQ(r.exit_code, 0) << r.out;
 }
 
 // --device auto's note on the CPU fallback waits until the inputs have been
