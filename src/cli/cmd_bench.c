@@ -49,9 +49,20 @@ typedef struct bench_ctx {
     double train_seconds;
 } bench_ctx;
 
-/* Training seconds of one run with options o, evaluation off. */
+/* Training seconds of one run with options o, evaluation off. A run of
+ * max_steps gets the epochs that hold them: a figure is computed from the
+ * steps asked for, so they must all run (a small data set once capped them). */
 static int timed(bench_ctx *c, ct_train_options o, double *seconds, ct_error *err) {
     o.evaluate = 0;
+    if (o.max_steps) {
+        uint64_t spe = ct_steps_per_epoch(c->train->count, o.batch_size, o.drop_last);
+        if (spe == 0) spe = 1; /* refused before (a batch the data cannot fill); no division by 0 here */
+        const uint64_t need = o.max_steps / spe + 1;
+        if (need > 1000000)
+            return ct_fail(err, CT_EXIT_USAGE, "bench: %llu steps are %llu epochs of this data; at most 1000000",
+                           (unsigned long long)o.max_steps, (unsigned long long)need);
+        o.epochs = (int)need;
+    }
     ct_run_summary sum;
     int rc = ct_train(c->m, c->train, c->test, &o, c->log, &sum, err);
     if (rc < 0) return -1;
@@ -62,6 +73,9 @@ static int timed(bench_ctx *c, ct_train_options o, double *seconds, ct_error *er
                        "bench: a health policy stopped the timed run (the diagnosis above says why): no figure to give");
     if (rc == CT_EXIT_INTERRUPTED) return ct_fail(err, CT_EXIT_INTERRUPTED, "bench: interrupted: no figure to give");
     if (rc != CT_EXIT_OK) return ct_fail(err, CT_EXIT_FAILURE, "bench: the timed run ended with status %s", sum.status);
+    if (o.max_steps && sum.steps != o.max_steps)
+        return ct_fail(err, CT_EXIT_FAILURE, "bench: a timed run of %llu steps ran %llu", (unsigned long long)o.max_steps,
+                       (unsigned long long)sum.steps);
     *seconds = sum.train_seconds;
     return 0;
 }

@@ -103,6 +103,18 @@ TEST_F(Bench, LogsDiagnosesAndOneSummaryAsJsonl) {
     EXPECT_EQ(json_number(t, "steps"), 2.0 * 12 * 10);  // ceil(300 / 32) steps an epoch
 }
 
+// The steps asked for all run, however many epochs of a small data set
+// they take (10 steps an epoch here: 10,500 steps are 1,050 epochs, past a
+// cap of 1,000 epochs that once cut the runs short and inflated samples/s).
+TEST_F(Bench, EveryStepAskedForRunsOnASmallDataSet) {
+    std::string log = dir.file("b.jsonl");
+    RunResult r = run_cutrain(base() + " --steps 10500 --warmup 0 --repeats 1 --log-jsonl " + log);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    auto lines = read_lines(log);
+    ASSERT_EQ(lines.size(), 1u);
+    EXPECT_EQ(json_number(lines[0], "steps"), 2.0 * 10500);
+}
+
 // --phases and --ops on a small network with every kind of layer: the
 // parts of a step, then its ops in the order the trainer queues them, each
 // named by the backend call and its shape, their figures adding up to the
