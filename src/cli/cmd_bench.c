@@ -46,6 +46,7 @@ typedef struct bench_ctx {
     ct_logger *log;
     ct_train_options base;
     uint64_t steps;       /* trained by every run so far, for the --log-jsonl summary */
+    uint32_t epochs;
     double train_seconds;
 } bench_ctx;
 
@@ -67,6 +68,7 @@ static int timed(bench_ctx *c, ct_train_options o, double *seconds, ct_error *er
     int rc = ct_train(c->m, c->train, c->test, &o, c->log, &sum, err);
     if (rc < 0) return -1;
     c->steps += sum.steps;
+    c->epochs += sum.epochs;
     c->train_seconds += sum.train_seconds;
     if (rc == CT_EXIT_HEALTH_STOP)
         return ct_fail(err, CT_EXIT_HEALTH_STOP,
@@ -254,8 +256,9 @@ static void json_figures(FILE *j, const bench_flags *f, const ct_model_spec *spe
     ct_json_string(j, spec->name);
     fprintf(j, ",\"batch_size\":%d,\"device\":", spec->batch_size);
     ct_json_string(j, be->description);
-    fprintf(j, ",\"threads\":%d,\"optimizer\":\"%s\",\"steps\":%d,\"warmup\":%d,\"repeats\":%d", be->threads,
-            ct_optim_kind_name(spec->optim.kind), f->steps, f->warmup, f->repeats);
+    fprintf(j, ",\"threads\":%d,\"optimizer\":\"%s\",\"loss\":\"%s\",\"steps\":%d,\"warmup\":%d,\"repeats\":%d",
+            be->threads, ct_optim_kind_name(spec->optim.kind), ct_loss_name(spec->loss), f->steps, f->warmup,
+            f->repeats);
     const struct { const char *k; double v; } nums[] = {
         {"samples_per_s", fg->sps_med}, {"samples_per_s_min", fg->sps_min}, {"samples_per_s_max", fg->sps_max},
         {"steps_per_s", fg->steps_per_s}, {"epoch_s", isfinite(fg->epoch_s_measured) ? fg->epoch_s_measured : fg->epoch_s},
@@ -278,7 +281,7 @@ typedef struct tta_result {
 static int time_to_accuracy(bench_ctx *c, const ct_model_spec *spec, ct_backend *be, const bench_flags *f, FILE *j,
                             tta_result *res, ct_error *err) {
     double secs[64], accs[64];
-    int reached = 0, n_acc = 0;
+    int reached = 0, n_acc = 0, stopped = 0;
     for (int s = 0; s < f->seeds; ++s) {
         ct_model m;
         int max_rows = spec->batch_size > 1000 ? spec->batch_size : 1000;
@@ -292,19 +295,29 @@ static int time_to_accuracy(bench_ctx *c, const ct_model_spec *spec, ct_backend 
         ct_model_free(&m);
         if (rc < 0) return -1;
         c->steps += sum.steps;
+        c->epochs += sum.epochs;
         c->train_seconds += sum.train_seconds;
         if (rc == CT_EXIT_INTERRUPTED) return ct_fail(err, CT_EXIT_INTERRUPTED, "bench: interrupted: no figure to give");
+        /* A seed that a health policy stopped has no score (its diagnosis says
+         * why); it counts as not reaching the target, and if every seed was
+         * stopped there is no figure, as for the throughput runs. */
+        const int was_stopped = rc == CT_EXIT_HEALTH_STOP;
+        stopped += was_stopped;
         if (isfinite(sum.test_acc)) accs[n_acc++] = sum.test_acc;
-        int ok = sum.test_acc >= f->tta;
-        if (!f->quiet)
+        int ok = !was_stopped && sum.test_acc >= f->tta;
+        if (!f->quiet && was_stopped)
+            printf("seed %llu: stopped by a health policy at step %llu (the diagnosis above says why), %.2f s of "
+                   "training\n",
+                   (unsigned long long)o.seed, (unsigned long long)sum.steps, sum.train_seconds);
+        else if (!f->quiet)
             printf("seed %llu: test accuracy %.4f after %u epochs (%s %.4f), %.2f s of training\n",
                    (unsigned long long)o.seed, sum.test_acc, sum.epochs, ok ? "reached the target" : "short of the target",
                    f->tta, sum.train_seconds);
         if (j) {
             fprintf(j, "{\"tool\":\"cutrain\",\"kind\":\"time_to_accuracy\",\"model\":");
             ct_json_string(j, spec->name);
-            fprintf(j, ",\"seed\":%llu,\"target\":%g,\"reached\":%s,\"test_acc\":", (unsigned long long)o.seed, f->tta,
-                    ok ? "true" : "false");
+            fprintf(j, ",\"seed\":%llu,\"target\":%g,\"reached\":%s,\"stopped\":%s,\"test_acc\":",
+                    (unsigned long long)o.seed, f->tta, ok ? "true" : "false", was_stopped ? "true" : "false");
             ct_json_number(j, sum.test_acc);
             fprintf(j, ",\"epochs\":%u,\"train_seconds\":", sum.epochs);
             ct_json_number(j, sum.train_seconds);
@@ -315,6 +328,10 @@ static int time_to_accuracy(bench_ctx *c, const ct_model_spec *spec, ct_backend 
     res->reached = reached;
     res->median_s = reached ? median(secs, reached) : NAN;
     res->median_acc = n_acc ? median(accs, n_acc) : NAN;
+    if (stopped == f->seeds)
+        return ct_fail(err, CT_EXIT_HEALTH_STOP,
+                       "bench: a health policy stopped the run of every seed (the diagnoses above say why): no figure "
+                       "to give");
     if (!f->quiet) {
         if (reached)
             printf("time to %.4f: median %.2f s of training over the %d of %d seeds that reached it\n", f->tta,
@@ -363,7 +380,7 @@ static void log_summary(ct_logger *log, const bench_ctx *c, const bench_flags *f
                                   : code == CT_EXIT_INTERRUPTED ? "interrupted"
                                                                 : "failed",
                         .exit_code = code, .test_loss = NAN, .test_acc = f->tta > 0 ? tr->median_acc : NAN,
-                        .steps = c->steps, .seconds = seconds, .train_seconds = c->train_seconds,
+                        .steps = c->steps, .epochs = c->epochs, .seconds = seconds, .train_seconds = c->train_seconds,
                         .model = spec->name, .device = be->description, .seed = f->seed, .params = m->n_params};
     ct_log_summary_fields(log, &s, extra);
     free(extra);
@@ -493,7 +510,7 @@ int ct_cmd_bench(int argc, char **argv) {
     }
     /* From here the log is open: whatever fails is in its summary. */
     started = 1;
-    c = (bench_ctx){&model, &train, &test, log, ct_train_defaults(&spec), 0, 0.0};
+    c = (bench_ctx){&model, &train, &test, log, ct_train_defaults(&spec), 0, 0, 0.0};
     /* The figures gather in memory and reach --json only when the bench
      * succeeded: a failed or interrupted one leaves no empty or partial file
      * (and an old one as it was). */

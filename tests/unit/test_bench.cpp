@@ -38,6 +38,7 @@ TEST_F(Bench, WritesTheFiguresAsJson) {
     EXPECT_LE(json_number(lines[0], "samples_per_s_min"), json_number(lines[0], "samples_per_s"));
     EXPECT_GE(json_number(lines[0], "samples_per_s_max"), json_number(lines[0], "samples_per_s"));
     EXPECT_NE(lines[0].find("\"device\":\"cpu"), std::string::npos);
+    EXPECT_NE(lines[0].find("\"loss\":\"categorical_crossentropy\""), std::string::npos) << lines[0];
     EXPECT_NE(lines[0].find("\"epoch_s_measured\":true"), std::string::npos);
     // The initial weights are the model's, readable as safetensors.
     ct_st_file f;
@@ -198,6 +199,15 @@ TEST_F(Bench, AHealthStopIsExitFourAndLeavesTheJsonAsItWas) {
     ASSERT_EQ(lines.size(), 2u);
     EXPECT_NE(lines[0].find("\"code\":\"NONFINITE_"), std::string::npos) << lines[0];
     EXPECT_EQ(lines[1].rfind("{\"type\":\"summary\",\"status\":\"stopped\",\"exit_code\":4,", 0), 0u) << lines[1];
+    // Time to accuracy, every seed stopped: no figure either, and the same exit.
+    r = run_cutrain(base() + " --time-to-accuracy 0.5 --seeds 2 --max-epochs 1 --json " + json + " --log-jsonl " + log);
+    EXPECT_EQ(r.exit_code, CT_EXIT_HEALTH_STOP) << r.out;
+    EXPECT_NE(r.out.find("cutrain: error: bench: a health policy stopped the run of every seed"), std::string::npos)
+        << r.out;
+    EXPECT_EQ(read_lines(json), std::vector<std::string>{"old"});
+    lines = read_lines(log);
+    ASSERT_EQ(lines.size(), 3u);  // a diagnosis for each seed, then the summary
+    EXPECT_EQ(lines[2].rfind("{\"type\":\"summary\",\"status\":\"stopped\",\"exit_code\":4,", 0), 0u) << lines[2];
 }
 
 // --json is all or nothing: a write that fails (here a file-size limit, as a
