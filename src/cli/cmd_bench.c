@@ -504,7 +504,7 @@ int ct_cmd_bench(int argc, char **argv) {
         ct_cli_check_distinct(files, 3 + ct_cli_input_files(f.model, &train, &test, files + 3), &err) ||
         !(be = ct_cli_backend(f.device, f.threads, &device_note, &err)) ||
         ct_model_build(&model, &spec, be, max_rows, f.seed, &err) ||
-        ct_cli_interrupted_before("the bench", &err) || !(log = ct_logger_open(&lo, &err))) {
+        ct_cli_interrupted_before("the bench began", &err) || !(log = ct_logger_open(&lo, &err))) {
         code = ct_cli_report(&err);
         goto out;
     }

@@ -65,6 +65,7 @@ int ct_cmd_eval(int argc, char **argv) {
     memset(&d, 0, sizeof d);
     ct_cli_note device_note;
     int code = CT_EXIT_OK;
+    ct_cli_catch_stop_signals();
     ct_cli_file files[8] = {{"--log-jsonl", jsonl, 1}, {"--weights", weights, 0}};
     if (ct_model_spec_resolve(model, &spec, &err) || (loss_name && set_loss(&spec, loss_name, &err)) ||
         ct_cli_load_split(data, "test", &spec, &test, &err) ||
@@ -77,17 +78,19 @@ int ct_cmd_eval(int argc, char **argv) {
         code = ct_cli_report(&err);
         goto out;
     }
-    ct_log_options lo = {jsonl, NULL, quiet, 0, 0, NULL, NULL};
-    if (!(log = ct_logger_open(&lo, &err))) {
-        code = ct_cli_report(&err);
-        goto out;
-    }
+    /* The score first, the log after: a stop signal during the evaluation
+     * (which does not look at it) leaves an old log as it was. */
     ct_cli_note_print(&device_note, quiet);
     double t0 = ct_now(), loss, acc;
     ct_evaluate(&m, &d, &loss, &acc);
     ct_run_summary s = {.status = "evaluated", .exit_code = 0, .test_loss = loss, .test_acc = acc,
                         .seconds = ct_now() - t0, .model = spec.name, .device = be->description,
                         .params = m.n_params};
+    ct_log_options lo = {jsonl, NULL, quiet, 0, 0, NULL, NULL};
+    if (ct_cli_interrupted_before("the result was written", &err) || !(log = ct_logger_open(&lo, &err))) {
+        code = ct_cli_report(&err);
+        goto out;
+    }
     ct_log_summary(log, &s);
     if (ct_logger_close(log, &err)) code = ct_cli_report(&err);
     log = NULL;
@@ -97,5 +100,6 @@ out:
     ct_model_free(&m);
     if (be) ct_backend_destroy(be);
     ct_dataset_free(&test);
+    ct_cli_release_stop_signals();
     return code;
 }

@@ -300,7 +300,7 @@ int ct_cmd_train(int argc, char **argv) {
     /* Stopped while the inputs loaded: the logs (which would empty an old
      * one) are not opened. From here on, the trainer stops at its first step
      * and logs that it was interrupted. */
-    if (ct_cli_interrupted_before("training", &err) || !(log = ct_logger_open(&lo, &err))) {
+    if (ct_cli_interrupted_before("training began", &err) || !(log = ct_logger_open(&lo, &err))) {
         code = ct_cli_report(&err);
         goto out;
     }

@@ -228,6 +228,6 @@ void ct_cli_release_stop_signals(void) {
 
 int ct_cli_interrupted_before(const char *what, ct_error *err) {
     if (!ct_cli_stop_signal) return 0;
-    return ct_fail(err, CT_EXIT_INTERRUPTED, "interrupted by %s before %s began; nothing was written",
+    return ct_fail(err, CT_EXIT_INTERRUPTED, "interrupted by %s before %s; nothing was written",
                    ct_cli_stop_signal == SIGINT ? "SIGINT" : ct_cli_stop_signal == SIGTERM ? "SIGTERM" : "SIGHUP", what);
 }

@@ -73,8 +73,8 @@ int ct_cli_check_distinct(const ct_cli_file *files, int n, ct_error *err);
 extern volatile sig_atomic_t ct_cli_stop_signal;
 void ct_cli_catch_stop_signals(void);
 void ct_cli_release_stop_signals(void);
-/* 0 while no stop signal came; else CT_EXIT_INTERRUPTED with err saying
- * that `what` was interrupted before it began (nothing written). */
+/* 0 while no stop signal came; else CT_EXIT_INTERRUPTED with err saying it
+ * came before `when` ("training began") and that nothing was written. */
 int ct_cli_interrupted_before(const char *what, ct_error *err);
 
 #endif

@@ -77,6 +77,25 @@ TEST_F(StopSignals, InterruptedWhileTheInputsLoadedLeavesTheOldLogsAsTheyWere) {
     EXPECT_FALSE(file_exists(dir.file("w.safetensors")));
     // The command gave the handlers back as it found them.
     EXPECT_EQ(handler_of(SIGTERM), saved_[SIGTERM].sa_handler);
+
+    // eval scores first and opens its log after: a signal that came while
+    // it evaluated leaves the old log too.
+    ct_cli_stop_signal = 0;
+    std::vector<std::string> train_args = {"--quiet", "--device", "cpu", "--model", dir.file("model.txt"), "--data",
+                                           dir.path(), "--max-steps", "2", "--save", dir.file("w.safetensors")};
+    std::vector<char *> targv;
+    for (auto &a : train_args) targv.push_back(a.data());
+    ASSERT_EQ(ct_cmd_train((int)train_args.size(), targv.data()), 0);
+    std::vector<std::string> eval_args = {"--quiet", "--device", "cpu", "--model", dir.file("model.txt"), "--data",
+                                          dir.path(), "--weights", dir.file("w.safetensors"), "--log-jsonl", jsonl};
+    std::vector<char *> eargv;
+    for (auto &a : eval_args) eargv.push_back(a.data());
+    ct_cli_stop_signal = SIGINT;
+    EXPECT_EQ(ct_cmd_eval((int)eval_args.size(), eargv.data()), CT_EXIT_INTERRUPTED);
+    EXPECT_EQ(read_lines(jsonl), std::vector<std::string>{"an old log"});
+    ct_cli_stop_signal = 0;
+    EXPECT_EQ(ct_cmd_eval((int)eval_args.size(), eargv.data()), 0);
+    EXPECT_NE(read_lines(jsonl).at(0).find("\"status\":\"evaluated\""), std::string::npos);
 }
 
 }  // namespace
