@@ -66,7 +66,11 @@ void ct_log_progress(ct_logger *lg, uint32_t epoch, uint32_t epochs, uint64_t st
                      uint64_t steps_in_epoch, double loss, double acc, double samples_per_s, double eta_s);
 void ct_log_epoch(ct_logger *lg, const ct_epoch_summary *e, uint32_t epochs);
 void ct_log_diagnosis(ct_logger *lg, const ct_diagnosis *d);
-void ct_log_summary(ct_logger *lg, const ct_run_summary *s);
+/* The terminal line first, then the JSONL record. -1 with err set when the
+ * terminal (stdout) could not be written, at this line or before it: the
+ * record then says "failed" with exit status 1 (a run whose output was
+ * lost did not end as its summary would say); 0 otherwise. */
+int ct_log_summary(ct_logger *lg, const ct_run_summary *s, ct_error *err);
 /* The JSONL summary record alone, with more fields after the usual ones:
  * extra is `"key":value` pairs joined by commas (NULL or "": none). For a
  * command whose run is made of several trainings (bench). */

@@ -556,6 +556,12 @@ out:
     if (j && code == CT_EXIT_OK && write_json(f.json, json_buf, json_len, &err)) code = ct_cli_report(&err);
     free(json_buf);
     if (log && started) {
+        /* Figures printed to a stdout that took none are lost: the log says failed, as the exit will. */
+        errno = 0;
+        if ((fflush(stdout) != 0 || ferror(stdout)) && code == CT_EXIT_OK) {
+            ct_fail(&err, CT_EXIT_FAILURE, "stdout: write failed: %s", strerror(errno ? errno : EIO));
+            code = ct_cli_report(&err);
+        }
         log_summary(log, &c, &f, &spec, &model, be, code, ct_now() - t_start, have_fg ? &fg : NULL, &tr);
         ct_error cerr;
         ct_error_clear(&cerr);

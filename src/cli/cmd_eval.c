@@ -91,8 +91,8 @@ int ct_cmd_eval(int argc, char **argv) {
         code = ct_cli_report(&err);
         goto out;
     }
-    ct_log_summary(log, &s);
-    if (ct_logger_close(log, &err)) code = ct_cli_report(&err);
+    if (ct_log_summary(log, &s, &err)) code = ct_cli_report(&err);
+    if (ct_logger_close(log, &err) && code == CT_EXIT_OK) code = ct_cli_report(&err);
     log = NULL;
 out:
     if (log) ct_logger_close(log, NULL);

@@ -176,14 +176,21 @@ void ct_log_diagnosis(ct_logger *lg, const ct_diagnosis *d) {
     fputc('\n', stderr);
 }
 
-void ct_log_summary(ct_logger *lg, const ct_run_summary *s) {
-    if (lg->jsonl && !lg->jsonl_diagnoses_only) ct_jsonl_summary(lg->jsonl, s, NULL);
-    if (lg->quiet) return;
-    clear_progress(lg);
-    printf("%s: %llu steps in %.2fs", s->status, (unsigned long long)s->steps, s->seconds);
-    if (isfinite(s->test_acc)) printf(", test accuracy %.4f", s->test_acc);
-    putchar('\n');
-    fflush(stdout);
+int ct_log_summary(ct_logger *lg, const ct_run_summary *s, ct_error *err) {
+    int e = 0;
+    if (!lg->quiet) {
+        clear_progress(lg);
+        printf("%s: %llu steps in %.2fs", s->status, (unsigned long long)s->steps, s->seconds);
+        if (isfinite(s->test_acc)) printf(", test accuracy %.4f", s->test_acc);
+        putchar('\n');
+        errno = 0;
+        if (fflush(stdout) != 0 || ferror(stdout)) e = errno ? errno : EIO;
+    }
+    ct_run_summary failed = *s;
+    if (e && s->exit_code == CT_EXIT_OK) failed.status = "failed", failed.exit_code = CT_EXIT_FAILURE;
+    if (lg->jsonl && !lg->jsonl_diagnoses_only) ct_jsonl_summary(lg->jsonl, &failed, NULL);
+    if (!e) return 0;
+    return ct_fail(err, CT_EXIT_FAILURE, "stdout: write failed: %s", strerror(e));
 }
 
 void ct_log_summary_fields(ct_logger *lg, const ct_run_summary *s, const char *extra) {

@@ -550,7 +550,11 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
     /* The final checkpoint comes before the summary, whose status says
      * whether the run ended with its checkpoint written. */
     if (opt->save_path && r.exit_code != CT_EXIT_HEALTH_STOP && save_checkpoint(&r, err)) goto failed;
-    ct_log_summary(log, sum);
+    if (ct_log_summary(log, sum, err) && r.exit_code == CT_EXIT_OK) {
+        sum->status = "failed"; /* as the record says: the terminal's lines were lost */
+        sum->exit_code = CT_EXIT_FAILURE;
+        goto out; /* rc -1, err set */
+    }
     rc = r.exit_code;
     goto out;
 failed:
@@ -565,7 +569,9 @@ failed:
     sum->params = m->n_params;
     sum->model = m->spec.name;
     sum->device = opt->device_name ? opt->device_name : be->description;
-    ct_log_summary(log, sum);
+    ct_error ignored; /* the failure already in err is the one to report */
+    ct_error_clear(&ignored);
+    ct_log_summary(log, sum, &ignored);
 out:
     if (r.graph) be->ops->graph_destroy(be, r.graph);
     ct_device_data_free(be, &dtest);

@@ -139,9 +139,11 @@ TEST_F(Cli, ScheduleFlagsActAsTheModelFilesScheduleLine) {
 // What train and bench print on stdout is part of their result: a write that
 // fails (here: /dev/full, a full disk) fails the command, one line on stderr.
 TEST_F(Cli, AStdoutThatCannotBeWrittenFailsTheCommand) {
-    for (const std::string &cmd :
-         {"train --device cpu --model " + model() + " --data " + dir.path() + " --max-steps 2",
-          "bench --device cpu --model " + model() + " --data " + dir.path() + " --steps 2 --warmup 0 --repeats 1"}) {
+    std::string w = dir.file("w.safetensors"), log = dir.file("o.jsonl");
+    ASSERT_EQ(run_cutrain(base() + " --max-steps 3 --save " + w).exit_code, 0);
+    const std::string common = " --device cpu --model " + model() + " --data " + dir.path() + " --log-jsonl " + log;
+    for (const std::string &cmd : {"train --max-steps 2" + common, "eval --weights " + w + common,
+                                   "bench --steps 2 --warmup 0 --repeats 1" + common}) {
         SCOPED_TRACE(cmd);
         RunResult r = run_command("(" + std::string(CT_CUTRAIN_EXE) + " " + cmd + " > /dev/full)");
         EXPECT_EQ(r.exit_code, CT_EXIT_FAILURE) << r.out;
@@ -149,6 +151,10 @@ TEST_F(Cli, AStdoutThatCannotBeWrittenFailsTheCommand) {
         // not when an earlier buffered write did.
         EXPECT_EQ(r.out.rfind("cutrain: error: stdout: write failed", 0), 0u) << r.out;
         EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+        // The log's summary says what the exit says.
+        auto sum = jsonl_of_type(log, "summary");
+        ASSERT_EQ(sum.size(), 1u);
+        EXPECT_NE(sum[0].find("\"status\":\"failed\",\"exit_code\":1,"), std::string::npos) << sum[0];
     }
     // With --quiet, train prints nothing there, and nothing fails.
     EXPECT_EQ(run_command("(" + std::string(CT_CUTRAIN_EXE) + " " + base() + " --max-steps 2 > /dev/full)").exit_code,
