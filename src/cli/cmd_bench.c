@@ -520,6 +520,7 @@ int ct_cmd_bench(int argc, char **argv) {
         goto out;
     }
     ct_cli_note_print(&device_note, f.quiet);
+    ct_cli_log_build_diagnoses(log, &spec, &train, &test);
     if (f.save_init && ct_model_save_weights(&model, f.save_init, &err)) {
         code = ct_cli_report(&err);
         goto out;

@@ -14,6 +14,13 @@
     "Evaluates weights saved by `cutrain train --save FILE` (or any safetensors file with the\n" \
     "same names and shapes) on the test split of DIR."
 
+/* The training flags eval takes are checked as train checks them (an lr
+ * that float32 cannot hold included), on a copy: they change nothing. */
+static int check_training_flags(const ct_model_spec *spec, const char *optimizer, double lr, ct_error *err) {
+    ct_model_spec copy = *spec;
+    return ct_cli_apply_recipe(&copy, optimizer, lr, 0, err);
+}
+
 static int set_loss(ct_model_spec *spec, const char *loss, ct_error *err) {
     spec->loss = (ct_loss_kind)ct_loss_parse(loss);
     return ct_model_spec_validate(spec, err);
@@ -67,7 +74,8 @@ int ct_cmd_eval(int argc, char **argv) {
     int code = CT_EXIT_OK;
     ct_cli_catch_stop_signals();
     ct_cli_file files[8] = {{"--log-jsonl", jsonl, 1}, {"--weights", weights, 0}};
-    if (ct_model_spec_resolve(model, &spec, &err) || (loss_name && set_loss(&spec, loss_name, &err)) ||
+    if (ct_model_spec_resolve(model, &spec, &err) || check_training_flags(&spec, optimizer, lr, &err) ||
+        (loss_name && set_loss(&spec, loss_name, &err)) ||
         ct_cli_load_split(data, "test", &spec, &test, &err) ||
         (jsonl && ct_cli_check_writable(jsonl, "--log-jsonl", &err)) ||
         ct_cli_check_distinct(files, 2 + ct_cli_input_files(model, NULL, &test, files + 2), &err) ||

@@ -114,17 +114,6 @@ static int prepare_outputs(const train_flags *f, const ct_dataset *train, const 
     return ct_cli_check_distinct(files, n, err);
 }
 
-/* Warnings known before the first step: the model's loss against its output,
- * and data that loads but cannot teach. Logged as step-0 diagnoses. */
-static void log_build_diagnoses(ct_logger *log, const ct_model_spec *spec, const ct_dataset *train,
-                                const ct_dataset *test) {
-    ct_diagnosis d[6];
-    int n = ct_health_check_model(spec, d, 2);
-    n += ct_dataset_check_content(train, 0, d + n, 2);
-    n += ct_dataset_check_content(test, 1, d + n, 2);
-    for (int i = 0; i < n; ++i) ct_log_diagnosis(log, &d[i]);
-}
-
 static int resolve_inject_layer(const ct_model *m, const char *name, ct_train_options *opt, ct_error *err) {
     for (int i = 0; i < m->n_param_layers; ++i)
         if (strcmp(m->layers[m->param_layer[i]].spec.name, name) == 0) {
@@ -305,7 +294,7 @@ int ct_cmd_train(int argc, char **argv) {
         goto out;
     }
     ct_cli_note_print(&device_note, f.quiet);
-    log_build_diagnoses(log, &spec, &train, &test);
+    ct_cli_log_build_diagnoses(log, &spec, &train, &test);
     if (!f.quiet) {
         char desc[512];
         ct_model_spec_describe(&spec, desc, sizeof desc);

@@ -66,11 +66,14 @@ int ct_cli_load_split(const char *dir, const char *split, const ct_model_spec *s
     /* Images of another shape with as many pixels (16 x 4 for 8 x 8) would
      * train a convolution on scrambled neighbours without a word. Flat
      * items (rank 2) carry no shape to compare and are taken as given. */
-    if (spec->input_c == 1 && out->image_dims[0] &&
-        (out->image_dims[0] != (uint32_t)spec->input_h || out->image_dims[1] != (uint32_t)spec->input_w)) {
-        ct_fail(err, CT_EXIT_BAD_INPUT, "%s: images are %u x %u but the model's input is %d x %d (input 1 %d %d)",
-                images, out->image_dims[0], out->image_dims[1], spec->input_h, spec->input_w, spec->input_h,
-                spec->input_w);
+    const int spatial = spec->input_c > 0 && !(spec->input_h == 1 && spec->input_w == 1); /* not "input 784" */
+    if (spatial && out->image_dims[0] &&
+        (spec->input_c != 1 || out->image_dims[0] != (uint32_t)spec->input_h ||
+         out->image_dims[1] != (uint32_t)spec->input_w)) {
+        ct_fail(err, CT_EXIT_BAD_INPUT,
+                "%s: images are %u x %u with one channel but the model's input is %d x %d with %d (input %d %d %d)",
+                images, out->image_dims[0], out->image_dims[1], spec->input_h, spec->input_w, spec->input_c,
+                spec->input_c, spec->input_h, spec->input_w);
         goto fail;
     }
     if (ct_dataset_check_labels(out, ct_model_spec_classes(spec), err)) goto fail;
@@ -231,3 +234,15 @@ int ct_cli_interrupted_before(const char *what, ct_error *err) {
     return ct_fail(err, CT_EXIT_INTERRUPTED, "interrupted by %s before %s; nothing was written",
                    ct_cli_stop_signal == SIGINT ? "SIGINT" : ct_cli_stop_signal == SIGTERM ? "SIGTERM" : "SIGHUP", what);
 }
+
+/* Warnings known before the first step: the model's loss against its output,
+ * and data that loads but cannot teach. Logged as step-0 diagnoses. */
+void ct_cli_log_build_diagnoses(ct_logger *log, const ct_model_spec *spec, const ct_dataset *train,
+                                const ct_dataset *test) {
+    ct_diagnosis d[6];
+    int n = ct_health_check_model(spec, d, 2);
+    n += ct_dataset_check_content(train, 0, d + n, 2);
+    n += ct_dataset_check_content(test, 1, d + n, 2);
+    for (int i = 0; i < n; ++i) ct_log_diagnosis(log, &d[i]);
+}
+

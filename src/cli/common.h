@@ -16,6 +16,11 @@ extern const char *const ct_loss_choices[];
  * model's schedule kept), lr (<= 0: keep), batch_size (<= 0: keep). */
 int ct_cli_apply_recipe(ct_model_spec *spec, const char *optimizer, double lr, int batch_size, ct_error *err);
 
+/* The diagnoses known before the first step (the loss against the output
+ * layer, the data's content), logged as train and bench start. */
+void ct_cli_log_build_diagnoses(ct_logger *log, const ct_model_spec *spec, const ct_dataset *train,
+                                const ct_dataset *test);
+
 /* A line for stderr that waits until a command's inputs have all been
  * checked: a bad input then gets its one-line error and nothing else. */
 typedef struct ct_cli_note {

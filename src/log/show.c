@@ -169,8 +169,10 @@ static void print_header(const ct_jsonl_file *f, const show_state *s, FILE *out)
     fprintf(out, "ended: %s, exit status %d, after %s steps in %s epoch%s, %s s", how, code,
             grouped(s->steps, a, sizeof a), num(s->epochs, "%.0f", b, sizeof b), s->epochs == 1 ? "" : "s",
             num(s->seconds, "%.3g", c, sizeof c));
-    if (isfinite(s->test_acc))
+    if (isfinite(s->test_acc) && isfinite(s->test_loss))
         fprintf(out, "; test accuracy %.4f, test loss %.4g\n", s->test_acc, s->test_loss);
+    else if (isfinite(s->test_acc)) /* bench: the median over its seeds, no loss */
+        fprintf(out, "; test accuracy %.4f\n", s->test_acc);
     else
         fprintf(out, "; no test evaluation\n");
 }

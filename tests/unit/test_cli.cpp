@@ -379,7 +379,7 @@ TEST_F(Cli, EvalTakesTheSharedFlags) {
     EXPECT_EQ(json_number(mse, "test_acc"), json_number(plain, "test_acc"));
     EXPECT_NE(json_number(mse, "test_loss"), json_number(plain, "test_loss"));
     EXPECT_LT(json_number(mse, "test_loss"), 1.0);  // a mean of squares of probabilities' errors
-    for (const char *bad : {" --lr -1", " --epochs 0", " --optimizer nesterov", " --loss hinge"}) {
+    for (const char *bad : {" --lr -1", " --lr 1e-40", " --epochs 0", " --optimizer nesterov", " --loss hinge"}) {
         RunResult r = run_cutrain(eval + bad);
         EXPECT_EQ(r.exit_code, CT_EXIT_USAGE) << bad << ": " << r.out;
         EXPECT_NE(r.out.find(std::string(bad).substr(1, std::string(bad).find(' ', 1) - 1)), std::string::npos) << r.out;

@@ -283,13 +283,16 @@ std::vector<Case> file_cases() {
              write_text(e.model, "input 1 8 8\nconv2d 4 3 relu\nflatten\ndense 10 softmax\nbatch_size 32\n");
              rewrite_idx(&E::images, {kTrain, 4, 16}, (size_t)kTrain * 64)(e);
          },
-         {}, 3, "{data}/train-images-idx3-ubyte: images are 4 x 16 but the model's input is 8 x 8"},
+         {}, 3, "{data}/train-images-idx3-ubyte: images are 4 x 16 with one channel but the model's input is 8 x 8 with 1"},
         {"test_images_of_another_shape_for_a_conv_model", "eval",
          [](Env &e) {
              write_text(e.model, "input 1 8 8\nconv2d 4 3 relu\nflatten\ndense 10 softmax\nbatch_size 32\n");
              rewrite_idx(&E::test_images, {kTest, 16, 4}, (size_t)kTest * 64)(e);
          },
-         {}, 3, "{data}/t10k-images-idx3-ubyte: images are 16 x 4 but the model's input is 8 x 8"},
+         {}, 3, "{data}/t10k-images-idx3-ubyte: images are 16 x 4 with one channel but the model's input is 8 x 8 with 1"},
+        {"images_of_one_channel_for_a_two_channel_model", "train",
+         [](Env &e) { write_text(e.model, "input 4 4 4\nconv2d 4 3 relu\nflatten\ndense 10 softmax\nbatch_size 32\n"); },
+         {}, 3, "{data}/train-images-idx3-ubyte: images are 8 x 8 with one channel but the model's input is 4 x 4 with 4"},
         {"train_set_empty", "train",
          [](Env &e) {
              write_idx_u8(e.images(), {0, 8, 8}, {});
