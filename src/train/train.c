@@ -330,6 +330,21 @@ static void capture_state(const run *r, ct_train_state *st) {
     st->health = r->health;
 }
 
+/* How the run ended, and what it was, for its summary record (the test
+ * scores are the last epoch's, already in sum). */
+static void end_summary(ct_run_summary *sum, const run *r, double t0, const char *status, int exit_code,
+                        uint64_t steps) {
+    sum->seconds = ct_now() - t0;
+    sum->train_seconds = r->train_seconds;
+    sum->steps = steps;
+    sum->exit_code = exit_code;
+    sum->status = status;
+    sum->seed = r->opt->seed;
+    sum->params = r->m->n_params;
+    sum->model = r->m->spec.name;
+    sum->device = r->opt->device_name ? r->opt->device_name : r->m->be->description;
+}
+
 /* The path was tried before training (a file made beside it and taken
  * away), so a write that fails now is the machine's doing (a full disk), a
  * runtime failure, whatever errno it met. */
@@ -536,17 +551,11 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
         if (end < 0) goto failed;
         if (end) break;
     }
-    sum->seconds = ct_now() - t0;
-    sum->train_seconds = r.train_seconds;
-    sum->steps = r.exit_code == CT_EXIT_HEALTH_STOP ? r.stop_step : r.step;
-    sum->exit_code = r.exit_code;
-    sum->status = r.exit_code == CT_EXIT_OK            ? "completed"
-                  : r.exit_code == CT_EXIT_HEALTH_STOP ? "stopped"
-                                                       : "interrupted";
-    sum->seed = opt->seed;
-    sum->params = m->n_params;
-    sum->model = m->spec.name;
-    sum->device = opt->device_name ? opt->device_name : be->description;
+    end_summary(sum, &r, t0,
+                r.exit_code == CT_EXIT_OK            ? "completed"
+                : r.exit_code == CT_EXIT_HEALTH_STOP ? "stopped"
+                                                     : "interrupted",
+                r.exit_code, r.exit_code == CT_EXIT_HEALTH_STOP ? r.stop_step : r.step);
     /* The final checkpoint comes before the summary, whose status says
      * whether the run ended with its checkpoint written. */
     if (opt->save_path && r.exit_code != CT_EXIT_HEALTH_STOP && save_checkpoint(&r, err)) goto failed;
@@ -560,15 +569,7 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
 failed:
     /* A checkpoint that could not be written, or a data source's error:
      * the log still ends with a summary, which says so. */
-    sum->seconds = ct_now() - t0;
-    sum->train_seconds = r.train_seconds;
-    sum->steps = r.step;
-    sum->exit_code = err->code;
-    sum->status = "failed";
-    sum->seed = opt->seed;
-    sum->params = m->n_params;
-    sum->model = m->spec.name;
-    sum->device = opt->device_name ? opt->device_name : be->description;
+    end_summary(sum, &r, t0, "failed", err->code, r.step);
     ct_error ignored; /* the failure already in err is the one to report */
     ct_error_clear(&ignored);
     ct_log_summary(log, sum, &ignored);

@@ -20,6 +20,14 @@ using namespace ct_test;
 
 namespace {
 
+// Runs a command (ct_cmd_train, ct_cmd_eval) in this process on args.
+int run_in_process(int (*cmd)(int, char **), std::vector<std::string> args) {
+    std::vector<char *> argv;
+    for (auto &a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    return cmd((int)args.size(), argv.data());
+}
+
 void (*handler_of(int sig))(int) {
     struct sigaction sa;
     sigaction(sig, nullptr, &sa);
@@ -65,13 +73,11 @@ TEST_F(StopSignals, InterruptedWhileTheInputsLoadedLeavesTheOldLogsAsTheyWere) {
     std::string jsonl = dir.file("run.jsonl"), csv = dir.file("run.csv");
     write_text(jsonl, "an old log\n");
     write_text(csv, "an old table\n");
-    std::vector<std::string> args = {"--quiet", "--device", "cpu", "--model", dir.file("model.txt"), "--data", dir.path(),
-                                     "--log-jsonl", jsonl, "--log-csv", csv, "--save", dir.file("w.safetensors")};
-    std::vector<char *> argv;
-    for (auto &a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
     ct_cli_stop_signal = SIGTERM;  // as if it came while the data was read
-    EXPECT_EQ(ct_cmd_train((int)args.size(), argv.data()), CT_EXIT_INTERRUPTED);
+    EXPECT_EQ(run_in_process(ct_cmd_train, {"--quiet", "--device", "cpu", "--model", dir.file("model.txt"), "--data",
+                                            dir.path(), "--log-jsonl", jsonl, "--log-csv", csv, "--save",
+                                            dir.file("w.safetensors")}),
+              CT_EXIT_INTERRUPTED);
     EXPECT_EQ(read_lines(jsonl), std::vector<std::string>{"an old log"});
     EXPECT_EQ(read_lines(csv), std::vector<std::string>{"an old table"});
     EXPECT_FALSE(file_exists(dir.file("w.safetensors")));
@@ -81,20 +87,16 @@ TEST_F(StopSignals, InterruptedWhileTheInputsLoadedLeavesTheOldLogsAsTheyWere) {
     // eval scores first and opens its log after: a signal that came while
     // it evaluated leaves the old log too.
     ct_cli_stop_signal = 0;
-    std::vector<std::string> train_args = {"--quiet", "--device", "cpu", "--model", dir.file("model.txt"), "--data",
-                                           dir.path(), "--max-steps", "2", "--save", dir.file("w.safetensors")};
-    std::vector<char *> targv;
-    for (auto &a : train_args) targv.push_back(a.data());
-    ASSERT_EQ(ct_cmd_train((int)train_args.size(), targv.data()), 0);
-    std::vector<std::string> eval_args = {"--quiet", "--device", "cpu", "--model", dir.file("model.txt"), "--data",
-                                          dir.path(), "--weights", dir.file("w.safetensors"), "--log-jsonl", jsonl};
-    std::vector<char *> eargv;
-    for (auto &a : eval_args) eargv.push_back(a.data());
+    ASSERT_EQ(run_in_process(ct_cmd_train, {"--quiet", "--device", "cpu", "--model", dir.file("model.txt"), "--data",
+                                            dir.path(), "--max-steps", "2", "--save", dir.file("w.safetensors")}),
+              0);
+    const std::vector<std::string> eval = {"--quiet", "--device", "cpu", "--model", dir.file("model.txt"), "--data",
+                                           dir.path(), "--weights", dir.file("w.safetensors"), "--log-jsonl", jsonl};
     ct_cli_stop_signal = SIGINT;
-    EXPECT_EQ(ct_cmd_eval((int)eval_args.size(), eargv.data()), CT_EXIT_INTERRUPTED);
+    EXPECT_EQ(run_in_process(ct_cmd_eval, eval), CT_EXIT_INTERRUPTED);
     EXPECT_EQ(read_lines(jsonl), std::vector<std::string>{"an old log"});
     ct_cli_stop_signal = 0;
-    EXPECT_EQ(ct_cmd_eval((int)eval_args.size(), eargv.data()), 0);
+    EXPECT_EQ(run_in_process(ct_cmd_eval, eval), 0);
     EXPECT_NE(read_lines(jsonl).at(0).find("\"status\":\"evaluated\""), std::string::npos);
 }
 
