@@ -250,6 +250,22 @@ static int throughput(bench_ctx *c, const bench_flags *f, figures *out, ct_error
     return 0;
 }
 
+/* The throughput figures as ,"key":value pairs, for --json and the log. */
+static void put_figures(FILE *f, const figures *fg) {
+    const struct {
+        const char *k;
+        double v;
+    } nums[] = {
+        {"samples_per_s", fg->sps_med}, {"samples_per_s_min", fg->sps_min}, {"samples_per_s_max", fg->sps_max},
+        {"steps_per_s", fg->steps_per_s}, {"epoch_s", isfinite(fg->epoch_s_measured) ? fg->epoch_s_measured : fg->epoch_s},
+        {"stats_overhead", fg->overhead},
+    };
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; ++i) {
+        fprintf(f, ",\"%s\":", nums[i].k);
+        ct_json_number(f, nums[i].v);
+    }
+}
+
 static void json_figures(FILE *j, const bench_flags *f, const ct_model_spec *spec, const ct_backend *be,
                          const figures *fg) {
     fprintf(j, "{\"tool\":\"cutrain\",\"version\":\"%s\",\"model\":", CUTRAIN_VERSION);
@@ -259,15 +275,7 @@ static void json_figures(FILE *j, const bench_flags *f, const ct_model_spec *spe
     fprintf(j, ",\"threads\":%d,\"optimizer\":\"%s\",\"loss\":\"%s\",\"steps\":%d,\"warmup\":%d,\"repeats\":%d",
             be->threads, ct_optim_kind_name(spec->optim.kind), ct_loss_name(spec->loss), f->steps, f->warmup,
             f->repeats);
-    const struct { const char *k; double v; } nums[] = {
-        {"samples_per_s", fg->sps_med}, {"samples_per_s_min", fg->sps_min}, {"samples_per_s_max", fg->sps_max},
-        {"steps_per_s", fg->steps_per_s}, {"epoch_s", isfinite(fg->epoch_s_measured) ? fg->epoch_s_measured : fg->epoch_s},
-        {"stats_overhead", fg->overhead},
-    };
-    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; ++i) {
-        fprintf(j, ",\"%s\":", nums[i].k);
-        ct_json_number(j, nums[i].v);
-    }
+    put_figures(j, fg);
     fprintf(j, ",\"epoch_s_measured\":%s}\n", isfinite(fg->epoch_s_measured) ? "true" : "false");
 }
 
@@ -360,16 +368,7 @@ static void log_summary(ct_logger *log, const bench_ctx *c, const bench_flags *f
                 tr->reached);
         ct_json_number(x, tr->median_s);
     } else if (fg) {
-        const struct { const char *k; double v; } nums[] = {
-            {"samples_per_s", fg->sps_med}, {"samples_per_s_min", fg->sps_min}, {"samples_per_s_max", fg->sps_max},
-            {"steps_per_s", fg->steps_per_s},
-            {"epoch_s", isfinite(fg->epoch_s_measured) ? fg->epoch_s_measured : fg->epoch_s},
-            {"stats_overhead", fg->overhead},
-        };
-        for (size_t i = 0; i < sizeof nums / sizeof nums[0]; ++i) {
-            fprintf(x, ",\"%s\":", nums[i].k);
-            ct_json_number(x, nums[i].v);
-        }
+        put_figures(x, fg);
     }
     if (fclose(x) != 0) {
         free(extra);
