@@ -520,7 +520,7 @@ std::vector<Case> flag_cases() {
           "--health-vanishing-window", "--health-dead-window", "--health-explode-factor",
           "--health-explode-window", "--health-chance-window", "--health-chance-tolerance",
           "--health-nonfinite-window"}},
-        {"eval", {"--batch-size", "--threads"}},
+        {"eval", {"--batch-size", "--threads", "--epochs", "--lr", "--seed"}},
         {"bench",
          {"--threads", "--batch-size", "--lr", "--steps", "--warmup", "--repeats", "--epochs", "--seed",
           "--time-to-accuracy", "--seeds", "--max-epochs"}},
@@ -534,7 +534,7 @@ std::vector<Case> flag_cases() {
     const std::vector<std::string> no_zero = {
         "train --epochs",       "train --batch-size",   "train --threads", "train --drain-every",
         "train --lr-step-size", "train --lr",           "train --lr-gamma", "train --lr-pct",
-        "train --clip-grad-norm", "eval --batch-size", "eval --threads",  "bench --threads",
+        "train --clip-grad-norm", "eval --batch-size", "eval --threads",  "eval --epochs", "eval --lr", "bench --threads",
         "bench --batch-size",   "bench --lr",           "bench --steps",   "bench --repeats",
         "bench --seeds",        "bench --max-epochs",   "bench --time-to-accuracy"};
     std::vector<Case> cases;
