@@ -33,9 +33,16 @@ typedef struct ct_schedule {
     float final_frac;     /* cosine: last lr = lr * final_frac (0)         */
 } ct_schedule;
 
-/* Defaults of each kind (PyTorch's where it has them). */
+/* Defaults of each kind (PyTorch's where it has them). The constant
+ * schedule has no settings: all zero, as a recipe that names no schedule
+ * holds it, so that saying "constant" changes nothing (a checkpoint
+ * compares every setting). */
 static inline ct_schedule ct_schedule_defaults(ct_schedule_kind kind) {
     ct_schedule s = {kind, 0, 1000, 0.1f, 0.3f, 25.0f, 1e4f, 0.0f};
+    if (kind == CT_SCHED_CONSTANT) {
+        ct_schedule none = {CT_SCHED_CONSTANT, 0, 0, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+        return none;
+    }
     return s;
 }
 

@@ -294,7 +294,9 @@ int ct_cmd_train(int argc, char **argv) {
         goto out;
     }
     ct_cli_note_print(&device_note, f.quiet);
-    ct_cli_log_build_diagnoses(log, &spec, &train, &test);
+    /* A resumed run's log goes on from the checkpoint's next step: the
+     * step-0 diagnoses are in the first run's log already. */
+    if (!f.resume) ct_cli_log_build_diagnoses(log, &spec, &train, &test);
     if (!f.quiet) {
         char desc[512];
         ct_model_spec_describe(&spec, desc, sizeof desc);

@@ -12,9 +12,11 @@
 int ct_model_param_tensors(const ct_model *m, const float *host, ct_st_tensor *t);
 
 /* 0 when `t` (found in the file `path` under `name`, or NULL when absent)
- * has the given shape and only finite values; else -1 with err naming the
- * file, the tensor and what is wrong. */
+ * has the given shape and only finite values (and +Inf, when allow_inf:
+ * a running mean of squares that overflowed float32 holds it, and Adam's
+ * step over it is 0); else -1 with err naming the file, the tensor and what
+ * is wrong. */
 int ct_check_param_tensor(const char *path, const ct_st_tensor *t, const char *name, int rank, const uint64_t *shape,
-                          ct_error *err);
+                          int allow_inf, ct_error *err);
 
 #endif

@@ -233,8 +233,12 @@ void ct_model_spec_describe(const ct_model_spec *s, char *buf, size_t len) {
             used += (size_t)snprintf(buf + used, len - used, " -> dense %d %s", l->units, ct_activation_name(l->act));
             break;
         case CT_LAYER_CONV2D:
+            /* Stride and padding when not the defaults: they change what the
+             * same-shaped weights compute, so a checkpoint must name them. */
             used += (size_t)snprintf(buf + used, len - used, " -> conv2d %d %dx%d %s", l->units, l->kh, l->kw,
                                      ct_activation_name(l->act));
+            if (l->stride > 1 && used < len) used += (size_t)snprintf(buf + used, len - used, " stride=%d", l->stride);
+            if (l->pad > 0 && used < len) used += (size_t)snprintf(buf + used, len - used, " padding=%d", l->pad);
             break;
         case CT_LAYER_MAXPOOL2D:
             used += (size_t)snprintf(buf + used, len - used, " -> maxpool2d %d", l->kh);

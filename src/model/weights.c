@@ -74,7 +74,7 @@ static void shape_text(int rank, const uint64_t *shape, char *buf, size_t len) {
 }
 
 int ct_check_param_tensor(const char *path, const ct_st_tensor *t, const char *name, int rank, const uint64_t *shape,
-                          ct_error *err) {
+                          int allow_inf, ct_error *err) {
     if (!t) return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: no tensor '%s': the file does not match this model", path, name);
     int same = t->rank == rank;
     for (int d = 0; same && d < rank; ++d) same = t->shape[d] == shape[d];
@@ -87,9 +87,13 @@ int ct_check_param_tensor(const char *path, const ct_st_tensor *t, const char *n
     }
     /* A NaN in a file would surface steps later as a diagnosis blaming the
      * learning rate; it is the file's fault, so it is said so here. */
+    /* Only --on-nan warn lets a non-finite update into the weights, and
+     * then the file is of no use: said so, with the way out. */
     for (uint64_t i = 0; i < t->count; ++i)
-        if (!isfinite(t->data[i]))
-            return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: tensor '%s' holds %s at index %llu; expected finite values",
+        if (!isfinite(t->data[i]) && !(allow_inf && t->data[i] > 0))
+            return ct_fail(err, CT_EXIT_BAD_INPUT,
+                           "%s: tensor '%s' holds %s at index %llu; expected finite values (a run with --on-nan warn "
+                           "that applied a non-finite update writes such a file: use one from before it)",
                            path, name, isnan(t->data[i]) ? "NaN" : "an infinity", (unsigned long long)i);
     return 0;
 }
@@ -112,8 +116,8 @@ int ct_model_load_weights(ct_model *m, const char *path, ct_error *err) {
         const ct_st_tensor *w = ct_safetensors_find(&f, wn), *b = ct_safetensors_find(&f, bn);
         uint64_t wshape[4], bshape[1] = {(uint64_t)l->out_c};
         int rank = weight_shape(l, wshape);
-        rc = ct_check_param_tensor(path, w, wn, rank, wshape, err);
-        if (rc == 0) rc = ct_check_param_tensor(path, b, bn, 1, bshape, err);
+        rc = ct_check_param_tensor(path, w, wn, rank, wshape, 0, err);
+        if (rc == 0) rc = ct_check_param_tensor(path, b, bn, 1, bshape, 0, err);
         if (rc == 0) {
             memcpy(host + l->w_off, w->data, w->count * sizeof(float));
             memcpy(host + l->b_off, b->data, b->count * sizeof(float));

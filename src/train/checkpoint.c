@@ -142,11 +142,12 @@ static int need_meta(const ct_st_file *f, const char *path, const char *key, con
  * same-named view of the model. */
 static int take_tensor(const ct_st_file *f, const char *path, const ct_st_tensor *want, float *dst, ct_error *err) {
     const ct_st_tensor *got = ct_safetensors_find(f, want->name);
-    if (ct_check_param_tensor(path, got, want->name, want->rank, want->shape, err)) return -1;
+    const char *dot = strrchr(want->name, '.');
+    const int mean_of_squares = dot && (strcmp(dot, ".exp_avg_sq") == 0 || strcmp(dot, ".square_avg") == 0);
+    if (ct_check_param_tensor(path, got, want->name, want->rank, want->shape, mean_of_squares, err)) return -1;
     /* Running means of squares: a negative one would make Adam's or
      * RMSprop's denominator the square root of a negative number. */
-    const char *dot = strrchr(want->name, '.');
-    if (dot && (strcmp(dot, ".exp_avg_sq") == 0 || strcmp(dot, ".square_avg") == 0))
+    if (mean_of_squares)
         for (uint64_t i = 0; i < got->count; ++i)
             if (got->data[i] < 0.0f)
                 return ct_fail(err, CT_EXIT_BAD_INPUT,

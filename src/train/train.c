@@ -393,6 +393,12 @@ static int train_epoch(run *r, uint32_t epoch, const ct_device_data *test, ct_ru
     size_t n = r->train.ds.count;
     uint64_t steps = r->src ? r->src->batches_per_epoch : ct_steps_per_epoch(n, opt->batch_size, opt->drop_last);
     uint64_t first = r->epoch == epoch ? r->epoch_step : 0; /* a resumed epoch goes on where it was */
+    /* Stopped before this epoch's first step: no record of an epoch that
+     * never started, and no test evaluation for it. */
+    if (first == 0 && interrupted(r)) {
+        r->exit_code = CT_EXIT_INTERRUPTED;
+        return 1;
+    }
     start_epoch(r, epoch, first);
     /* Where --max-steps ends this epoch, so the progress line's count and ETA aim there. */
     uint64_t end = steps;
@@ -447,6 +453,9 @@ static int train_epoch(run *r, uint32_t epoch, const ct_device_data *test, ct_ru
         r->ep_loss = r->ep_correct = 0;
         r->ep_samples = r->ep_steps = r->ep_empty = r->ep_skipped = 0;
     }
+    /* A stop that came after the last step (during the test evaluation or a
+     * checkpoint write) ends the run here, at this epoch's end. */
+    if (r->exit_code == CT_EXIT_OK && interrupted(r)) r->exit_code = CT_EXIT_INTERRUPTED;
     return r->exit_code != CT_EXIT_OK || (opt->max_steps && r->step >= opt->max_steps) || r->reached_target;
 }
 
@@ -515,6 +524,14 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
         r.step = st->step;
         r.epoch = st->epoch;
         r.epoch_step = st->epoch_steps;
+        const ct_schedule_kind sk = r.optim.schedule.kind;
+        if ((sk == CT_SCHED_COSINE || sk == CT_SCHED_ONECYCLE) && st->schedule_steps != r.optim.schedule.total_steps)
+            ct_log_note(log,
+                        "--resume: the checkpoint's %s schedule spans %llu steps and keeps that length (this run's "
+                        "settings would make it %llu): past step %llu the learning rate stays at the schedule's last "
+                        "value",
+                        sk == CT_SCHED_COSINE ? "cosine" : "one-cycle", (unsigned long long)st->schedule_steps,
+                        (unsigned long long)r.optim.schedule.total_steps, (unsigned long long)st->schedule_steps);
         r.optim.schedule.total_steps = st->schedule_steps;
         r.ep_loss = st->ep_loss;
         r.ep_correct = st->ep_correct;

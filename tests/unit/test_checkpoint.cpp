@@ -485,3 +485,71 @@ TEST_F(Checkpoint, InterruptWritesACheckpointOfTheLastStep) {
 }
 
 }  // namespace
+
+namespace {
+
+// What a review found resume getting wrong, each now right:
+TEST_F(Checkpoint, ResumeKeepsToWhatTheRunWasAndSaysWhatItKeeps) {
+    std::string ck = dir.file("ck.st"), log = dir.file("log.jsonl");
+    // A running mean of squares that overflowed float32 to +Inf is a state a
+    // run writes (docs/decisions.md, numerical edges): it resumes; a NaN or
+    // -Inf there does not.
+    ASSERT_EQ(run_cutrain(base() + " --max-steps 4 --save " + ck).exit_code, 0);
+    Tensors t = read_checkpoint(ck);
+    t.values["optim.dense1.weight.exp_avg_sq"][5] = INFINITY;
+    std::string inf = dir.file("inf.st");
+    write_checkpoint(inf, t);
+    RunResult r = run_cutrain(base() + " --max-steps 6 --resume " + inf);
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    t.values["optim.dense1.weight.exp_avg_sq"][5] = NAN;
+    write_checkpoint(inf, t);
+    r = run_cutrain(base() + " --max-steps 6 --resume " + inf);
+    EXPECT_EQ(r.exit_code, CT_EXIT_BAD_INPUT) << r.out;
+    EXPECT_NE(r.out.find("holds NaN at index 5; expected finite values (a run with --on-nan warn"), std::string::npos)
+        << r.out;
+
+    // Saying the default schedule (constant) changes nothing, either way.
+    ASSERT_EQ(run_cutrain(base(const_model()) + " --max-steps 4 --save " + ck).exit_code, 0);
+    r = run_cutrain(base(const_model()) + " --lr-schedule constant --max-steps 6 --resume " + ck);
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    ASSERT_EQ(run_cutrain(base(const_model()) + " --lr-schedule constant --max-steps 4 --save " + ck).exit_code, 0);
+    r = run_cutrain(base(const_model()) + " --max-steps 6 --resume " + ck);
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+
+    // A resumed log goes on from the next step: the step-0 diagnoses (here
+    // MSE on a softmax) are the first run's.
+    ASSERT_EQ(run_cutrain(base() + " --loss mse --max-steps 4 --save " + ck + " --log-jsonl " + log).exit_code, 0);
+    EXPECT_EQ(jsonl_of_type(log, "diagnosis").size(), 1u);
+    r = run_cutrain(base() + " --loss mse --max-steps 6 --resume " + ck + " --log-jsonl " + log);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    EXPECT_TRUE(jsonl_of_type(log, "diagnosis").empty()) << read_lines(log).at(0);
+
+    // A schedule keeps the length it was saved with; a resume whose
+    // settings would give another says so.
+    ASSERT_EQ(run_cutrain(base() + " --lr-schedule cosine --epochs 2 --max-steps 4 --save " + ck).exit_code, 0);
+    r = run_cutrain("train --device cpu --threads 1 --seed 3 --model " + model() + " --data " + dir.path() +
+                    " --lr-schedule cosine --epochs 2 --resume " + ck + " --log-jsonl " + log);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    EXPECT_NE(r.out.find("cutrain: --resume: the checkpoint's cosine schedule spans 4 steps and keeps that length "
+                         "(this run's settings would make it 14)"),
+              std::string::npos)
+        << r.out;
+}
+
+// Convolutions of another stride or padding whose weights have the same
+// shapes compute something else: a checkpoint of one is refused by the other.
+TEST_F(Checkpoint, AConvModelOfAnotherStrideOrPaddingIsAnotherModel) {
+    write_text(dir.file("a.txt"), "input 1 8 8\nconv2d 2 3 relu\nconv2d 2 3 relu stride=2\nflatten\ndense 10 softmax\n"
+                                  "batch_size 32\n");
+    write_text(dir.file("b.txt"), "input 1 8 8\nconv2d 2 3 relu stride=2 padding=1\nconv2d 2 3 relu\nflatten\n"
+                                  "dense 10 softmax\nbatch_size 32\n");
+    std::string ck = dir.file("a.st");
+    ASSERT_EQ(run_cutrain(base(dir.file("a.txt")) + " --max-steps 3 --save " + ck).exit_code, 0);
+    EXPECT_NE(read_checkpoint(ck).meta["model"].find("conv2d 2 3x3 relu stride=2 ->"), std::string::npos);
+    RunResult r = run_cutrain(base(dir.file("b.txt")) + " --max-steps 5 --resume " + ck);
+    EXPECT_EQ(r.exit_code, CT_EXIT_BAD_INPUT) << r.out;
+    EXPECT_NE(r.out.find("stride=2 padding=1"), std::string::npos) << r.out;
+    EXPECT_EQ(run_cutrain(base(dir.file("a.txt")) + " --max-steps 5 --resume " + ck).exit_code, 0);
+}
+
+}  // namespace

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "support/diagnostics.h"
 #include "support/fixtures.h"
 
 extern "C" {
@@ -98,6 +99,47 @@ TEST_F(StopSignals, InterruptedWhileTheInputsLoadedLeavesTheOldLogsAsTheyWere) {
     ct_cli_stop_signal = 0;
     EXPECT_EQ(run_in_process(ct_cmd_eval, eval), 0);
     EXPECT_NE(read_lines(jsonl).at(0).find("\"status\":\"evaluated\""), std::string::npos);
+}
+
+// A stop that comes after an epoch's last step (here while the source
+// fills it; from a terminal, during the test evaluation or a checkpoint
+// write) ends the run at that epoch's end: no record of an epoch that never
+// started, and no second evaluation.
+TEST_F(StopSignals, AStopAfterAnEpochsLastStepEndsTheRunThere) {
+    TempDir dir;
+    write_text(dir.file("model.txt"), "input 64\ndense 16 relu\ndense 10 softmax\noptimizer adam lr=0.01\nbatch_size 32\n");
+    Net net(dir.file("model.txt"));
+    Source src(4);
+    struct Stopping {
+        ct_data_source inner;
+        volatile sig_atomic_t *flag;
+    } stopping = {src.source("stopping"), &ct_cli_stop_signal};
+    ct_data_source ds = {"stopping", &stopping, 4,
+                         [](void *user, uint32_t epoch, uint64_t batch, int max_rows, float *x, int32_t *labels,
+                            ct_error *err) {
+                             auto *s = static_cast<Stopping *>(user);
+                             if (epoch == 1 && batch == 3) *s->flag = SIGINT;  // the epoch's last batch
+                             return s->inner.next_batch(s->inner.user, epoch, batch, max_rows, x, labels, err);
+                         }};
+    ct_train_options opt = net.options(3);
+    opt.interrupt = &ct_cli_stop_signal;
+    Outcome o = train_api(net, nullptr, &ds, opt, dir.file("run.jsonl"));
+    EXPECT_EQ(o.code, CT_EXIT_INTERRUPTED) << o.err;
+    EXPECT_EQ(jsonl_of_type(o.jsonl, "step").size(), 4u);
+    auto epochs = jsonl_of_type(o.jsonl, "epoch");
+    ASSERT_EQ(epochs.size(), 1u);
+    EXPECT_EQ(json_number(epochs[0], "steps"), 4.0);
+    EXPECT_EQ(o.sum.steps, 4u);
+    EXPECT_EQ(o.sum.epochs, 1u);
+    // Set before the run: it stops before the first step, with no epoch.
+    Net fresh(dir.file("model.txt"));
+    Source plain(4);
+    ct_data_source pds = plain.source("plain");
+    ct_cli_stop_signal = SIGTERM;
+    o = train_api(fresh, nullptr, &pds, opt, dir.file("none.jsonl"));
+    EXPECT_EQ(o.code, CT_EXIT_INTERRUPTED) << o.err;
+    EXPECT_TRUE(jsonl_of_type(o.jsonl, "epoch").empty());
+    EXPECT_EQ(o.sum.steps, 0u);
 }
 
 }  // namespace
