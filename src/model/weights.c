@@ -86,14 +86,13 @@ int ct_check_param_tensor(const char *path, const ct_st_tensor *t, const char *n
                        want);
     }
     /* A NaN in a file would surface steps later as a diagnosis blaming the
-     * learning rate; it is the file's fault, so it is said so here. */
-    /* Only --on-nan warn lets a non-finite update into the weights, and
-     * then the file is of no use: said so, with the way out. */
+     * learning rate; it is the file's fault, so it is said so here, with
+     * the one way cutrain itself writes such a file (--on-nan warn). */
     for (uint64_t i = 0; i < t->count; ++i)
         if (!isfinite(t->data[i]) && !(allow_inf && t->data[i] > 0))
             return ct_fail(err, CT_EXIT_BAD_INPUT,
-                           "%s: tensor '%s' holds %s at index %llu; expected finite values (a run with --on-nan warn "
-                           "that applied a non-finite update writes such a file: use one from before it)",
+                           "%s: tensor '%s' holds %s at index %llu; expected finite values (cutrain writes such a file "
+                           "only after --on-nan warn let a non-finite update in: use one from before it)",
                            path, name, isnan(t->data[i]) ? "NaN" : "an infinity", (unsigned long long)i);
     return 0;
 }

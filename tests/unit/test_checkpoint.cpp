@@ -505,7 +505,7 @@ TEST_F(Checkpoint, ResumeKeepsToWhatTheRunWasAndSaysWhatItKeeps) {
     write_checkpoint(inf, t);
     r = run_cutrain(base() + " --max-steps 6 --resume " + inf);
     EXPECT_EQ(r.exit_code, CT_EXIT_BAD_INPUT) << r.out;
-    EXPECT_NE(r.out.find("holds NaN at index 5; expected finite values (a run with --on-nan warn"), std::string::npos)
+    EXPECT_NE(r.out.find("holds NaN at index 5; expected finite values (cutrain writes such a file only after --on-nan warn"), std::string::npos)
         << r.out;
 
     // Saying the default schedule (constant) changes nothing, either way.
