@@ -193,6 +193,41 @@ TEST_F(FetchMnist, CorruptedFileIsRejectedAndNothingInstalled) {
     EXPECT_TRUE(parent_entries().empty());
 }
 
+// A source nobody named (../shared/data/mnist beside the checkout) that
+// holds a bad copy is passed over for the next source, not the end of the
+// run; offline there is no next one, and that is what it says. A named source
+// (--from, above) stays strict.
+TEST_F(FetchMnist, ABadCopyInTheSharedDirectoryIsPassedOver) {
+    const std::string repo = root + "/repo", shared = root + "/shared/data";
+    fs::create_directories(repo + "/tools");
+    fs::create_directories(shared);
+    fs::copy_file(kScript, repo + "/tools/fetch-mnist");
+    fs::permissions(repo + "/tools/fetch-mnist", fs::perms::owner_all);
+    fs::create_directory_symlink(src, shared + "/mnist");
+    auto fetch_implicit = [&] {
+        Result r;
+        std::string cmd = "env -u CUTRAIN_MNIST_SOURCE " + shell_quote(repo + "/tools/fetch-mnist") +
+                          " --offline --dest " + shell_quote(dest) + " --sums " + shell_quote(sums) + " 2>&1";
+        FILE *p = popen(cmd.c_str(), "r");
+        char buf[4096];
+        size_t n;
+        while (p && (n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+        int st = p ? pclose(p) : -1;
+        r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        return r;
+    };
+    Result r = fetch_implicit();
+    ASSERT_EQ(0, r.status) << r.out;  // a good copy is used
+    fs::remove_all(dest);
+    put_source("train-images-idx3-ubyte", to_bytes("fake train images, corrupted\n"), false);
+    r = fetch_implicit();
+    EXPECT_EQ(1, r.status) << r.out;
+    EXPECT_TRUE(has(r.out, "train-images-idx3-ubyte: not the MNIST file its checksum names")) << r.out;
+    EXPECT_TRUE(has(r.out, "trying the next source")) << r.out;
+    EXPECT_TRUE(has(r.out, "--offline forbids the network")) << r.out;
+    EXPECT_FALSE(fs::exists(dest));
+}
+
 TEST_F(FetchMnist, CorruptedGzipIsRejected) {
     Bytes gz = ct_test::gzip_bytes(to_bytes(kFakes[2].content));
     gz.resize(gz.size() - 4);  // lose the length trailer
