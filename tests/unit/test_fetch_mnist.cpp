@@ -110,9 +110,10 @@ class FetchMnist : public ::testing::Test {
         write_file(src + "/" + name + (gz ? ".gz" : ""), gz ? ct_test::gzip_bytes(content) : content);
     }
 
-    Result run(const std::string &args) {
+    // Runs the script (the checkout's, or a copy elsewhere) with args.
+    Result run(const std::string &args, const std::string &script = kScript) {
         std::string errfile = root + "/stderr.txt";
-        std::string cmd = "env -u CUTRAIN_MNIST_SOURCE " + shell_quote(kScript) + " " + args +
+        std::string cmd = "env -u CUTRAIN_MNIST_SOURCE " + shell_quote(script) + " " + args +
                           " 2>" + shell_quote(errfile);
         Result r;
         FILE *p = popen(cmd.c_str(), "r");
@@ -204,27 +205,17 @@ TEST_F(FetchMnist, ABadCopyInTheSharedDirectoryIsPassedOver) {
     fs::copy_file(kScript, repo + "/tools/fetch-mnist");
     fs::permissions(repo + "/tools/fetch-mnist", fs::perms::owner_all);
     fs::create_directory_symlink(src, shared + "/mnist");
-    auto fetch_implicit = [&] {
-        Result r;
-        std::string cmd = "env -u CUTRAIN_MNIST_SOURCE " + shell_quote(repo + "/tools/fetch-mnist") +
-                          " --offline --dest " + shell_quote(dest) + " --sums " + shell_quote(sums) + " 2>&1";
-        FILE *p = popen(cmd.c_str(), "r");
-        char buf[4096];
-        size_t n;
-        while (p && (n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-        int st = p ? pclose(p) : -1;
-        r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-        return r;
-    };
-    Result r = fetch_implicit();
-    ASSERT_EQ(0, r.status) << r.out;  // a good copy is used
+    const std::string args = "--offline --dest " + shell_quote(dest) + " --sums " + shell_quote(sums);
+    Result r = run(args, repo + "/tools/fetch-mnist");
+    ASSERT_EQ(0, r.status) << r.out << r.err;  // a good copy is used
     fs::remove_all(dest);
     put_source("train-images-idx3-ubyte", to_bytes("fake train images, corrupted\n"), false);
-    r = fetch_implicit();
-    EXPECT_EQ(1, r.status) << r.out;
-    EXPECT_TRUE(has(r.out, "train-images-idx3-ubyte: not the MNIST file its checksum names")) << r.out;
-    EXPECT_TRUE(has(r.out, "trying the next source")) << r.out;
-    EXPECT_TRUE(has(r.out, "--offline forbids the network")) << r.out;
+    r = run(args, repo + "/tools/fetch-mnist");
+    EXPECT_EQ(1, r.status) << r.out << r.err;
+    const std::string said = r.out + r.err;  // notes on stdout, the error on stderr
+    EXPECT_TRUE(has(said, "train-images-idx3-ubyte: not the MNIST file its checksum names")) << said;
+    EXPECT_TRUE(has(said, "trying the next source")) << said;
+    EXPECT_TRUE(has(r.err, "--offline forbids the network")) << r.err;
     EXPECT_FALSE(fs::exists(dest));
 }
 
