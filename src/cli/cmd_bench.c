@@ -50,6 +50,16 @@ typedef struct bench_ctx {
     double train_seconds;
 } bench_ctx;
 
+/* Counts a run's steps, epochs and training time toward the log's summary;
+ * -1 with err set when the run was interrupted (no figure then). */
+static int tally(bench_ctx *c, const ct_run_summary *sum, int rc, ct_error *err) {
+    c->steps += sum->steps;
+    c->epochs += sum->epochs;
+    c->train_seconds += sum->train_seconds;
+    if (rc == CT_EXIT_INTERRUPTED) return ct_fail(err, CT_EXIT_INTERRUPTED, "bench: interrupted: no figure to give");
+    return 0;
+}
+
 /* Training seconds of one run with options o, evaluation off. A run of
  * max_steps gets the epochs that hold them: a figure is computed from the
  * steps asked for, so they must all run (a small data set once capped them). */
@@ -67,13 +77,10 @@ static int timed(bench_ctx *c, ct_train_options o, double *seconds, ct_error *er
     ct_run_summary sum;
     int rc = ct_train(c->m, c->train, c->test, &o, c->log, &sum, err);
     if (rc < 0) return -1;
-    c->steps += sum.steps;
-    c->epochs += sum.epochs;
-    c->train_seconds += sum.train_seconds;
+    if (tally(c, &sum, rc, err)) return -1;
     if (rc == CT_EXIT_HEALTH_STOP)
         return ct_fail(err, CT_EXIT_HEALTH_STOP,
                        "bench: a health policy stopped the timed run (the diagnosis above says why): no figure to give");
-    if (rc == CT_EXIT_INTERRUPTED) return ct_fail(err, CT_EXIT_INTERRUPTED, "bench: interrupted: no figure to give");
     if (rc != CT_EXIT_OK) return ct_fail(err, CT_EXIT_FAILURE, "bench: the timed run ended with status %s", sum.status);
     if (o.max_steps && sum.steps != o.max_steps)
         return ct_fail(err, CT_EXIT_FAILURE, "bench: a timed run of %llu steps ran %llu", (unsigned long long)o.max_steps,
@@ -302,10 +309,7 @@ static int time_to_accuracy(bench_ctx *c, const ct_model_spec *spec, ct_backend 
         int rc = ct_train(&m, c->train, c->test, &o, c->log, &sum, err);
         ct_model_free(&m);
         if (rc < 0) return -1;
-        c->steps += sum.steps;
-        c->epochs += sum.epochs;
-        c->train_seconds += sum.train_seconds;
-        if (rc == CT_EXIT_INTERRUPTED) return ct_fail(err, CT_EXIT_INTERRUPTED, "bench: interrupted: no figure to give");
+        if (tally(c, &sum, rc, err)) return -1;
         /* A seed that a health policy stopped has no score (its diagnosis says
          * why); it counts as not reaching the target, and if every seed was
          * stopped there is no figure, as for the throughput runs. */
