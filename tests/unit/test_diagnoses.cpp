@@ -42,6 +42,19 @@ class Diagnoses : public ::testing::Test {
     TempDir dir;
 };
 
+// The one diagnosis of a log, a warning said when the model was built
+// (step 0) with this code and layer; its message ("" when there is not one).
+std::string only_build_warning(const std::string &log, const char *code, const char *layer) {
+    auto d = diagnoses(log);
+    EXPECT_EQ(d.size(), 1u) << all_codes(log);
+    if (d.size() != 1) return "";
+    EXPECT_EQ(d[0].code, code);
+    EXPECT_EQ(d[0].severity, "warning");
+    EXPECT_EQ(d[0].step, 0.0);
+    EXPECT_EQ(d[0].layer, layer);
+    return d[0].message;
+}
+
 // ====================================================================== 1. empty data
 
 TEST_F(Diagnoses, ZeroItemTrainSetFailsBeforeTrainingNamingTheFileAndCount) {
@@ -205,14 +218,9 @@ TEST_F(Diagnoses, MseOnSoftmaxWarnsAtStepZeroAndStillLogsEveryStep) {
     std::string log = dir.file("mse.jsonl");
     RunResult r = run_cutrain(base() + " --loss mse --log-jsonl " + log);
     ASSERT_EQ(r.exit_code, 0) << r.out;
-    auto d = diagnoses(log);
-    ASSERT_EQ(d.size(), 1u) << all_codes(log);
-    EXPECT_EQ(d[0].code, "LOSS_OUTPUT_MISMATCH");
-    EXPECT_EQ(d[0].severity, "warning");
-    EXPECT_EQ(d[0].step, 0.0);
-    EXPECT_EQ(d[0].layer, "dense2");
-    EXPECT_TRUE(has(d[0].message, "mean_squared_error on the softmax output of dense2")) << d[0].message;
-    EXPECT_TRUE(has(d[0].message, "Use --loss categorical_crossentropy")) << d[0].message;
+    const std::string msg = only_build_warning(log, "LOSS_OUTPUT_MISMATCH", "dense2");
+    EXPECT_TRUE(has(msg, "mean_squared_error on the softmax output of dense2")) << msg;
+    EXPECT_TRUE(has(msg, "Use --loss categorical_crossentropy")) << msg;
     // Said before training, shown on stderr even with --quiet.
     EXPECT_LT(first_index_of(log, "diagnosis"), first_index_of(log, "step"));
     EXPECT_TRUE(has(r.out, "warning [LOSS_OUTPUT_MISMATCH] in dense2: mean_squared_error")) << r.out;
@@ -232,14 +240,9 @@ TEST_F(Diagnoses, CrossEntropyOnSigmoidWarnsSuggestingSoftmax) {
                                                         "batch_size 32\n") +
                               " --log-jsonl " + log);
     ASSERT_EQ(r.exit_code, 0) << r.out;
-    auto d = diagnoses(log);
-    ASSERT_EQ(d.size(), 1u) << all_codes(log);
-    EXPECT_EQ(d[0].code, "LOSS_OUTPUT_MISMATCH");
-    EXPECT_EQ(d[0].severity, "warning");
-    EXPECT_EQ(d[0].step, 0.0);
-    EXPECT_EQ(d[0].layer, "out");
-    EXPECT_TRUE(has(d[0].message, "output layer out uses sigmoid")) << d[0].message;
-    EXPECT_TRUE(has(d[0].message, "activation=softmax")) << d[0].message;
+    const std::string msg = only_build_warning(log, "LOSS_OUTPUT_MISMATCH", "out");
+    EXPECT_TRUE(has(msg, "output layer out uses sigmoid")) << msg;
+    EXPECT_TRUE(has(msg, "activation=softmax")) << msg;
     EXPECT_EQ(jsonl_of_type(log, "step").size(), 7u);
 }
 
@@ -257,13 +260,8 @@ TEST_F(Diagnoses, ExtremeMomentumWarnsAtStepZeroNamingTheEffectiveRate) {
     RunResult r = run_cutrain(with_model("swing.txt", layers + "optimizer sgd lr=0.01 momentum=0.999\n") +
                               " --log-jsonl " + log);
     ASSERT_EQ(r.exit_code, 0) << r.out;
-    auto d = diagnoses(log);
-    ASSERT_EQ(d.size(), 1u) << all_codes(log);
-    EXPECT_EQ(d[0].code, "MOMENTUM_TOO_LARGE");
-    EXPECT_EQ(d[0].severity, "warning");
-    EXPECT_EQ(d[0].step, 0.0);
-    EXPECT_EQ(d[0].layer, "");
-    EXPECT_TRUE(has(d[0].message, "lr/(1-momentum) = 10,")) << d[0].message;
+    const std::string msg = only_build_warning(log, "MOMENTUM_TOO_LARGE", "");
+    EXPECT_TRUE(has(msg, "lr/(1-momentum) = 10,")) << msg;
     EXPECT_TRUE(has(r.out, "warning [MOMENTUM_TOO_LARGE]: Momentum 0.999")) << r.out;
     EXPECT_EQ(jsonl_of_type(log, "step").size(), 7u);
     // The classic recipe, lr 0.1 with momentum 0.9, says nothing.
@@ -671,15 +669,10 @@ TEST_F(Diagnoses, ConstantImagesWarnAtStepZeroAndTrainingRuns) {
     std::string log = dir.file("blank.jsonl");
     RunResult r = run_cutrain(base() + " --log-jsonl " + log);
     ASSERT_EQ(r.exit_code, 0) << r.out;
-    auto d = diagnoses(log);
-    ASSERT_EQ(d.size(), 1u) << all_codes(log);
-    EXPECT_EQ(d[0].code, "CONSTANT_IMAGES");
-    EXPECT_EQ(d[0].severity, "warning");
-    EXPECT_EQ(d[0].step, 0.0);
-    EXPECT_EQ(d[0].layer, "");
-    EXPECT_EQ(d[0].message.rfind(train_images() + ": ", 0), 0u) << d[0].message;
-    EXPECT_TRUE(has(d[0].message, "5 of 200 images are constant")) << d[0].message;
-    EXPECT_TRUE(has(d[0].message, "the first at index 10")) << d[0].message;
+    const std::string msg = only_build_warning(log, "CONSTANT_IMAGES", "");
+    EXPECT_EQ(msg.rfind(train_images() + ": ", 0), 0u) << msg;
+    EXPECT_TRUE(has(msg, "5 of 200 images are constant")) << msg;
+    EXPECT_TRUE(has(msg, "the first at index 10")) << msg;
     EXPECT_LT(first_index_of(log, "diagnosis"), first_index_of(log, "step"));
     EXPECT_EQ(jsonl_of_type(log, "step").size(), 7u);
     EXPECT_TRUE(has(r.out, "warning [CONSTANT_IMAGES]: " + train_images())) << r.out;
