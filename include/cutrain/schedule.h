@@ -61,12 +61,17 @@ CT_HOSTDEV float ct_schedule_lr(float lr, const ct_schedule *s, uint64_t step) {
         return (float)(base * (s->final_frac + (1.0 - s->final_frac) * (1.0 + cos(3.141592653589793 * p)) / 2.0));
     }
     case CT_SCHED_ONECYCLE: {
-        if (T <= 1) return lr;
+        if (T <= 0) return lr;
         double first = base / s->div, last = first / s->final_div;
+        /* PyTorch's phase ends, fractional as they are (pct < 1, so end1 <
+         * end2). A short run (pct * T < 2) rises for step 0 only, or (pct *
+         * T <= 1) not at all: it starts the fall from the peak, as PyTorch
+         * does for end1 < 0 (at end1 == 0 PyTorch divides 0 by 0; the fall
+         * is its limit from below). Clamping end1 to 1 instead put a full
+         * peak at step 1 that PyTorch never reaches. */
         double end1 = (double)s->pct * T - 1.0, end2 = T - 1.0;
-        if (end1 < 1.0) end1 = 1.0;
-        if (t <= end1) return (float)ct_schedule_anneal(first, base, t / end1);
-        double p = end2 > end1 ? (t - end1) / (end2 - end1) : 1.0;
+        if (end1 > 0.0 && t <= end1) return (float)ct_schedule_anneal(first, base, t / end1);
+        double p = (t - end1) / (end2 - end1);
         return (float)ct_schedule_anneal(base, last, p < 1.0 ? p : 1.0);
     }
     case CT_SCHED_CONSTANT:

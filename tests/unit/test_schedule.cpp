@@ -57,6 +57,39 @@ TEST(Schedule, OneCycleMatchesPyTorch) {
     EXPECT_NEAR(ct_schedule_lr(0.01f, &s, 2814), 0.01 / 25 / 1e4, 1e-12);
 }
 
+// Runs shorter than two steps per rising phase (pct * T < 2: `--max-steps 5`
+// with the default pct), against PyTorch 1.13's OneCycleLR(max_lr=0.01,
+// total_steps=T, cycle_momentum=False), read off its param_groups step by step.
+TEST(Schedule, OneCycleMatchesPyTorchOnShortRuns) {
+    const std::vector<std::vector<double>> torch_lrs = {
+        {4e-08},
+        {0.00811745653949763, 4e-08},
+        {0.009944154354509118, 0.00462637102666975, 4e-08},
+        {0.0003999999999999993, 0.00811745653949763, 0.0028306099820869924, 4e-08},
+        {0.0003999999999999993, 0.009504846320134737, 0.0061126202193628925, 0.00188258346050237, 4e-08},
+        {0.0003999999999999993, 0.009944154354509118, 0.00811745653949763, 0.00462637102666975,
+         0.001334775301888306, 4e-08},
+    };
+    ct_schedule s = ct_schedule_defaults(CT_SCHED_ONECYCLE);
+    for (size_t T = 1; T <= torch_lrs.size(); ++T) {
+        s.total_steps = T;
+        for (size_t i = 0; i < T; ++i)
+            EXPECT_NEAR(ct_schedule_lr(0.01f, &s, i + 1), torch_lrs[T - 1][i], 1e-7 * 0.01) << "T " << T << " step " << i + 1;
+    }
+}
+
+// pct * T == 1 puts PyTorch's first phase end at 0 (it divides 0 by 0 at step
+// 0): the fall starts at the peak, the limit from pct * T just below 1.
+TEST(Schedule, OneCycleWithARiseOfOneStepStartsAtThePeak) {
+    ct_schedule s = ct_schedule_defaults(CT_SCHED_ONECYCLE);
+    s.total_steps = 4;
+    s.pct = 0.25f;
+    EXPECT_FLOAT_EQ(ct_schedule_lr(0.01f, &s, 1), 0.01f);
+    EXPECT_NEAR(ct_schedule_lr(0.01f, &s, 4), 0.01 / 25 / 1e4, 1e-12);
+    for (uint64_t step = 1; step < 4; ++step)
+        EXPECT_GT(ct_schedule_lr(0.01f, &s, step), ct_schedule_lr(0.01f, &s, step + 1)) << step;
+}
+
 // The CPU optimizer takes its rate from the schedule at ctx->step.
 TEST(Schedule, OptimizerUsesTheScheduledRateOfTheStep) {
     ct_optim_config cfg{};
