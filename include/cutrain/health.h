@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "cutrain/record.h"
+#include "cutrain/schedule.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -60,6 +61,12 @@ typedef struct ct_health {
     double chance_loss;
     char chance_what[64];
     float clip_norm; /* --clip-grad-norm, 0: off; the vanishing check names it */
+    /* The run's learning-rate schedule, total_steps resolved (the trainer
+     * sets it once it knows the run's length); lr above is its base. An
+     * update that vanishes because the schedule annealed the rate is judged
+     * by what it would be at the base rate, and the message names the
+     * schedule, not the base rate. Derived from the recipe, never saved. */
+    ct_schedule schedule;
     /* An optimizer setting that makes divergence likely (ct_health_set_optimizer),
      * given as the advice of the divergence diagnoses instead of the generic
      * "lower the learning rate"; "" when the settings are ordinary. */
@@ -85,7 +92,8 @@ typedef struct ct_health {
 
 void ct_health_init(ct_health *h, const ct_health_config *cfg, float lr, const char *optimizer, int classes,
                     int n_layers, const char (*layer_names)[32]);
-/* Fills h->optim_advice from the run's optimizer settings (after init). */
+/* Fills h->optim_advice and h->schedule from the run's optimizer settings
+ * (after init). */
 struct ct_optim_config;
 void ct_health_set_optimizer(ct_health *h, const struct ct_optim_config *o);
 /* Looks at one record (in step order); writes up to CT_HEALTH_MAX_DIAG new

@@ -182,9 +182,50 @@ static int adam_betas_advice(const ct_optim_config *o, char *buf, size_t size) {
 }
 
 void ct_health_set_optimizer(ct_health *h, const ct_optim_config *o) {
+    h->schedule = o->schedule;
     h->optim_advice[0] = '\0';
     if (!momentum_advice(o, h->optim_advice, sizeof h->optim_advice))
         adam_betas_advice(o, h->optim_advice, sizeof h->optim_advice);
+}
+
+/* Cosine and one-cycle anneal the rate toward 0 (one-cycle also warms up
+ * from lr/div) within their span: there a small update is the plan, and the
+ * update is judged by what it would be at the base rate. Past the span the
+ * rate stays at the schedule's last value for good, and a step schedule's
+ * decay never lifts: updates that vanish there are judged as they are, and
+ * the message names the schedule. */
+static int schedule_anneals(const ct_health *h, uint64_t step) {
+    const ct_schedule *s = &h->schedule;
+    return (s->kind == CT_SCHED_COSINE || s->kind == CT_SCHED_ONECYCLE) && step <= s->total_steps;
+}
+
+/* Whether this update counts toward a run of vanishing ones. */
+static int update_vanishes(const ct_health *h, const ct_step_record *r, double ratio) {
+    if (!(r->flags & CT_FLAG_VANISHING_UPDATE)) return 0;
+    if (!schedule_anneals(h, r->step) || !(h->lr > 0.0f)) return 1;
+    const double scale = (double)ct_schedule_lr(h->lr, &h->schedule, r->step) / (double)h->lr;
+    return scale > 0 && ratio / scale < h->cfg.vanishing_ratio;
+}
+
+/* Why a schedule's rate has stayed too small to move the weights, and what
+ * to change: the schedule, not the base rate. */
+static void schedule_message(const ct_health *h, uint64_t step, float step_lr, char *buf, size_t size) {
+    const ct_schedule *s = &h->schedule;
+    const char *name = s->kind == CT_SCHED_STEP ? "step" : s->kind == CT_SCHED_COSINE ? "cosine" : "one-cycle";
+    int used = snprintf(buf, size, "The %s schedule has brought the learning rate down to %g at step %llu (its base "
+                        "is %g), far below an ordinary rate for %s: ",
+                        name, (double)step_lr, (unsigned long long)step, (double)h->lr, h->optimizer);
+    size_t at = message_end(used, size);
+    if (s->kind == CT_SCHED_STEP)
+        snprintf(buf + at, size - at,
+                 "it multiplies the rate by %g every %llu steps. Raise the gamma or the step size (--lr-gamma, "
+                 "--lr-step-size), or end the run sooner.",
+                 (double)s->gamma, (unsigned long long)s->step_size);
+    else
+        snprintf(buf + at, size - at,
+                 "its %llu steps have ended, and past them the rate stays at its last value. Make the schedule span "
+                 "the run (total_steps), or end the run at step %llu.",
+                 (unsigned long long)s->total_steps, (unsigned long long)s->total_steps);
 }
 
 /* Only steps that updated the weights say anything about the update size. */
@@ -192,7 +233,7 @@ static void check_vanishing(ct_health *h, const ct_step_record *r, ct_diagnosis 
     if (h->vanishing_said || h->cfg.vanishing_window <= 0) return;
     if (r->flags & (CT_FLAG_SKIPPED_UPDATE | CT_FLAG_EMPTY_BATCH)) return;
     double ratio = ct_record_update_ratio(r), gnorm = ct_record_grad_norm(r), wnorm = sqrt(r->param_sumsq);
-    if (!(r->flags & CT_FLAG_VANISHING_UPDATE)) {
+    if (!update_vanishes(h, r, ratio)) {
         h->vanishing_run = 0;
         h->vanishing_log_sum = h->vanishing_log_grad = h->vanishing_log_weight = 0;
         return;
@@ -212,10 +253,14 @@ static void check_vanishing(ct_health *h, const ct_step_record *r, ct_diagnosis 
                       (unsigned long long)r->step, h->vanishing_run, h->cfg.vanishing_ratio, mean);
     size_t used = message_end(n0, sizeof d->message);
     const int huge_lr = h->lr > (float)ordinary_lr_ceiling(h->optimizer);
+    const float step_lr = ct_schedule_lr(h->lr, &h->schedule, r->step);
     if (h->lr < (float)ordinary_lr_floor(h->optimizer)) /* the float rate: --lr 1e-5 is ordinary */
         snprintf(d->message + used, sizeof d->message - used,
                  "The learning rate %g is far too small for %s: try %s.", (double)h->lr, h->optimizer,
                  strcmp(h->optimizer, "sgd") == 0 ? "--lr 0.01" : "--lr 1e-3");
+    else if (step_lr < (float)ordinary_lr_floor(h->optimizer) && !schedule_anneals(h, r->step))
+        /* An ordinary base rate that the schedule has brought down for good. */
+        schedule_message(h, r->step, step_lr, d->message + used, sizeof d->message - used);
     else if ((r->flags & CT_FLAG_CLIPPED) && h->clip_norm > 0 && r->clip_scale < 1e-3)
         /* Tiny updates from healthy gradients: the clip, not the gradients. */
         snprintf(d->message + used, sizeof d->message - used,

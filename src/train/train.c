@@ -543,6 +543,8 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
         r.health = st->health;
     }
     set_chance(&r.health, m, train);
+    /* The schedule as this run applies it: its span is known only now. */
+    r.health.schedule = r.optim.schedule;
 
     ct_device_data dtest;
     memset(&dtest, 0, sizeof dtest);

@@ -349,6 +349,40 @@ TEST_F(Diagnoses, TinyLearningRateVanishesAndStaysAtChance) {
     EXPECT_EQ(fv[0].step, 40.0);
 }
 
+// A schedule's rate is what it is at each step: a cosine annealing to 0 over
+// the run makes its last updates tiny by design (not "the gradients have
+// vanished, lower the learning rate"); a cosine whose span ends before the
+// run holds the rate at 0 after it, and the diagnosis names the schedule.
+TEST_F(Diagnoses, ScheduleThatAnnealsTheRateIsNotVanishingGradients) {
+    write_synthetic_mnist(dir.path(), 320, 50);  // 10 steps per epoch
+    std::string cmd = with_model("cosine.txt", "input 64\ndense 16 relu\ndense 10 softmax\noptimizer sgd lr=0.001\n"
+                                               "schedule cosine\nbatch_size 32\n");
+    std::string log = dir.file("cosine.jsonl");
+    RunResult r = run_cutrain(cmd + " --epochs 20 --health-vanishing-window 3 --health-chance-window 0"
+                                    " --log-jsonl " + log);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    // The last steps' updates are below the threshold, as the schedule plans.
+    auto steps = jsonl_of_type(log, "step");
+    ASSERT_EQ(steps.size(), 200u);
+    EXPECT_TRUE(has_flag(steps.back(), "VANISHING_UPDATE")) << steps.back();
+    EXPECT_TRUE(diagnoses(log).empty()) << all_codes(log);
+
+    cmd = with_model("short.txt", "input 64\ndense 16 relu\ndense 10 softmax\noptimizer adam lr=0.01\n"
+                                  "schedule cosine total_steps=10\nbatch_size 32\n");
+    log = dir.file("short.jsonl");
+    r = run_cutrain(cmd + " --epochs 3 --health-vanishing-window 5 --health-chance-window 0 --log-jsonl " + log);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    auto d = with_code(log, "VANISHING_UPDATES");
+    ASSERT_EQ(d.size(), 1u) << all_codes(log);
+    EXPECT_EQ(d[0].step, 15.0);  // lr 0 from step 11 on
+    const std::string &m = d[0].message;
+    EXPECT_TRUE(has(m, "The cosine schedule has brought the learning rate down to 0 at step 15 (its base is 0.01)"))
+        << m;
+    EXPECT_TRUE(has(m, "its 10 steps have ended")) << m;
+    EXPECT_FALSE(has(m, "is ordinary")) << m;
+    EXPECT_FALSE(has(m, "lower the learning rate")) << m;
+}
+
 // A ReLU layer whose every bias is -100: no unit is ever active.
 void kill_dense1(Net &net) {
     std::vector<float> p = net.params();

@@ -461,6 +461,67 @@ TEST(Health, VanishingLearningRateAtTheOrdinaryFloorIsOrdinary) {
     EXPECT_TRUE(has(below.said[0].message, "far too small for adam")) << below.said[0].message;
 }
 
+// A cosine or one-cycle schedule anneals the rate toward 0 within its span
+// (one-cycle warms up from lr/div, too): small updates there are the plan,
+// not gradients that vanished. Past its span the rate stays at its last
+// value for good, and a step schedule's decay never lifts: said then,
+// naming the schedule, never "the learning rate is ordinary, lower it".
+TEST(Health, VanishingUnderAScheduleIsJudgedAtTheBaseRateAndNamesTheSchedule) {
+    ct_health_config cfg = all_off();
+    cfg.vanishing_window = 3;
+    ct_optim_config sgd = ct_optim_defaults(CT_OPT_SGD);
+    sgd.lr = 0.001f;
+    // The tail of a 100-step cosine: the rate at steps 98-100 is 2.2e-3 to
+    // 2.5e-4 of the base; updates of 2e-8 of ||w|| would be 9e-6 or more at
+    // the base rate.
+    sgd.schedule = ct_schedule_defaults(CT_SCHED_COSINE);
+    sgd.schedule.total_steps = 100;
+    {
+        Monitor m(cfg, sgd.lr, "sgd");
+        ct_health_set_optimizer(&m.h, &sgd);
+        for (uint64_t s = 98; s <= 100; ++s) EXPECT_TRUE(m.observe(vanishing(s, 2e-8)).empty()) << s;
+    }
+    // A real vanishing within the span is still said, as before.
+    {
+        Monitor m(cfg, sgd.lr, "sgd");
+        ct_health_set_optimizer(&m.h, &sgd);
+        for (uint64_t s = 98; s <= 100; ++s) m.observe(vanishing(s, 1e-20));
+        ASSERT_EQ(m.of("VANISHING_UPDATES").size(), 1u);
+        EXPECT_FALSE(has(m.said[0].message, "schedule")) << m.said[0].message;
+    }
+    // Past the span: lr 0 from step 101 on, every update exactly 0.
+    {
+        Monitor m(cfg, sgd.lr, "sgd");
+        ct_health_set_optimizer(&m.h, &sgd);
+        for (uint64_t s = 101; s <= 103; ++s) m.observe(vanishing(s, 0.0));
+        auto d = m.of("VANISHING_UPDATES");
+        ASSERT_EQ(d.size(), 1u);
+        EXPECT_EQ(d[0].step, 103u);
+        const std::string &msg = d[0].message;
+        EXPECT_TRUE(has(msg, "The cosine schedule has brought the learning rate down to 0 at step 103 (its base is "
+                             "0.001)")) << msg;
+        EXPECT_TRUE(has(msg, "its 100 steps have ended")) << msg;
+        EXPECT_FALSE(has(msg, "is ordinary")) << msg;
+        EXPECT_FALSE(has(msg, "gradients have nearly vanished")) << msg;
+    }
+    // A step schedule that has decayed an ordinary rate to 1e-9.
+    ct_optim_config adam = ct_optim_defaults(CT_OPT_ADAM);
+    adam.schedule = ct_schedule_defaults(CT_SCHED_STEP);
+    adam.schedule.step_size = 10;
+    adam.schedule.gamma = 0.01f;
+    {
+        Monitor m(cfg, adam.lr, "adam");
+        ct_health_set_optimizer(&m.h, &adam);
+        for (uint64_t s = 31; s <= 33; ++s) m.observe(vanishing(s));
+        auto d = m.of("VANISHING_UPDATES");
+        ASSERT_EQ(d.size(), 1u);
+        const std::string &msg = d[0].message;
+        EXPECT_TRUE(has(msg, "The step schedule has brought the learning rate down to 1e-09 at step 33")) << msg;
+        EXPECT_TRUE(has(msg, "multiplies the rate by 0.01 every 10 steps")) << msg;
+        EXPECT_FALSE(has(msg, "is ordinary")) << msg;
+    }
+}
+
 TEST(Health, VanishingIgnoresSkippedAndEmptySteps) {
     ct_health_config cfg = all_off();
     cfg.vanishing_window = 5;
