@@ -413,7 +413,16 @@ static int train_epoch(run *r, uint32_t epoch, const ct_device_data *test, ct_ru
         if (opt->max_steps && r->step >= opt->max_steps) break;
         size_t row0 = k * (size_t)opt->batch_size;
         int rows = (int)(n - row0 < (size_t)opt->batch_size ? n - row0 : (size_t)opt->batch_size);
-        if (r->src && (rows = fill_from_source(r, epoch, k, err)) < 0) return -1;
+        if (r->src && (rows = fill_from_source(r, epoch, k, err)) < 0) {
+            /* The steps already queued are logged and judged first: the
+             * log holds every step the summary counts, and their diagnoses.
+             * One of them stopping the run came first: it is the outcome,
+             * and the batch it never needed does not matter. */
+            drain_all(r);
+            if (!r->health.stop) return -1;
+            ct_error_clear(err);
+            break;
+        }
         ++r->step;
         train_step(r, rows);
         r->epoch_step = k + 1;

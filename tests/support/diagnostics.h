@@ -176,15 +176,19 @@ struct Source {
     int64_t spike = -1;  // global batch index (0-based over the run)
     float factor = 1.0f;
     bool spike_shifts_labels = false;  // the spike batch's labels are wrong too
+    int64_t fail_batch = -1;           // global batch index that fails (returns -1)
     uint64_t calls = 0;
 
     explicit Source(uint64_t batches_per_epoch) : ds(synthetic_dataset(320, 8, 10, 1)), per_epoch(batches_per_epoch) {}
     ~Source() { ct_dataset_free(&ds); }
 
     static int next(void *user, uint32_t epoch, uint64_t batch, int max_rows, float *x, int32_t *labels,
-                    ct_error *) {
+                    ct_error *err) {
         Source *s = static_cast<Source *>(user);
         ++s->calls;
+        if ((int64_t)((uint64_t)(epoch - 1) * s->per_epoch + batch) == s->fail_batch)
+            return ct_fail(err, CT_EXIT_BAD_INPUT, "loader: the shard of batch %llu is gone",
+                           (unsigned long long)batch);
         if (s->all_empty || (s->empty_from_epoch && epoch >= s->empty_from_epoch) ||
             std::find(s->empty.begin(), s->empty.end(), batch) != s->empty.end())
             return 0;

@@ -618,6 +618,44 @@ TEST_F(Diagnoses, NanInputFromASourceStopsAtThatStep) {
     for (float x : net.params()) ASSERT_TRUE(std::isfinite(x));
 }
 
+// A source that fails mid-run ends it "failed", and the steps it ran before
+// are in the log with their diagnoses, as many as the summary counts.
+TEST_F(Diagnoses, SourceFailureStillLogsTheStepsBeforeItAndTheirDiagnoses) {
+    Net net(model());
+    Source src(10);
+    src.nan_batch = 1;   // step 2: skipped under --on-nan skip
+    src.fail_batch = 3;  // before step 4
+    ct_data_source ds = src.source("flaky-loader");
+    ct_train_options opt = net.options(1);
+    opt.health.on_nan = CT_ON_NAN_SKIP;
+    Outcome o = train_api(net, nullptr, &ds, opt, dir.file("flaky.jsonl"));
+    EXPECT_EQ(o.code, -1);
+    EXPECT_TRUE(has(o.err, "the shard of batch 3 is gone")) << o.err;
+    EXPECT_STREQ(o.sum.status, "failed");
+    EXPECT_EQ(o.sum.steps, 3u);
+    EXPECT_EQ(jsonl_of_type(o.jsonl, "step").size(), 3u);
+    auto d = diagnoses(o.jsonl);
+    ASSERT_EQ(d.size(), 1u) << all_codes(o.jsonl);
+    EXPECT_EQ(d[0].code, "NONFINITE_LOSS");
+    EXPECT_EQ(d[0].step, 2.0);
+
+    // Under --on-nan stop the stop at step 2 came first: it is the outcome.
+    Net net2(model());
+    Source src2(10);
+    src2.nan_batch = 1;
+    src2.fail_batch = 3;
+    ct_data_source ds2 = src2.source("flaky-loader");
+    o = train_api(net2, nullptr, &ds2, net2.options(1), dir.file("flaky-stop.jsonl"));
+    EXPECT_EQ(o.code, CT_EXIT_HEALTH_STOP) << o.err;
+    EXPECT_STREQ(o.sum.status, "stopped");
+    EXPECT_EQ(o.sum.steps, 2u);
+    EXPECT_EQ(jsonl_of_type(o.jsonl, "step").size(), 2u);
+    d = diagnoses(o.jsonl);
+    ASSERT_EQ(d.size(), 1u) << all_codes(o.jsonl);
+    EXPECT_EQ(d[0].code, "NONFINITE_LOSS");
+    EXPECT_EQ(d[0].severity, "error");
+}
+
 // ====================================================================== 5. exploding
 
 TEST_F(Diagnoses, InputSpikeExplodesTheGradientAtThatStep) {
