@@ -261,6 +261,14 @@ static int fill_from_source(run *r, uint32_t epoch, uint64_t batch, ct_error *er
                     (unsigned long long)batch);
         return -1;
     }
+    /* A label the output cannot represent would reach the loss kernel as a
+     * NaN row, and the run would stop blaming the learning rate: the same
+     * error as a labels file's, naming the batch and row instead. */
+    for (int i = 0; i < rows; ++i)
+        if (r->stage_y[i] < 0 || r->stage_y[i] >= m->classes)
+            return ct_fail(err, CT_EXIT_BAD_INPUT,
+                           "data source %s: batch %llu row %d: label %d is outside the model's %d classes", src->name,
+                           (unsigned long long)batch, i, (int)r->stage_y[i], m->classes);
     if (rows > 0) {
         m->be->ops->upload(m->be, m->x, r->stage_x, (size_t)rows * (size_t)m->spec.input_dim * sizeof(float));
         m->be->ops->upload(m->be, m->labels, r->stage_y, (size_t)rows * sizeof(int32_t));
@@ -498,6 +506,11 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
         return ct_fail(err, CT_EXIT_BAD_INPUT,
                        "%s: %zu items make no batch of %d%s: there is nothing to train on", train->images_path,
                        train->count, opt->batch_size, opt->drop_last ? " with drop_last" : "");
+    /* The CLI refuses such a label when it loads the files; a set handed to
+     * the API is checked here, or its NaN rows would be blamed on the rate. */
+    if ((train && ct_dataset_check_labels(train, m->classes, err)) ||
+        (test && ct_dataset_check_labels(test, m->classes, err)))
+        return -1;
     ct_backend *be = m->be;
     run r;
     memset(&r, 0, sizeof r);

@@ -176,7 +176,9 @@ struct Source {
     int64_t spike = -1;  // global batch index (0-based over the run)
     float factor = 1.0f;
     bool spike_shifts_labels = false;  // the spike batch's labels are wrong too
+    int64_t bad_label_batch = -1;      // global batch index whose row 3 has label bad_label
     int64_t fail_batch = -1;           // global batch index that fails (returns -1)
+    int32_t bad_label = 10;
     uint64_t calls = 0;
 
     explicit Source(uint64_t batches_per_epoch) : ds(synthetic_dataset(320, 8, 10, 1)), per_epoch(batches_per_epoch) {}
@@ -202,6 +204,7 @@ struct Source {
             if ((int64_t)global == s->spike && s->spike_shifts_labels) labels[r] = (labels[r] + 1) % 10;
         }
         if ((int64_t)global == s->nan_batch) x[5] = NAN;  // one bad input value in row 0
+        if ((int64_t)global == s->bad_label_batch) labels[3] = s->bad_label;
         return max_rows;
     }
     ct_data_source source(const char *name) { return ct_data_source{name, this, per_epoch, &Source::next}; }

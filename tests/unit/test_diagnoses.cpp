@@ -656,6 +656,39 @@ TEST_F(Diagnoses, SourceFailureStillLogsTheStepsBeforeItAndTheirDiagnoses) {
     EXPECT_EQ(d[0].severity, "error");
 }
 
+// A label the output cannot represent is bad input, as in a labels file:
+// an error naming where it is, not a NaN loss blamed on the learning rate.
+TEST_F(Diagnoses, LabelOutsideTheClassesFromASourceFailsNamingTheBatchAndRow) {
+    for (int32_t bad : {10, -1}) {
+        Net net(model());
+        Source src(10);
+        src.bad_label_batch = 3;  // step 4
+        src.bad_label = bad;
+        ct_data_source ds = src.source("label-loader");
+        Outcome o = train_api(net, nullptr, &ds, net.options(1), dir.file("badlabel.jsonl"));
+        EXPECT_EQ(o.code, -1);
+        EXPECT_TRUE(has(o.err, "data source label-loader: batch 3 row 3: label " + std::to_string(bad) +
+                                   " is outside the model's 10 classes")) << o.err;
+        EXPECT_TRUE(diagnoses(o.jsonl).empty()) << all_codes(o.jsonl);  // no NONFINITE_LOSS
+        EXPECT_EQ(jsonl_of_type(o.jsonl, "step").size(), 3u);
+        EXPECT_STREQ(o.sum.status, "failed");
+        EXPECT_EQ(o.sum.exit_code, CT_EXIT_BAD_INPUT);
+        for (float x : net.params()) ASSERT_TRUE(std::isfinite(x));
+    }
+}
+
+TEST_F(Diagnoses, ApiTrainOnADatasetWithALabelOutsideTheClassesIsRefused) {
+    Net net(model());
+    ct_dataset train = synthetic_dataset(320, 8, 10, 1);
+    train.labels[17] = 12;
+    train.max_label = 12;
+    Outcome o = train_api(net, &train, nullptr, net.options(1), dir.file("badset.jsonl"));
+    ct_dataset_free(&train);
+    EXPECT_EQ(o.code, -1);
+    EXPECT_TRUE(has(o.err, "label 12 at index 17 is outside the model's 10 classes")) << o.err;
+    EXPECT_TRUE(jsonl_of_type(o.jsonl, "step").empty());
+}
+
 // ====================================================================== 5. exploding
 
 TEST_F(Diagnoses, InputSpikeExplodesTheGradientAtThatStep) {
