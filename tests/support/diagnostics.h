@@ -173,6 +173,7 @@ struct Source {
     bool all_empty = false;
     uint32_t empty_from_epoch = 0;  // every batch of this epoch and later is empty (0: none)
     int64_t nan_batch = -1;         // global batch index with a NaN input
+    int64_t nan_from = -1;          // every global batch from this one has a NaN input
     int64_t spike = -1;  // global batch index (0-based over the run)
     float factor = 1.0f;
     bool spike_shifts_labels = false;  // the spike batch's labels are wrong too
@@ -203,7 +204,8 @@ struct Source {
             labels[r] = s->ds.labels[i];
             if ((int64_t)global == s->spike && s->spike_shifts_labels) labels[r] = (labels[r] + 1) % 10;
         }
-        if ((int64_t)global == s->nan_batch) x[5] = NAN;  // one bad input value in row 0
+        if ((int64_t)global == s->nan_batch || (s->nan_from >= 0 && (int64_t)global >= s->nan_from))
+            x[5] = NAN;  // one bad input value in row 0
         if ((int64_t)global == s->bad_label_batch) labels[3] = s->bad_label;
         return max_rows;
     }

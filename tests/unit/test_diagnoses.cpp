@@ -618,6 +618,39 @@ TEST_F(Diagnoses, NanInputFromASourceStopsAtThatStep) {
     for (float x : net.params()) ASSERT_TRUE(std::isfinite(x));
 }
 
+// Under skip or warn a run whose every step is non-finite cannot recover:
+// NONFINITE_PERSISTS stops it (exit 4) after the window, instead of a
+// "completed" run that learnt nothing after the first diagnosis.
+TEST_F(Diagnoses, NonfiniteEveryStepUnderSkipOrWarnStopsWithNonfinitePersists) {
+    for (ct_nan_policy policy : {CT_ON_NAN_SKIP, CT_ON_NAN_WARN}) {
+        Net net(model());
+        Source src(10);
+        src.nan_from = 2;  // steps 3, 4, ...
+        ct_data_source ds = src.source("nan-loader");
+        ct_train_options opt = net.options(2);
+        opt.health.on_nan = policy;
+        opt.health.nonfinite_window = 5;
+        Outcome o = train_api(net, nullptr, &ds, opt, dir.file("persists.jsonl"));
+        SCOPED_TRACE(ct_nan_policy_name(policy));
+        EXPECT_EQ(o.code, CT_EXIT_HEALTH_STOP) << o.err;
+        EXPECT_STREQ(o.sum.status, "stopped");
+        EXPECT_EQ(o.sum.steps, 7u);
+        EXPECT_EQ(jsonl_of_type(o.jsonl, "step").size(), 7u);
+        auto d = diagnoses(o.jsonl);
+        ASSERT_EQ(d.size(), 2u) << all_codes(o.jsonl);
+        EXPECT_EQ(d[0].code, "NONFINITE_LOSS");
+        EXPECT_EQ(d[0].severity, "warning");
+        EXPECT_EQ(d[0].step, 3.0);
+        EXPECT_EQ(d[1].code, "NONFINITE_PERSISTS");
+        EXPECT_EQ(d[1].severity, "error");
+        EXPECT_EQ(d[1].step, 7.0);
+        EXPECT_TRUE(has(d[1].message, "for 5 steps in a row")) << d[1].message;
+        EXPECT_TRUE(has(d[1].message, policy == CT_ON_NAN_SKIP ? "--on-nan skip" : "--on-nan warn")) << d[1].message;
+        if (policy == CT_ON_NAN_SKIP)
+            for (float x : net.params()) ASSERT_TRUE(std::isfinite(x));
+    }
+}
+
 // A source that fails mid-run ends it "failed", and the steps it ran before
 // are in the log with their diagnoses, as many as the summary counts.
 TEST_F(Diagnoses, SourceFailureStillLogsTheStepsBeforeItAndTheirDiagnoses) {
