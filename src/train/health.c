@@ -316,7 +316,9 @@ static void check_dead_layers(ct_health *h, const ct_step_record *r, ct_diagnosi
             snprintf(d->message + at, sizeof d->message - at,
                      "; NaN/Inf entered the weights earlier (the NONFINITE diagnosis) and --on-nan warn trains on "
                      "them. Fix that first: rerun with --on-nan stop or skip.");
-        else if ((uint64_t)h->dead_run[i] >= r->step)
+        /* Empty batches are left out of the run and taught nothing: a layer
+         * dead at every step with rows has never learnt. */
+        else if ((uint64_t)h->dead_run[i] >= r->step - h->empty_batches)
             snprintf(d->message + at, sizeof d->message - at,
                      "; it was zero from the first step, so the cause is where training started, not the training: "
                      "check the initial weights (a bias far below zero silences every ReLU unit) and the inputs "

@@ -591,6 +591,19 @@ TEST(Health, DeadLayerAdviceFollowsHowTheLayerDied) {
         EXPECT_TRUE(has(msg, "initial weights")) << msg;
         EXPECT_FALSE(has(msg, "Lower the learning rate")) << msg;
     }
+    {
+        // Empty batches first (a custom source): no step ever had rows the
+        // layer learnt from, so it was still dead from the start.
+        Monitor m(cfg, 0.001f);
+        m.observe(empty_batch(1));
+        m.observe(empty_batch(2));
+        for (uint64_t s = 3; s <= 6; ++s) m.observe(dead1(s));
+        ASSERT_EQ(m.said.size(), 1u);
+        const std::string &msg = m.said[0].message;
+        EXPECT_EQ(m.said[0].step, 6u);
+        EXPECT_TRUE(has(msg, "zero from the first step")) << msg;
+        EXPECT_FALSE(has(msg, "Lower the learning rate")) << msg;
+    }
     for (ct_nan_policy policy : {CT_ON_NAN_WARN, CT_ON_NAN_SKIP}) {
         cfg.on_nan = policy;
         Monitor m(cfg, 0.001f);
