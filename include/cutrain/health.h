@@ -87,6 +87,7 @@ typedef struct ct_health {
     int norms_n, norms_at;
     int chance_run;
     double chance_loss_sum;
+    double chance_half_sum; /* the loss sum of the block's first half: is it falling? */
     int nonfinite_run; /* steps in a row whose loss or gradient was NaN/Inf */
 } ct_health;
 

@@ -376,6 +376,9 @@ static void check_exploding(ct_health *h, const ct_step_record *r, ct_diagnosis 
     if (h->norms_n < w) ++h->norms_n;
 }
 
+/* Keras's default rate of the optimizer: what "try a larger one" means. */
+static double usual_lr(const char *optimizer) { return strcmp(optimizer, "sgd") == 0 ? 0.01 : 1e-3; }
+
 /* Judged on the mean loss of consecutive blocks of chance_window steps: a
  * single batch's loss is too noisy to stay inside a 2% band for long even
  * when the model has learnt nothing. */
@@ -384,23 +387,39 @@ static void check_chance(ct_health *h, const ct_step_record *r, ct_diagnosis *ou
     double loss = ct_record_loss(r);
     if (!isfinite(loss)) {
         h->chance_run = 0;
-        h->chance_loss_sum = 0;
+        h->chance_loss_sum = h->chance_half_sum = 0;
         return;
     }
     h->chance_loss_sum += loss;
-    if (++h->chance_run < h->cfg.chance_window) return;
+    const int half = h->cfg.chance_window / 2;
+    if (++h->chance_run == half) h->chance_half_sum = h->chance_loss_sum;
+    if (h->chance_run < h->cfg.chance_window) return;
     /* At chance or above it: a loss worse than guessing the class
      * frequencies has learnt no more than one at chance. */
     double chance = h->chance_loss, mean = h->chance_loss_sum / h->chance_run;
     if (!(mean >= (1.0 - h->cfg.chance_tolerance) * chance)) {
         h->chance_run = 0;
-        h->chance_loss_sum = 0;
+        h->chance_loss_sum = h->chance_half_sum = 0;
         return;
     }
     h->chance_said = 1;
     ct_diagnosis *d = emit(out, n, "LOSS_AT_CHANCE", "warning", r, NULL);
     const int far = mean > 2.0 * chance;
-    int used = snprintf(d->message, sizeof d->message,
+    /* A block whose second half is below its first by more than half the
+     * tolerance band is learning, only slowly (a small learning rate): it
+     * is near chance, not stuck there, and the message says so. */
+    const double first = half > 0 ? h->chance_half_sum / half : 0;
+    const double second = half > 0 ? (h->chance_loss_sum - h->chance_half_sum) / (h->chance_run - half) : 0;
+    const int falling = !far && half > 0 && second < first - 0.5 * h->cfg.chance_tolerance * chance;
+    int used;
+    if (falling)
+        used = snprintf(d->message, sizeof d->message,
+                        "step %llu: the loss has stayed near chance level for %d steps (mean %.4f; chance %.4f, %s), "
+                        "though it is falling (from a mean of %.4f over the first half of them to %.4f over the "
+                        "second): the model learns, but slowly. ",
+                        (unsigned long long)r->step, h->chance_run, mean, chance, h->chance_what, first, second);
+    else
+        used = snprintf(d->message, sizeof d->message,
                         far ? "step %llu: the loss has stayed far above chance level for %d steps (mean %.4g; chance "
                               "%.4f, %s): the model is confidently wrong, worse than guessing. "
                             : "step %llu: the loss has stayed at chance level for %d steps (mean %.4f; chance %.4f, "
@@ -409,6 +428,15 @@ static void check_chance(ct_health *h, const ct_step_record *r, ct_diagnosis *ou
     size_t at = message_end(used, sizeof d->message);
     if (h->optim_advice[0])
         snprintf(d->message + at, sizeof d->message - at, "%s", h->optim_advice);
+    else if (falling && h->lr < (float)usual_lr(h->optimizer))
+        snprintf(d->message + at, sizeof d->message - at,
+                 "Typically the learning rate (now %g) is too small for %s: try --lr %g.", (double)h->lr, h->optimizer,
+                 usual_lr(h->optimizer));
+    else if (falling)
+        snprintf(d->message + at, sizeof d->message - at,
+                 "The learning rate (now %g) is usual for %s: check that the inputs are scaled, and give it more "
+                 "steps before judging.",
+                 (double)h->lr, h->optimizer);
     else if (far)
         snprintf(d->message + at, sizeof d->message - at,
                  "Typically the learning rate (now %g) is too large or the initial weights are far too big.",

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* 2 added h.nonfinite_run; a version 1 state (without it) still resumes. */
-#define STATE_VERSION 2
+/* 2 added h.nonfinite_run, 3 h.chance_half_sum; older states still resume. */
+#define STATE_VERSION 3
 
 typedef struct text {
     char *s;
@@ -92,6 +92,7 @@ char *ct_train_state_format(const ct_train_state *st) {
     put_u64(&t, "h.chance_run", (uint64_t)h->chance_run);
     put_f64(&t, "h.chance_loss_sum", h->chance_loss_sum);
     put_u64(&t, "h.nonfinite_run", (uint64_t)h->nonfinite_run);
+    put_f64(&t, "h.chance_half_sum", h->chance_half_sum);
     if (t.oom) {
         free(t.s);
         return NULL;
@@ -170,7 +171,7 @@ int ct_train_state_parse(const char *src, ct_train_state *st, const char *path, 
     reader r = {src, path, "version", err, 0};
     const uint64_t version = line_u64(&r, "version", UINT32_MAX);
     if ((version < 1 || version > STATE_VERSION) && !r.failed)
-        return bad(&r, "written by another version of cutrain (expected 1 or 2)");
+        return bad(&r, "written by another version of cutrain (expected 1 to 3)");
     ct_health *h = &st->health;
     st->seed = line_u64(&r, "seed", UINT64_MAX);
     st->step = line_u64(&r, "step", UINT64_MAX);
@@ -232,6 +233,12 @@ int ct_train_state_parse(const char *src, ct_train_state *st, const char *path, 
     h->chance_loss_sum = line_f64(&r, "h.chance_loss_sum");
     /* Version 1 kept no run of non-finite steps: it starts at 0. */
     h->nonfinite_run = version >= 2 ? (int)line_u64(&r, "h.nonfinite_run", INT32_MAX) : 0;
+    /* Before version 3 the block's first half was not kept: past it, take
+     * the block as flat so far (its mean), which judges it as before. */
+    const int half = h->cfg.chance_window / 2;
+    h->chance_half_sum = version >= 3              ? line_f64(&r, "h.chance_half_sum")
+                         : half > 0 && h->chance_run >= half ? h->chance_loss_sum * half / h->chance_run
+                                                             : 0;
     if (!r.failed && *r.p != '\0') {
         r.field = "(end)";
         bad(&r, "unexpected text after the last field");

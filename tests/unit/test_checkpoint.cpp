@@ -333,8 +333,8 @@ TEST_F(Checkpoint, AStateNoRunCouldHaveWrittenIsRefused) {
          [](Tensors &t) { edit_state(t, "\nh.nonfinite_run 0\n", "\nh.nonfinite_run 3\n"); },
          "checkpoint state counts 0 non-finite steps (the last 3 in a row) in a run of 4 steps"},
         {"a state of a later version",
-         [](Tensors &t) { t.meta["cutrain.state.0"] = replaced(t.meta["cutrain.state.0"], "version 2\n", "version 3\n"); },
-         "written by another version of cutrain (expected 1 or 2)"},
+         [](Tensors &t) { t.meta["cutrain.state.0"] = replaced(t.meta["cutrain.state.0"], "version 3\n", "version 4\n"); },
+         "written by another version of cutrain (expected 1 to 3)"},
     };
     for (const Case &c : cases) {
         SCOPED_TRACE(c.what);
@@ -350,16 +350,18 @@ TEST_F(Checkpoint, AStateNoRunCouldHaveWrittenIsRefused) {
     }
 }
 
-// Version 1 of the state text had no h.nonfinite_run; such a checkpoint
-// still resumes, to the records of a version 2 one (the run of non-finite
-// steps starts at 0, which it is on any run that did not end in NaN).
+// Version 1 of the state text had no h.nonfinite_run, version 2 no
+// h.chance_half_sum; such a checkpoint still resumes, to the records of a
+// version 3 one (the run of non-finite steps starts at 0, which it is on any
+// run that did not end in NaN; the chance block is short of its half here).
 TEST_F(Checkpoint, AVersionOneStateStillResumes) {
     std::string ck = dir.file("ck.st"), v1 = dir.file("v1.st"), a = dir.file("a.jsonl"), b = dir.file("b.jsonl");
     ASSERT_EQ(run_cutrain(base(const_model()) + " --max-steps 4 --save " + ck).exit_code, 0);
     Tensors t = read_checkpoint(ck);
-    ASSERT_EQ(t.meta.at("cutrain.state.0").rfind("version 2\n", 0), 0u) << t.meta.at("cutrain.state.0");
-    t.meta["cutrain.state.0"] = replaced(t.meta["cutrain.state.0"], "version 2\n", "version 1\n");
+    ASSERT_EQ(t.meta.at("cutrain.state.0").rfind("version 3\n", 0), 0u) << t.meta.at("cutrain.state.0");
+    t.meta["cutrain.state.0"] = replaced(t.meta["cutrain.state.0"], "version 3\n", "version 1\n");
     edit_state(t, "h.nonfinite_run 0\n", "");
+    edit_state(t, "h.chance_half_sum 0x0p+0\n", "");
     write_checkpoint(v1, t);
     RunResult ra = run_cutrain(base(const_model()) + " --max-steps 6 --resume " + ck + " --log-jsonl " + a);
     RunResult rb = run_cutrain(base(const_model()) + " --max-steps 6 --resume " + v1 + " --log-jsonl " + b);

@@ -806,6 +806,41 @@ TEST(Health, ChanceUsesTheToleranceAndTheClassCount) {
 // Above chance is no better than at it (a run stuck at 2.35 against ln 10 =
 // 2.30 was silent when only a band around chance counted); far above it,
 // the message says the model is confidently wrong.
+// A block near chance whose loss falls across it is a model that learns,
+// slowly: the message says so (and, under a small rate, to raise it)
+// instead of "no better than a guess". A flat block is at chance as before.
+TEST(Health, ChanceOnAFallingBlockSaysTheModelLearnsSlowly) {
+    ct_health_config cfg = all_off();
+    cfg.chance_window = 4;  // halves of 2; ln 10 = 2.3026, tolerance 2%
+    const double falling[] = {2.40, 2.38, 2.30, 2.28}, flat[] = {2.31, 2.30, 2.31, 2.30};
+    {
+        Monitor m(cfg, 1e-4f, "sgd");
+        for (uint64_t s = 1; s <= 4; ++s) m.observe(healthy(s, falling[s - 1]));
+        auto d = m.of("LOSS_AT_CHANCE");
+        ASSERT_EQ(d.size(), 1u);
+        EXPECT_EQ(d[0].step, 4u);
+        const std::string &msg = d[0].message;
+        EXPECT_TRUE(has(msg, "near chance level for 4 steps (mean 2.3400")) << msg;
+        EXPECT_TRUE(has(msg, "falling (from a mean of 2.3900 over the first half of them to 2.2900")) << msg;
+        EXPECT_TRUE(has(msg, "learns, but slowly")) << msg;
+        EXPECT_TRUE(has(msg, "the learning rate (now 0.0001) is too small for sgd: try --lr 0.01")) << msg;
+        EXPECT_FALSE(has(msg, "no better than a guess")) << msg;
+    }
+    {
+        Monitor m(cfg, 0.01f, "sgd");
+        for (uint64_t s = 1; s <= 4; ++s) m.observe(healthy(s, falling[s - 1]));
+        ASSERT_EQ(m.said.size(), 1u);
+        EXPECT_TRUE(has(m.said[0].message, "learning rate (now 0.01) is usual for sgd")) << m.said[0].message;
+    }
+    {
+        Monitor m(cfg, 1e-4f, "sgd");
+        for (uint64_t s = 1; s <= 4; ++s) m.observe(healthy(s, flat[s - 1]));
+        ASSERT_EQ(m.said.size(), 1u);
+        EXPECT_TRUE(has(m.said[0].message, "no better than a guess")) << m.said[0].message;
+        EXPECT_FALSE(has(m.said[0].message, "falling")) << m.said[0].message;
+    }
+}
+
 TEST(Health, ALossAboveChanceCountsAndFarAboveSaysConfidentlyWrong) {
     ct_health_config cfg = all_off();
     cfg.chance_window = 4;
