@@ -245,6 +245,9 @@ static void check_vanishing(ct_health *h, const ct_step_record *r, ct_diagnosis 
     if (h->vanishing_run < h->cfg.vanishing_window) return;
     h->vanishing_said = 1;
     double mean = exp(h->vanishing_log_sum / h->vanishing_run), gmean = exp(h->vanishing_log_grad / h->vanishing_run);
+    /* The logs are floored at 1e-300 to stay finite: a run of updates that
+     * were all exactly 0 (a learning rate of 0) has a mean of 0, not 1e-300. */
+    if (mean < 2e-300) mean = 0; /* exp(log(1e-300)) rounds a hair above it */
     double wmean = exp(h->vanishing_log_weight / h->vanishing_run);
     ct_diagnosis *d = emit(out, n, "VANISHING_UPDATES", "warning", r, NULL);
     int n0 = snprintf(d->message, sizeof d->message,

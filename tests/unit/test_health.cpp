@@ -501,6 +501,7 @@ TEST(Health, VanishingUnderAScheduleIsJudgedAtTheBaseRateAndNamesTheSchedule) {
         EXPECT_TRUE(has(msg, "The cosine schedule has brought the learning rate down to 0 at step 103 (its base is "
                              "0.001)")) << msg;
         EXPECT_TRUE(has(msg, "its 100 steps have ended")) << msg;
+        EXPECT_TRUE(has(msg, "(geometric mean 0)")) << msg;  // every update exactly 0, not "1e-300"
         EXPECT_FALSE(has(msg, "is ordinary")) << msg;
         EXPECT_FALSE(has(msg, "gradients have nearly vanished")) << msg;
     }
