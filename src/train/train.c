@@ -276,8 +276,11 @@ static int fill_from_source(run *r, uint32_t epoch, uint64_t batch, ct_error *er
     return rows;
 }
 
-/* Every batch of an epoch empty: the data, not the model, is the problem. */
-static void check_empty_epoch(run *r, uint32_t epoch) {
+/* Every batch of an epoch empty: the data, not the model, is the problem.
+ * Only a whole epoch says so: one that --max-steps cut short after a few
+ * empty batches has not seen the rest. */
+static void check_empty_epoch(run *r, uint32_t epoch, uint64_t steps) {
+    if (r->epoch_step != steps) return;
     if (r->ep_steps == 0 || r->ep_empty != r->ep_steps || r->exit_code != CT_EXIT_OK) return;
     ct_diagnosis d;
     memset(&d, 0, sizeof d);
@@ -451,7 +454,7 @@ static int train_epoch(run *r, uint32_t epoch, const ct_device_data *test, ct_ru
     drain_all(r);
     r->m->be->ops->sync(r->m->be);
     double train_s = ct_now() - t0;
-    check_empty_epoch(r, epoch);
+    check_empty_epoch(r, epoch, steps);
     finish_epoch(r, epoch, train_s, test, sum);
     /* A log that can no longer be written (a full disk) ends the run at this
      * epoch rather than after every epoch left: the weights so far go to

@@ -169,6 +169,26 @@ TEST_F(Diagnoses, SourceThatRunsDryInALaterEpochStopsThere) {
     EXPECT_EQ(o.sum.epochs, 2u);
 }
 
+// EMPTY_DATA judges a whole epoch: a run that --max-steps ends after the
+// first few batches, all of them empty, has not seen the rest, which may
+// well have rows. It completes, as any run at its step limit does.
+TEST_F(Diagnoses, EmptyBatchesBeforeTheStepLimitAreNotAnEmptyEpoch) {
+    Net net(model());
+    Source src(10);
+    src.empty = {0, 1, 2};
+    ct_data_source ds = src.source("slow-start-loader");
+    ct_train_options opt = net.options(1);
+    opt.max_steps = 3;
+    Outcome o = train_api(net, nullptr, &ds, opt, dir.file("slowstart.jsonl"));
+    EXPECT_EQ(o.code, CT_EXIT_OK) << o.err;
+    EXPECT_TRUE(with_code(o.jsonl, "EMPTY_DATA").empty()) << all_codes(o.jsonl);
+    EXPECT_STREQ(o.sum.status, "completed");
+    EXPECT_EQ(o.sum.steps, 3u);
+    auto epochs = jsonl_of_type(o.jsonl, "epoch");
+    ASSERT_EQ(epochs.size(), 1u);
+    EXPECT_EQ(json_number(epochs[0], "empty_batches"), 3.0);
+}
+
 TEST_F(Diagnoses, SourceWithZeroBatchesPerEpochIsRefused) {
     Net net(model());
     Source src(0);
