@@ -63,6 +63,8 @@ typedef struct run {
     uint64_t train_count;      /* the training set's size and CRC, for    */
     uint32_t train_crc;        /* checkpoints                             */
     uint64_t stop_step;        /* the step a health policy stopped at    */
+    int test_nonfinite_said;   /* NONFINITE_TEST_LOSS said (once a run)   */
+    const char *test_path;     /* the test images file, for that message  */
     double train_seconds;      /* summed over epochs, evaluation excluded */
     int reached_target;        /* opt->target_acc reached                */
     int exit_code;
@@ -367,6 +369,26 @@ static int save_checkpoint(run *r, ct_error *err) {
     return -1;
 }
 
+/* A test loss that overflows while the training loss is finite: the test
+ * set, not the training, holds inputs the model cannot take (the loss of
+ * every step was finite, so no NONFINITE diagnosis has spoken). Said once. */
+static void check_test_loss(run *r, const ct_epoch_summary *e) {
+    if (r->test_nonfinite_said || isfinite(e->test_loss) || isnan(e->test_acc) || !isfinite(e->train_loss)) return;
+    r->test_nonfinite_said = 1;
+    ct_diagnosis d;
+    memset(&d, 0, sizeof d);
+    snprintf(d.code, sizeof d.code, "NONFINITE_TEST_LOSS");
+    d.severity = "warning";
+    d.step = r->step;
+    d.epoch = e->epoch;
+    snprintf(d.message, sizeof d.message,
+             "epoch %u: the test loss is NaN or Inf while the training loss is finite (%.4g): some items of %s "
+             "overflow the model, typically values far outside the training set's range; check how that file "
+             "was made and that it is scaled as the training set is.",
+             e->epoch, e->train_loss, r->test_path && r->test_path[0] ? r->test_path : "the test set");
+    ct_log_diagnosis(r->log, &d);
+}
+
 static void finish_epoch(run *r, uint32_t epoch, double train_s, const ct_device_data *test, ct_run_summary *sum) {
     ct_epoch_summary e;
     memset(&e, 0, sizeof e);
@@ -393,6 +415,7 @@ static void finish_epoch(run *r, uint32_t epoch, double train_s, const ct_device
         sum->test_acc = e.test_acc;
     }
     ct_log_epoch(r->log, &e, (uint32_t)r->opt->epochs);
+    check_test_loss(r, &e);
     sum->epochs = epoch;
     if (r->opt->target_acc > 0 && e.test_acc >= r->opt->target_acc) r->reached_target = 1;
 }
@@ -521,6 +544,7 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
     r.opt = opt;
     r.log = log;
     r.src = src;
+    r.test_path = test ? test->images_path : NULL;
     r.graph_tried = src != NULL; /* a source's upload cannot be part of a replayed graph */
     r.half = (uint32_t)opt->drain_every;
     r.in_flight = -1;

@@ -791,6 +791,35 @@ TEST_F(Diagnoses, InputSpikeExplodesTheGradientAtThatStep) {
 
 // ====================================================================== 6. input data
 
+// Finite float32 test images so large that the model's logits overflow:
+// training is fine, the test loss is NaN. Not silent: a warning that names
+// the test file, once; the run still completes (exit 0).
+TEST_F(Diagnoses, TestLossThatOverflowsWhileTrainingIsFineIsSaid) {
+    std::vector<float> px(50 * 64);
+    for (size_t i = 0; i < px.size(); ++i) px[i] = (float)(i % 7) / 7.0f;
+    for (int j = 0; j < 64; j += 2) px[5 * 64 + j] = 3e38f;  // item 5
+    std::string test_images = dir.file("t10k-images-idx3-ubyte");
+    write_idx_f32(test_images, {50, 8, 8}, px);
+    std::string log = dir.file("evalnan.jsonl");
+    RunResult r = run_cutrain(base() + " --epochs 2 --log-jsonl " + log);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    auto epochs = jsonl_of_type(log, "epoch");
+    ASSERT_EQ(epochs.size(), 2u);
+    EXPECT_TRUE(std::isnan(json_number(epochs[0], "test_loss"))) << epochs[0];  // null
+    EXPECT_TRUE(std::isfinite(json_number(epochs[0], "train_loss"))) << epochs[0];
+    auto d = diagnoses(log);
+    ASSERT_EQ(d.size(), 1u) << all_codes(log);
+    EXPECT_EQ(d[0].code, "NONFINITE_TEST_LOSS");
+    EXPECT_EQ(d[0].severity, "warning");
+    EXPECT_EQ(d[0].step, 7.0);  // the last step of epoch 1 (200 items, batch 32)
+    EXPECT_EQ(d[0].epoch, 1.0);
+    EXPECT_EQ(d[0].layer, "");
+    EXPECT_TRUE(has(d[0].message, "epoch 1: the test loss is NaN or Inf while the training loss is finite")) << d[0].message;
+    EXPECT_TRUE(has(d[0].message, test_images)) << d[0].message;
+    EXPECT_TRUE(has(r.out, "warning [NONFINITE_TEST_LOSS]")) << r.out;
+    EXPECT_EQ(json_string(jsonl_of_type(log, "summary")[0], "status"), "completed");
+}
+
 TEST_F(Diagnoses, NanInAFloatIdxImageFileFailsNamingTheFileAndElement) {
     // The synthetic images as float32 in [0, 1], one element NaN.
     auto bytes = read_file(train_images());
