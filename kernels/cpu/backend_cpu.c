@@ -2,6 +2,8 @@
  * "Device" pointers are ordinary host pointers, so upload/download are
  * memcpy and sync is a no-op; the table is what makes it interchangeable
  * with the CUDA backend. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +92,18 @@ static const ct_backend_ops cpu_ops = {
     .step_finish = cpu_step_finish,
 };
 
+/* The CPUs this process may run on (taskset, a cgroup's cpuset, a batch
+ * scheduler's binding), not the machine's: OpenBLAS threads that outnumber
+ * them spin against each other for the same cores. */
+static int usable_cpus(void) {
+#ifdef __linux__
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+#endif
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores < 1 ? 1 : (int)cores;
+}
+
 ct_backend *ct_backend_cpu_create(int threads, ct_error *err) {
     if (cpu_simd_check_env(err) != 0) return NULL;
     ct_backend *b = calloc(1, sizeof *b);
@@ -97,13 +111,22 @@ ct_backend *ct_backend_cpu_create(int threads, ct_error *err) {
         ct_fail(err, CT_EXIT_FAILURE, "cpu: out of memory creating the backend");
         return NULL;
     }
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cores < 1) cores = 1;
-    b->threads = threads > 0 ? threads : (int)cores;
+    b->threads = threads > 0 ? threads : usable_cpus();
     b->ops = &cpu_ops;
     b->kind = CT_DEVICE_CPU;
 #ifdef CT_HAVE_OPENBLAS
     openblas_set_num_threads(b->threads);
+    /* OpenBLAS caps the count at its build's limit (64 on Debian) without a
+     * word; the description (logged, and what "same thread count" means for
+     * determinism) would then name a count that never ran. A count asked
+     * for is refused; the default takes the cap. */
+    const int ran = openblas_get_num_threads();
+    if (ran != b->threads && threads > 0) {
+        free(b);
+        ct_fail(err, CT_EXIT_USAGE, "--threads %d: this OpenBLAS runs at most %d threads", threads, ran);
+        return NULL;
+    }
+    b->threads = ran;
     snprintf(b->description, sizeof b->description, "cpu (OpenBLAS, %d thread%s)", b->threads,
              b->threads == 1 ? "" : "s");
 #else

@@ -425,7 +425,7 @@ int ct_cmd_bench(int argc, char **argv) {
         {"--model", ARG_STRING, &f.model, 0, 0, 0, "PRESET|FILE", "seed, mlp, cnn, or a model file (default mlp)"},
         {"--data", ARG_STRING, &f.data, 0, 0, 0, "DIR", "directory with the MNIST IDX files (default data/mnist)"},
         {"--device", ARG_CHOICE, &f.device, 0, 0, 0, "auto|cpu|cuda", "where to run (default auto)", ct_device_choices},
-        {"--threads", ARG_INT, &f.threads, 1, 1024, 0, "N", "CPU threads (default: all cores)"},
+        {"--threads", ARG_INT, &f.threads, 1, 1024, 0, "N", "CPU threads (default: the CPUs this process may use)"},
         {"--batch-size", ARG_INT, &f.batch_size, 1, 65536, 0, "N", "rows per step (default: the model's)"},
         {"--optimizer", ARG_CHOICE, &f.optimizer, 0, 0, 0, "NAME", "sgd|adam|adamw|rmsprop", ct_optimizer_choices},
         {"--lr", ARG_DOUBLE, &f.lr, 0, 10, 1, "X", "learning rate (default: the model's)"},

@@ -41,7 +41,7 @@ int ct_cmd_eval(int argc, char **argv) {
         {"--data", ARG_STRING, &data, 0, 0, 0, "DIR", "directory with the MNIST IDX files (default data/mnist)"},
         {"--batch-size", ARG_INT, &batch, 1, 65536, 0, "N", "rows per forward pass (default 1000)"},
         {"--device", ARG_CHOICE, &device, 0, 0, 0, "auto|cpu|cuda", "where to run (default auto)", ct_device_choices},
-        {"--threads", ARG_INT, &threads, 1, 1024, 0, "N", "CPU threads (default: all cores)"},
+        {"--threads", ARG_INT, &threads, 1, 1024, 0, "N", "CPU threads (default: the CPUs this process may use)"},
         {"--loss", ARG_CHOICE, &loss_name, 0, 0, 0, "NAME", "the test loss's: " CT_CLI_LOSS_HELP, ct_loss_choices},
         {"--log-jsonl", ARG_STRING, &jsonl, 0, 0, 0, "FILE", "write a summary record as JSONL"},
         {"--epochs", ARG_INT, &epochs, 1, 100000, 0, "N", "training only: accepted, no effect"},

@@ -175,7 +175,7 @@ int ct_cmd_train(int argc, char **argv) {
         {"--seed", ARG_U64, &f.seed, 0, 0, 0, "N", "seed for weights, shuffling and dropout (default 0)"},
         {"--device", ARG_CHOICE, &f.device, 0, 0, 0, "auto|cpu|cuda", "where to train (default auto)",
          ct_device_choices},
-        {"--threads", ARG_INT, &f.threads, 1, 1024, 0, "N", "CPU threads (default: all cores)"},
+        {"--threads", ARG_INT, &f.threads, 1, 1024, 0, "N", "CPU threads (default: the CPUs this process may use)"},
         {"--drop-last", ARG_FLAG, &f.drop_last, 0, 0, 0, NULL, "drop a final batch smaller than the batch size"},
         {"--max-steps", ARG_U64, &f.max_steps, 0, 0, 0, "N", "stop after N steps in all (default: no limit)"},
         {"--on-nan", ARG_CHOICE, &f.on_nan, 0, 0, 0, "stop|skip|warn",
