@@ -71,6 +71,11 @@ ct_train_options ct_train_defaults(const ct_model_spec *spec);
 /* Steps in one epoch of n samples; 0 when drop_last leaves no full batch. */
 uint64_t ct_steps_per_epoch(size_t n, int batch_size, int drop_last);
 
+/* Samples trained by the first `steps` steps of a run that starts at an
+ * epoch's start: a batch holds its real rows, fewer than batch_size at an
+ * epoch's end or when the batch is larger than the data. */
+uint64_t ct_samples_in_steps(size_t n, int batch_size, int drop_last, uint64_t steps);
+
 /* A dataset uploaded to the model's backend. */
 typedef struct ct_device_data {
     ct_device_dataset ds;

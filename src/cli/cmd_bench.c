@@ -230,12 +230,16 @@ static int throughput(bench_ctx *c, const bench_flags *f, figures *out, ct_error
     double warm;
     if (f->warmup > 0 && timed_run(c, (uint64_t)f->warmup, 1000, 1, &warm, err)) return -1;
     double on[64], off[64], sps[64];
+    /* The rows the steps trained: a step of a batch larger than the data,
+     * or an epoch's last one, holds fewer than the batch size. */
+    const double samples = (double)ct_samples_in_steps(c->train->count, c->base.batch_size, c->base.drop_last,
+                                                       (uint64_t)f->steps);
     /* Interleaved, so drift in the machine's speed hits both alike. */
     for (int r = 0; r < f->repeats; ++r) {
         if (timed_run(c, (uint64_t)f->steps, 1000, 1, &on[r], err) ||
             timed_run(c, (uint64_t)f->steps, 1000, 0, &off[r], err))
             return -1;
-        sps[r] = (double)f->steps * c->base.batch_size / on[r];
+        sps[r] = samples / on[r];
     }
     double t_on = median(on, f->repeats), t_off = median(off, f->repeats);
     qsort(sps, (size_t)f->repeats, sizeof *sps, cmp_double);

@@ -32,6 +32,14 @@ uint64_t ct_steps_per_epoch(size_t n, int batch_size, int drop_last) {
     return drop_last ? n / b : (n + b - 1) / b;
 }
 
+uint64_t ct_samples_in_steps(size_t n, int batch_size, int drop_last, uint64_t steps) {
+    const uint64_t spe = ct_steps_per_epoch(n, batch_size, drop_last);
+    if (spe == 0) return 0;
+    const uint64_t b = (uint64_t)batch_size, per_epoch = drop_last ? spe * b : (uint64_t)n;
+    /* The steps into the last epoch are whole batches: only an epoch's last one is short. */
+    return steps / spe * per_epoch + steps % spe * b;
+}
+
 /* The ring holds two halves of drain_every records. When a half is full the
  * host queues its copy into pinned memory and goes on queueing steps; it
  * reads a half only when the other half fills, by which time its copy has

@@ -124,6 +124,29 @@ TEST_F(Bench, EveryStepAskedForRunsOnASmallDataSet) {
     EXPECT_EQ(json_number(lines[0], "steps"), 2.0 * 10500);
 }
 
+// samples/s counts the rows the timed steps trained: a batch larger than
+// the data (300 items) trains 300 rows a step, and an epoch's last batch
+// its remainder, not --batch-size rows. The figures share their run times,
+// so samples/s over steps/s is the rows a step, whatever the machine's speed
+// (to the 9 digits the JSON holds).
+TEST_F(Bench, SamplesPerSecondCountTheRowsTrained) {
+    const struct {
+        int batch, steps;
+        double rows_per_step;
+    } cases[] = {{500, 4, 300.0}, {128, 6, 100.0} /* 128, 128, 44, twice */, {100, 6, 100.0}};
+    for (const auto &k : cases) {
+        SCOPED_TRACE("--batch-size " + std::to_string(k.batch));
+        std::string json = dir.file("rows" + std::to_string(k.batch) + ".json");
+        RunResult r = run_cutrain(base() + " --batch-size " + std::to_string(k.batch) + " --steps " +
+                                  std::to_string(k.steps) + " --warmup 0 --repeats 3 --json " + json);
+        ASSERT_EQ(r.exit_code, 0) << r.out;
+        auto lines = read_lines(json);
+        ASSERT_EQ(lines.size(), 1u);
+        const double ratio = json_number(lines[0], "samples_per_s") / json_number(lines[0], "steps_per_s");
+        EXPECT_NEAR(ratio, k.rows_per_step, 1e-6 * k.rows_per_step) << lines[0];
+    }
+}
+
 // --phases and --ops on a small network with every kind of layer: the
 // parts of a step, then its ops in the order the trainer queues them, each
 // named by the backend call and its shape, their figures adding up to the

@@ -118,6 +118,13 @@ TEST(Train, DropLastAndMaxSteps) {
     EXPECT_EQ(ct_steps_per_epoch(70, 32, 1), 2u);
     EXPECT_EQ(ct_steps_per_epoch(70, 32, 0), 3u);
     EXPECT_EQ(ct_steps_per_epoch(20, 32, 1), 0u);
+    // The rows those steps train: 32, 32 and the 6 left, epoch after epoch.
+    EXPECT_EQ(ct_samples_in_steps(70, 32, 0, 2), 64u);
+    EXPECT_EQ(ct_samples_in_steps(70, 32, 0, 3), 70u);
+    EXPECT_EQ(ct_samples_in_steps(70, 32, 0, 7), 70u + 70u + 32u);
+    EXPECT_EQ(ct_samples_in_steps(70, 32, 1, 5), 5u * 32u);
+    EXPECT_EQ(ct_samples_in_steps(20, 32, 0, 4), 4u * 20u);  // a batch larger than the data holds all of it
+    EXPECT_EQ(ct_samples_in_steps(20, 32, 1, 4), 0u);
 
     opt.drop_last = 0;
     opt.epochs = 5;
