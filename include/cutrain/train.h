@@ -71,6 +71,12 @@ ct_train_options ct_train_defaults(const ct_model_spec *spec);
 /* Steps in one epoch of n samples; 0 when drop_last leaves no full batch. */
 uint64_t ct_steps_per_epoch(size_t n, int batch_size, int drop_last);
 
+/* The rows to build a model for, to train on n samples in batches of
+ * batch_size: the largest batch the data fills (a batch larger than the
+ * data holds all of it, so planning the whole batch size would only take
+ * memory), and at least the 1000 rows evaluation runs in chunks of. */
+int ct_train_plan_rows(size_t n, int batch_size);
+
 /* Samples trained by the first `steps` steps of a run that starts at an
  * epoch's start: a batch holds its real rows, fewer than batch_size at an
  * epoch's end or when the batch is larger than the data. */

@@ -303,7 +303,7 @@ static int time_to_accuracy(bench_ctx *c, const ct_model_spec *spec, ct_backend 
     int reached = 0, n_acc = 0, stopped = 0;
     for (int s = 0; s < f->seeds; ++s) {
         ct_model m;
-        int max_rows = spec->batch_size > 1000 ? spec->batch_size : 1000;
+        int max_rows = ct_train_plan_rows(c->train->count, spec->batch_size);
         if (ct_model_build(&m, spec, be, max_rows, f->seed + (uint64_t)s, err)) return -1;
         ct_train_options o = c->base;
         o.seed = f->seed + (uint64_t)s;
@@ -498,7 +498,6 @@ int ct_cmd_bench(int argc, char **argv) {
     int started = 0, have_fg = 0;
     double t_start = ct_now();
     int code = CT_EXIT_OK;
-    int max_rows = spec.batch_size > 1000 ? spec.batch_size : 1000;
     ct_cli_catch_stop_signals();
     /* Step records would be timed with the steps they describe; the runs'
      * diagnoses and one summary with the figures are what the log holds. */
@@ -510,7 +509,7 @@ int ct_cmd_bench(int argc, char **argv) {
         (f.save_init && ct_cli_check_replaceable(f.save_init, "--save-init", &err)) ||
         ct_cli_check_distinct(files, 3 + ct_cli_input_files(f.model, &train, &test, files + 3), &err) ||
         !(be = ct_cli_backend(f.device, f.threads, &device_note, &err)) ||
-        ct_model_build(&model, &spec, be, max_rows, f.seed, &err) ||
+        ct_model_build(&model, &spec, be, ct_train_plan_rows(train.count, spec.batch_size), f.seed, &err) ||
         ct_cli_interrupted_before("the bench began", &err) || !(log = ct_logger_open(&lo, &err))) {
         code = ct_cli_report(&err);
         goto out;

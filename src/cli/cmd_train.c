@@ -274,7 +274,7 @@ int ct_cmd_train(int argc, char **argv) {
         goto out;
     }
     /* Evaluation reuses the training buffers in chunks of at least 1000 rows. */
-    int max_rows = spec.batch_size > 1000 ? spec.batch_size : 1000;
+    int max_rows = ct_train_plan_rows(train.count, spec.batch_size);
     if (ct_model_build(&model, &spec, be, max_rows, f.seed, &err) ||
         (f.init_weights && ct_model_load_weights(&model, f.init_weights, &err)) ||
         (f.inject_layer && resolve_inject_layer(&model, f.inject_layer, &opt, &err)) ||

@@ -32,6 +32,11 @@ uint64_t ct_steps_per_epoch(size_t n, int batch_size, int drop_last) {
     return drop_last ? n / b : (n + b - 1) / b;
 }
 
+int ct_train_plan_rows(size_t n, int batch_size) {
+    const int rows = n < (size_t)batch_size ? (int)n : batch_size;
+    return rows > 1000 ? rows : 1000;
+}
+
 uint64_t ct_samples_in_steps(size_t n, int batch_size, int drop_last, uint64_t steps) {
     const uint64_t spe = ct_steps_per_epoch(n, batch_size, drop_last);
     if (spe == 0) return 0;
@@ -528,7 +533,9 @@ static void set_chance(ct_health *h, const ct_model *m, const ct_dataset *train)
 
 static int run_training(ct_model *m, const ct_dataset *train, const ct_data_source *src, const ct_dataset *test,
                         const ct_train_options *opt, ct_logger *log, ct_run_summary *sum, ct_error *err) {
-    if (opt->batch_size <= 0 || opt->batch_size > m->max_rows)
+    /* A batch holds at most the whole training set (a data source's, the batch size). */
+    const size_t fills = train && train->count < (size_t)opt->batch_size ? train->count : (size_t)opt->batch_size;
+    if (opt->batch_size <= 0 || fills > (size_t)m->max_rows)
         return ct_fail(err, CT_EXIT_USAGE, "batch size %d does not fit the model's planned %d rows", opt->batch_size,
                        m->max_rows);
     if (opt->drain_every <= 0 || opt->drain_every > (1 << 20))

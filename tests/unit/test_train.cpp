@@ -104,6 +104,32 @@ TEST(Train, PartialLastBatchIsWeightedByItsRealSize) {
     EXPECT_EQ(json_number(ep[0], "samples"), 70.0);
 }
 
+// A batch larger than the training set holds the whole set, so the model
+// needs rows for the set, not for the batch size: --batch-size 65536 on a
+// small set planned 65536 rows (40 GB of activations for cnn) for steps of
+// a few hundred. The model here is built for 64 rows and trains batches of
+// 500 on 40 items, one step of all 40 an epoch.
+TEST(Train, ABatchLargerThanTheDataNeedsRowsForTheDataOnly) {
+    EXPECT_EQ(ct_train_plan_rows(100, 65536), 1000);  // evaluation's chunks of 1000
+    EXPECT_EQ(ct_train_plan_rows(60000, 65536), 60000);
+    EXPECT_EQ(ct_train_plan_rows(60000, 2048), 2048);
+    EXPECT_EQ(ct_train_plan_rows(60000, 32), 1000);
+
+    TempDir dir;
+    ct_model_spec dummy{};
+    dummy.batch_size = 500;
+    ct_train_options opt = ct_train_defaults(&dummy);
+    opt.epochs = 2;
+    Trained t = train_synthetic(dir, "bigbatch", &opt, 40, 30);
+    ASSERT_EQ(t.code, CT_EXIT_OK);
+    auto steps = jsonl_of_type(t.jsonl, "step");
+    ASSERT_EQ(steps.size(), 2u);
+    for (auto &s : steps) EXPECT_EQ(json_number(s, "batch_size"), 40.0);
+    auto ep = jsonl_of_type(t.jsonl, "epoch");
+    ASSERT_EQ(ep.size(), 2u);
+    EXPECT_EQ(json_number(ep[1], "samples"), 40.0);
+}
+
 TEST(Train, DropLastAndMaxSteps) {
     TempDir dir;
     ct_model_spec dummy{};
