@@ -297,6 +297,16 @@ static int compute_sizes(idx_src *s, ct_idx *idx, size_t *bytes) {
     return 0;
 }
 
+/* Items are indexed by int32_t (each epoch's shuffled order, the batch
+ * gather on every backend): past INT32_MAX items the indices would wrap to
+ * negative ones. Judged after the file's size, so a header that only
+ * claims so many items is reported as the short file it is. */
+static int check_count(idx_src *s, const ct_idx *idx) {
+    if (idx->dims[0] <= (uint32_t)INT32_MAX) return 0;
+    return ct_fail(s->err, CT_EXIT_BAD_INPUT, "%s: %" PRIu32 " items: at most %" PRId32 " can be indexed", s->path,
+                   idx->dims[0], INT32_MAX);
+}
+
 /* ---- the data -------------------------------------------------------- */
 
 static int size_mismatch(idx_src *s, uint64_t declared, uint64_t held, int at_least) {
@@ -398,7 +408,7 @@ static int load_from(idx_src *s, ct_idx *out) {
     size_t bytes = 0;
     unsigned char *data = NULL;
     if (read_prefix(s, out) != 0 || read_dims(s, out) != 0 || check_dims(s, out) != 0 ||
-        compute_sizes(s, out, &bytes) != 0 || check_raw_size(s, out, bytes) != 0 ||
+        compute_sizes(s, out, &bytes) != 0 || check_raw_size(s, out, bytes) != 0 || check_count(s, out) != 0 ||
         read_data(s, bytes, &data) != 0)
         return -1;
     out->data = data;

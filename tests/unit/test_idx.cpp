@@ -358,6 +358,20 @@ TEST_F(IdxLoad, SizesThatOverflow64Bits) {
                      {"overflow"});
 }
 
+// Items are indexed by int32_t: a file that really holds 2^31 one-byte items
+// (a sparse file: the size is what counts, and nothing is read) is refused
+// before its data is read, rather than loaded and then gathered through
+// indices that wrap to negative ones. One item fewer is within the limit,
+// and the file's size is still judged first.
+TEST_F(IdxLoad, MoreItemsThanAnInt32IndexesAreRefused) {
+    const uint32_t too_many = 0x80000000u;
+    const std::string path = put("many.idx", idx_header(CT_ELEM_U8, {too_many, 1}));
+    ASSERT_EQ(0, truncate(path.c_str(), 12 + static_cast<off_t>(too_many)));
+    expect_fail(path, {"2147483648 items", "at most 2147483647"});
+    // A header that only claims them is the short file it is.
+    expect_fail(put("claims.idx", idx_header(CT_ELEM_U8, {too_many, 1})), {"truncated"});
+}
+
 // Sizes that wrap in 32-bit arithmetic to exactly the bytes present: an
 // implementation computing in uint32_t would accept them.
 struct Wrap32 {
