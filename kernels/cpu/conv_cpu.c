@@ -43,7 +43,8 @@
  * The calls allocate nothing: the caller's workspace holds col (also used for
  * dcol) followed by yt (also used for dyt), sized by cpu_conv_plan for the
  * planned maximum n. (OpenBLAS 0.3.21 itself mallocs a small job array in
- * each multithreaded GEMM call; single-threaded, it allocates nothing.)
+ * each multithreaded GEMM call, and its small-matrix NN kernel scratch even
+ * on one thread; unit.StepAllocs counts every allocation but those.)
  */
 #include <assert.h>
 #include <stdlib.h>
