@@ -4,6 +4,7 @@
  * made it true. Codes are stable: tools match on them (docs/troubleshooting.md). */
 #include "cutrain/health.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +73,16 @@ static size_t message_end(int written, size_t size) {
 
 /* The first layer in backward order (the output side) whose gradient is not
  * finite: where the non-finite values entered the backward pass. */
+/* One more step in a run of steps. A run only has to reach its window, but
+ * one that nothing ends (a layer dead after it was named, NaN steps with the
+ * nonfinite window off) would pass INT_MAX after 2^31 steps, reachable with
+ * --epochs 100000 at batch 1, and its negative count would make the next
+ * checkpoint one no resume takes. It stops at INT_MAX instead. */
+static int count_up(int *run) {
+    if (*run < INT_MAX) ++*run;
+    return *run;
+}
+
 static int first_nonfinite_layer(const ct_health *h, const ct_step_record *r) {
     int n = (int)r->n_layers < h->n_layers ? (int)r->n_layers : h->n_layers;
     for (int i = n - 1; i >= 0; --i)
@@ -109,7 +120,7 @@ static void check_nonfinite(ct_health *h, const ct_step_record *r, ct_diagnosis 
         return;
     }
     ++h->nonfinite_steps;
-    ++h->nonfinite_run;
+    count_up(&h->nonfinite_run);
     if (h->nonfinite_said) return;
     h->nonfinite_said = 1;
     int li = first_nonfinite_layer(h, r);
@@ -302,7 +313,7 @@ static void check_dead_layers(ct_health *h, const ct_step_record *r, ct_diagnosi
             h->dead_run[i] = 0;
             continue;
         }
-        if (++h->dead_run[i] < h->cfg.dead_window || (h->dead_said & (1u << i))) continue;
+        if (count_up(&h->dead_run[i]) < h->cfg.dead_window || (h->dead_said & (1u << i))) continue;
         if (*n == CT_HEALTH_MAX_DIAG) return;
         h->dead_said |= 1u << i;
         /* Layers before an already-named dead layer follow from it: say it once. */

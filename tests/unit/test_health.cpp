@@ -4,6 +4,7 @@
 // keywords, with no training involved.
 #include <gtest/gtest.h>
 
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -575,6 +576,34 @@ TEST(Health, DeadLayerFiresOnceAfterTheWindowAndResetsOnANonZeroStep) {
     EXPECT_FALSE(has(d[0].message, "zero from the first step")) << d[0].message;
     for (uint64_t s = 9; s <= 50; ++s) EXPECT_TRUE(m.observe(dead1(s)).empty()) << s;
     EXPECT_EQ(m.of("DEAD_LAYER").size(), 1u);
+}
+
+// The runs nothing ends once they are said (a layer that stays dead; NaN
+// steps with the nonfinite window off) stop counting at INT_MAX rather than
+// wrap to a negative count after 2^31 steps, which the next checkpoint would
+// hold and no resume would take.
+TEST(Health, RunsThatNothingEndsStopCountingAtIntMax) {
+    ct_health_config cfg = all_off();
+    cfg.dead_window = 4;
+    cfg.on_nan = CT_ON_NAN_SKIP;
+    cfg.nonfinite_window = 0;
+    Monitor m(cfg, 0.001f);
+    for (uint64_t s = 1; s <= 4; ++s) m.observe(dead1(s));
+    ASSERT_EQ(m.of("DEAD_LAYER").size(), 1u);
+    m.h.dead_run[0] = INT_MAX - 1;  // as after 2^31 - 2 steps of a dead layer
+    for (uint64_t s = 5; s <= 7; ++s) EXPECT_TRUE(m.observe(dead1(s)).empty()) << s;
+    EXPECT_EQ(m.h.dead_run[0], INT_MAX);
+
+    ct_step_record nan = healthy(8);
+    nan.flags |= CT_FLAG_NONFINITE_LOSS | CT_FLAG_SKIPPED_UPDATE;
+    m.observe(nan);
+    m.h.nonfinite_run = INT_MAX - 1;
+    for (uint64_t s = 9; s <= 11; ++s) {
+        nan.step = s;
+        EXPECT_TRUE(m.observe(nan).empty()) << s;
+    }
+    EXPECT_EQ(m.h.nonfinite_run, INT_MAX);
+    EXPECT_FALSE(m.h.stop);
 }
 
 // How the layer died decides the advice: dead from the first step is the
