@@ -49,14 +49,14 @@ typedef struct ct_jsonl_file {
     size_t cut_tail;    /* ct_jsonl_read_cut: bytes of a last line without its newline, left out */
 } ct_jsonl_file;
 
-/* Largest log read from disk. */
-#define CT_JSONL_MAX_FILE ((size_t)1 << 30)
-
 /* Validates and indexes bytes[0, len) as a log named `name` (for messages);
  * bytes must outlive out. 0 on success; -1 with err (CT_EXIT_BAD_INPUT:
  * "<name>: line N, column C: <what>") and out left empty. */
 int ct_jsonl_index(const char *bytes, size_t len, const char *name, ct_jsonl_file *out, ct_error *err);
-/* Reads the file at path, then ct_jsonl_index. */
+/* Reads the file at path, then ct_jsonl_index. The log is held whole in
+ * memory: one larger than the machine's memory is refused before it is read
+ * (CT_EXIT_FAILURE), whatever its size below that (a long run's log passes
+ * a GiB). */
 int ct_jsonl_read(const char *path, ct_jsonl_file *out, ct_error *err);
 /* ct_jsonl_read for a log that may end mid-line (a run killed while
  * writing, or still running): a last line without its newline is left out
