@@ -71,8 +71,6 @@ static size_t message_end(int written, size_t size) {
     return written > 0 && (size_t)written < size ? (size_t)written : size - 1;
 }
 
-/* The first layer in backward order (the output side) whose gradient is not
- * finite: where the non-finite values entered the backward pass. */
 /* One more step in a run of steps. A run only has to reach its window, but
  * one that nothing ends (a layer dead after it was named, NaN steps with the
  * nonfinite window off) would pass INT_MAX after 2^31 steps, reachable with
@@ -83,6 +81,8 @@ static int count_up(int *run) {
     return *run;
 }
 
+/* The first layer in backward order (the output side) whose gradient is not
+ * finite: where the non-finite values entered the backward pass. */
 static int first_nonfinite_layer(const ct_health *h, const ct_step_record *r) {
     int n = (int)r->n_layers < h->n_layers ? (int)r->n_layers : h->n_layers;
     for (int i = n - 1; i >= 0; --i)
