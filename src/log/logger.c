@@ -105,7 +105,9 @@ fail:
     drop_log(lg->csv_path, &c);
     if (lg->jsonl) {
         fclose(lg->jsonl);
-        remove(lg->jsonl_path);
+        /* An emptied file goes; a device or pipe (/dev/null) is not ours to
+         * remove, and as root remove() would take the device node away. */
+        if (j.regular) remove(lg->jsonl_path);
     }
     if (lg->tb) ct_tb_discard(lg);
     free(lg);

@@ -84,7 +84,7 @@ int ct_tb_open(struct ct_logger *lg, const char *dir, ct_error *err) {
     for (int k = 0; k < 100 && fd < 0; ++k) {
         snprintf(lg->tb_path, sizeof lg->tb_path, "%s/events.out.tfevents.%lld.%s.%ld.%d", dir, (long long)now, host,
                  (long)getpid(), k);
-        fd = open(lg->tb_path, O_WRONLY | O_CREAT | O_EXCL, 0666);
+        fd = open(lg->tb_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd < 0 && errno != EEXIST) break;
     }
     if (fd < 0 || !(lg->tb = fdopen(fd, "wb"))) {
