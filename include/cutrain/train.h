@@ -82,6 +82,13 @@ int ct_train_plan_rows(size_t n, int batch_size);
  * epoch's end or when the batch is larger than the data. */
 uint64_t ct_samples_in_steps(size_t n, int batch_size, int drop_last, uint64_t steps);
 
+/* What ct_train checks of each set it is given, before any work: an element
+ * type of bytes or floats, images and labels in memory, items of the
+ * model's input width (and, for a model with a spatial input, images of its
+ * height and width), and every label below the model's classes. Errors name
+ * ds->images_path (or ds->labels_path for a label). */
+int ct_train_check_set(const ct_dataset *ds, const ct_model_spec *spec, ct_error *err);
+
 /* A dataset uploaded to the model's backend. */
 typedef struct ct_device_data {
     ct_device_dataset ds;

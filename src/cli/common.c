@@ -58,25 +58,7 @@ int ct_cli_load_split(const char *dir, const char *split, const ct_model_spec *s
                 strcmp(split, "train") == 0 ? "train on" : "evaluate on");
         goto fail;
     }
-    if (out->sample_elems != (size_t)spec->input_dim) {
-        ct_fail(err, CT_EXIT_BAD_INPUT, "%s: items have %zu values but the model's input is %d", images,
-                out->sample_elems, spec->input_dim);
-        goto fail;
-    }
-    /* Images of another shape with as many pixels (16 x 4 for 8 x 8) would
-     * train a convolution on scrambled neighbours without a word. Flat
-     * items (rank 2) carry no shape to compare and are taken as given. */
-    const int spatial = spec->input_c > 0 && !(spec->input_h == 1 && spec->input_w == 1); /* not "input 784" */
-    if (spatial && out->image_dims[0] &&
-        (spec->input_c != 1 || out->image_dims[0] != (uint32_t)spec->input_h ||
-         out->image_dims[1] != (uint32_t)spec->input_w)) {
-        ct_fail(err, CT_EXIT_BAD_INPUT,
-                "%s: images are %u x %u with one channel but the model's input is %d x %d with %d (input %d %d %d)",
-                images, out->image_dims[0], out->image_dims[1], spec->input_h, spec->input_w, spec->input_c,
-                spec->input_c, spec->input_h, spec->input_w);
-        goto fail;
-    }
-    if (ct_dataset_check_labels(out, ct_model_spec_classes(spec), err)) goto fail;
+    if (ct_train_check_set(out, spec, err)) goto fail;
     return 0;
 fail:
     ct_dataset_free(out);

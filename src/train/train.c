@@ -547,10 +547,11 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
         return ct_fail(err, CT_EXIT_BAD_INPUT,
                        "%s: %zu items make no batch of %d%s: there is nothing to train on", train->images_path,
                        train->count, opt->batch_size, opt->drop_last ? " with drop_last" : "");
-    /* The CLI refuses such a label when it loads the files; a set handed to
-     * the API is checked here, or its NaN rows would be blamed on the rate. */
-    if ((train && ct_dataset_check_labels(train, m->classes, err)) ||
-        (test && ct_dataset_check_labels(test, m->classes, err)))
+    /* The CLI refuses such sets when it loads the files; a set handed to
+     * the API is checked here, or a label past the output would have its NaN
+     * rows blamed on the rate, and an item of another width be read with the
+     * model's stride. */
+    if ((train && ct_train_check_set(train, &m->spec, err)) || (test && ct_train_check_set(test, &m->spec, err)))
         return -1;
     ct_backend *be = m->be;
     run r;

@@ -1,0 +1,96 @@
+// ct_train and ct_train_source used the ways a library's caller can get
+// wrong: sets that do not fit the model, hand-made dataset structs, missing
+// pointers, a model trained twice. Each either works as documented or is
+// refused with an error; none may read out of bounds or train on garbage.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "support/fixtures.h"
+
+using namespace ct_test;
+
+namespace {
+
+// A model of synthetic_spec on the CPU, the synthetic train and test sets,
+// and a logger that writes nothing.
+struct Rig {
+    OwnedModel om;
+    ct_model_spec spec;
+    ct_dataset train{}, test{};
+    ct_logger *log = nullptr;
+    ct_train_options opt;
+    ct_run_summary sum{};
+    ct_error err;
+
+    Rig() {
+        ct_error_clear(&err);
+        spec = synthetic_spec("api", CT_ACT_SOFTMAX, CT_LOSS_XENT);
+        spec.optim.lr = 0.01f;
+        opt = ct_train_defaults(&spec);
+        opt.seed = 3;
+        om.be = ct_backend_cpu_create(1, &err);
+        EXPECT_NE(om.be, nullptr) << err.msg;
+        EXPECT_EQ(ct_model_build(&om.m, &spec, om.be, 64, opt.seed, &err), 0) << err.msg;
+        train = synthetic_dataset(200, 8, 10, 1);
+        test = synthetic_dataset(50, 8, 10, 2);
+        ct_log_options lo{};
+        lo.quiet = 1;
+        log = ct_logger_open(&lo, &err);
+        EXPECT_NE(log, nullptr) << err.msg;
+    }
+    ~Rig() {
+        ct_logger_close(log, nullptr);
+        ct_dataset_free(&train);
+        ct_dataset_free(&test);
+    }
+    int run() {
+        ct_error_clear(&err);
+        return ct_train(&om.m, &train, &test, &opt, log, &sum, &err);
+    }
+};
+
+// Replaces ds by a set of n items of `elems` bytes each, labels 0..9.
+void reshape(ct_dataset *ds, int n, size_t elems) {
+    ct_dataset_free(ds);
+    *ds = synthetic_dataset(n, 1, 10, 5);
+    free(ds->images);
+    ds->images = calloc((size_t)n * elems, 1);
+    ds->sample_elems = elems;
+    ds->image_dims[0] = ds->image_dims[1] = 0;
+}
+
+}  // namespace
+
+// A test set of narrower items than the model's input was read with the
+// model's row stride: the test score was of rows spliced from two items.
+TEST(TrainApi, ATestSetOfNarrowerItemsIsRefused) {
+    Rig r;
+    reshape(&r.test, 50, 32);
+    EXPECT_EQ(r.run(), -1);
+    EXPECT_EQ(r.err.code, CT_EXIT_BAD_INPUT);
+    EXPECT_NE(std::string(r.err.msg).find("32 values"), std::string::npos) << r.err.msg;
+    EXPECT_NE(std::string(r.err.msg).find("input is 64"), std::string::npos) << r.err.msg;
+}
+
+// Wider items were gathered past the end of the model's input buffer.
+TEST(TrainApi, SetsOfWiderItemsAreRefused) {
+    Rig r;
+    reshape(&r.test, 50, 256);
+    EXPECT_EQ(r.run(), -1);
+    EXPECT_EQ(r.err.code, CT_EXIT_BAD_INPUT);
+    Rig t;
+    reshape(&t.train, 200, 256);
+    EXPECT_EQ(t.run(), -1);
+    EXPECT_EQ(t.err.code, CT_EXIT_BAD_INPUT);
+    EXPECT_NE(std::string(t.err.msg).find("256 values"), std::string::npos) << t.err.msg;
+}
+
+// An element type that is neither bytes nor floats sized nothing right.
+TEST(TrainApi, AnUnknownElementTypeIsRefused) {
+    Rig r;
+    r.train.elem_type = (ct_elem_type)7;
+    EXPECT_EQ(r.run(), -1);
+    EXPECT_EQ(r.err.code, CT_EXIT_BAD_INPUT);
+}
