@@ -60,7 +60,8 @@ int ct_dataset_load(const char *images_path, const char *labels_path, ct_dataset
  * trained on. */
 uint32_t ct_dataset_crc32(const ct_dataset *ds);
 
-/* Every label < classes; else names the labels file, the index and value. */
+/* Every label < classes (all of them are read: max_label is not trusted);
+ * else names the labels file, the index and value. */
 int ct_dataset_check_labels(const ct_dataset *ds, int classes, ct_error *err);
 void ct_dataset_free(ct_dataset *ds);
 

@@ -95,8 +95,10 @@ int ct_dataset_load(const char *images_path, const char *labels_path, ct_dataset
     return 0;
 }
 
+/* Every label is read, whatever max_label says: a caller of the library
+ * fills that field by hand (or leaves it 0), and one byte a pass costs
+ * nothing beside training on the set. */
 int ct_dataset_check_labels(const ct_dataset *ds, int classes, ct_error *err) {
-    if (ds->max_label < classes) return 0;
     for (size_t i = 0; i < ds->count; ++i)
         if (ds->labels[i] >= classes)
             return ct_fail(err, CT_EXIT_BAD_INPUT,

@@ -94,3 +94,20 @@ TEST(TrainApi, AnUnknownElementTypeIsRefused) {
     EXPECT_EQ(r.run(), -1);
     EXPECT_EQ(r.err.code, CT_EXIT_BAD_INPUT);
 }
+
+// max_label is a field the caller fills; the label check trusted it and let
+// label 200 through to the loss, whose NaN rows the run then blamed on the
+// learning rate (NONFINITE_LOSS, "lower the learning rate").
+TEST(TrainApi, ALabelPastTheOutputIsRefusedWhateverMaxLabelSays) {
+    Rig r;
+    r.train.labels[5] = 200;
+    r.train.max_label = 0;
+    EXPECT_EQ(r.run(), -1);
+    EXPECT_EQ(r.err.code, CT_EXIT_BAD_INPUT);
+    EXPECT_NE(std::string(r.err.msg).find("label 200 at index 5"), std::string::npos) << r.err.msg;
+    Rig t;
+    t.test.labels[7] = 10;
+    t.test.max_label = 9;
+    EXPECT_EQ(t.run(), -1);
+    EXPECT_NE(std::string(t.err.msg).find("label 10 at index 7"), std::string::npos) << t.err.msg;
+}
