@@ -103,7 +103,10 @@ void ct_device_data_free(ct_backend *be, ct_device_data *d);
 void ct_evaluate(ct_model *m, const ct_device_data *d, double *loss, double *acc);
 
 /* Trains; returns the process exit status (CT_EXIT_OK, CT_EXIT_HEALTH_STOP,
- * CT_EXIT_INTERRUPTED) and fills the summary; -1 with err set on failure. */
+ * CT_EXIT_INTERRUPTED) and fills the summary; -1 with err set on failure.
+ * m, train, opt, log and sum are required (a NULL one is a CT_EXIT_USAGE
+ * error); test may be NULL: no evaluation (then target_acc must be 0); err
+ * may be NULL. Both sets are checked with ct_train_check_set first. */
 int ct_train(ct_model *m, const ct_dataset *train, const ct_dataset *test, const ct_train_options *opt,
              ct_logger *log, ct_run_summary *summary, ct_error *err);
 

@@ -420,7 +420,7 @@ static void finish_epoch(run *r, uint32_t epoch, double train_s, const ct_device
     /* A stopped run's weights are not worth a test score; an interrupted or
      * step-limited one is: the user asked for it to end there. */
     r->train_seconds += train_s;
-    if (r->exit_code != CT_EXIT_HEALTH_STOP && r->opt->evaluate) {
+    if (r->exit_code != CT_EXIT_HEALTH_STOP && r->opt->evaluate && test) {
         double t1 = ct_now();
         ct_evaluate(r->m, test, &e.test_loss, &e.test_acc);
         e.eval_seconds = ct_now() - t1;
@@ -533,6 +533,16 @@ static void set_chance(ct_health *h, const ct_model *m, const ct_dataset *train)
 
 static int run_training(ct_model *m, const ct_dataset *train, const ct_data_source *src, const ct_dataset *test,
                         const ct_train_options *opt, ct_logger *log, ct_run_summary *sum, ct_error *err) {
+    /* err may be NULL; the steps below, and a data source's callback, write one. */
+    ct_error local;
+    if (!err) {
+        ct_error_clear(&local);
+        err = &local;
+    }
+    if (!m || !m->be || !opt || !log || !sum || (!train && !src))
+        return ct_fail(err, CT_EXIT_USAGE,
+                       "train: the model (built), the training data, the options, a logger (ct_logger_open; quiet "
+                       "with no paths for none) and a summary are required");
     /* A batch holds at most the whole training set (a data source's, the batch size). */
     const size_t fills = train && train->count < (size_t)opt->batch_size ? train->count : (size_t)opt->batch_size;
     if (opt->batch_size <= 0 || fills > (size_t)m->max_rows)
@@ -543,6 +553,11 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
     if (opt->inject_nan_layer >= m->n_param_layers)
         return ct_fail(err, CT_EXIT_USAGE, "inject_nan_layer %d: the model has %d layers with parameters",
                        opt->inject_nan_layer, m->n_param_layers);
+    /* No test set is no evaluation, so a target accuracy would never be
+     * reached: the run would go on to its last epoch without a word. */
+    if (opt->target_acc > 0 && (!opt->evaluate || !test))
+        return ct_fail(err, CT_EXIT_USAGE, "target accuracy %g needs the test evaluation (%s)", opt->target_acc,
+                       test ? "evaluate is off" : "no test set was given");
     if (train && ct_steps_per_epoch(train->count, opt->batch_size, opt->drop_last) == 0)
         return ct_fail(err, CT_EXIT_BAD_INPUT,
                        "%s: %zu items make no batch of %d%s: there is nothing to train on", train->images_path,
@@ -621,7 +636,8 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
     if (src && (!(r.stage_x = be->ops->host_alloc(be, batch * (size_t)m->spec.input_dim * sizeof(float), err)) ||
                 !(r.stage_y = be->ops->host_alloc(be, batch * sizeof(int32_t), err))))
         goto out;
-    if ((train && ct_device_data_upload(be, train, &r.train, err)) || ct_device_data_upload(be, test, &dtest, err))
+    if ((train && ct_device_data_upload(be, train, &r.train, err)) ||
+        (test && ct_device_data_upload(be, test, &dtest, err)))
         goto out;
 
     memset(sum, 0, sizeof *sum);
@@ -631,7 +647,7 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
         /* A run resumed at its step limit has nothing left to do, unless
          * it stopped mid-epoch: then that epoch is still finished and logged. */
         if (opt->max_steps && r.step >= opt->max_steps && r.epoch_step == 0) break;
-        int end = train_epoch(&r, (uint32_t)epoch, &dtest, sum, err);
+        int end = train_epoch(&r, (uint32_t)epoch, test ? &dtest : NULL, sum, err);
         if (end < 0) goto failed;
         if (end) break;
     }

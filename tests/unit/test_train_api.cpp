@@ -111,3 +111,47 @@ TEST(TrainApi, ALabelPastTheOutputIsRefusedWhateverMaxLabelSays) {
     EXPECT_EQ(t.run(), -1);
     EXPECT_NE(std::string(t.err.msg).find("label 10 at index 7"), std::string::npos) << t.err.msg;
 }
+
+// The test set is optional: NULL trains without evaluating (it was read
+// unconditionally, a NULL dereference even with evaluate off).
+TEST(TrainApi, NoTestSetTrainsWithoutEvaluating) {
+    Rig r;
+    r.opt.epochs = 2;
+    ct_error_clear(&r.err);
+    ASSERT_EQ(ct_train(&r.om.m, &r.train, nullptr, &r.opt, r.log, &r.sum, &r.err), CT_EXIT_OK) << r.err.msg;
+    EXPECT_EQ(r.sum.steps, 2u * 7u);  // ceil(200 / 32) = 7 steps an epoch
+    EXPECT_EQ(r.sum.epochs, 2u);
+    EXPECT_TRUE(std::isnan(r.sum.test_acc));
+    // A target accuracy without an evaluation could never be reached: the
+    // run would go on to its last epoch without a word.
+    r.opt.target_acc = 0.5;
+    EXPECT_EQ(ct_train(&r.om.m, &r.train, nullptr, &r.opt, r.log, &r.sum, &r.err), -1);
+    EXPECT_EQ(r.err.code, CT_EXIT_USAGE);
+    r.opt.evaluate = 0;
+    EXPECT_EQ(r.run(), -1);
+    EXPECT_EQ(r.err.code, CT_EXIT_USAGE);
+}
+
+// The model, the options, the logger and the summary are required: a NULL
+// one is an error, not a crash (a caller that wants no logs opens a quiet
+// logger with no paths). err may be NULL.
+TEST(TrainApi, MissingRequiredPointersAreErrors) {
+    Rig r;
+    ct_error &e = r.err;
+    EXPECT_EQ(ct_train(&r.om.m, &r.train, &r.test, &r.opt, nullptr, &r.sum, &e), -1);
+    EXPECT_EQ(e.code, CT_EXIT_USAGE);
+    EXPECT_NE(std::string(e.msg).find("logger"), std::string::npos) << e.msg;
+    ct_error_clear(&e);
+    EXPECT_EQ(ct_train(&r.om.m, &r.train, &r.test, nullptr, r.log, &r.sum, &e), -1);
+    EXPECT_EQ(e.code, CT_EXIT_USAGE);
+    ct_error_clear(&e);
+    EXPECT_EQ(ct_train(&r.om.m, &r.train, &r.test, &r.opt, r.log, nullptr, &e), -1);
+    EXPECT_EQ(e.code, CT_EXIT_USAGE);
+    ct_error_clear(&e);
+    EXPECT_EQ(ct_train(nullptr, &r.train, &r.test, &r.opt, r.log, &r.sum, &e), -1);
+    EXPECT_EQ(e.code, CT_EXIT_USAGE);
+    ct_error_clear(&e);
+    EXPECT_EQ(ct_train(&r.om.m, nullptr, &r.test, &r.opt, r.log, &r.sum, &e), -1);
+    EXPECT_EQ(e.code, CT_EXIT_USAGE);
+    EXPECT_EQ(ct_train(&r.om.m, &r.train, &r.test, &r.opt, r.log, &r.sum, nullptr), CT_EXIT_OK);
+}
