@@ -106,7 +106,11 @@ void ct_evaluate(ct_model *m, const ct_device_data *d, double *loss, double *acc
  * CT_EXIT_INTERRUPTED) and fills the summary; -1 with err set on failure.
  * m, train, opt, log and sum are required (a NULL one is a CT_EXIT_USAGE
  * error); test may be NULL: no evaluation (then target_acc must be 0); err
- * may be NULL. Both sets are checked with ct_train_check_set first. */
+ * may be NULL. Both sets are checked with ct_train_check_set first.
+ * Each call is a run of its own from the weights the model holds: step 1,
+ * epoch 1's shuffle, the schedule's start and the optimizer's state from
+ * zero (as for a new model given those weights), unless opt->resume says
+ * where to go on from. */
 int ct_train(ct_model *m, const ct_dataset *train, const ct_dataset *test, const ct_train_options *opt,
              ct_logger *log, ct_run_summary *summary, ct_error *err);
 

@@ -640,6 +640,16 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
         (test && ct_device_data_upload(be, test, &dtest, err)))
         goto out;
 
+    /* A run that is not a resume starts at step 1, epoch 1 and its
+     * schedule's start, so the optimizer starts from zero too, whatever an
+     * earlier run on this model left: moments carried into a restarted
+     * count would mix two runs, and a checkpoint of this run would hold
+     * more updates than steps, which a resume refuses. */
+    if (!opt->resume) {
+        const int slots = ct_optim_state_slots(&m->spec.optim);
+        if (slots) be->ops->zero(be, m->opt_state, (size_t)slots * m->n_params * sizeof(float));
+        be->ops->zero(be, m->opt_t, sizeof(uint64_t));
+    }
     memset(sum, 0, sizeof *sum);
     sum->test_loss = sum->test_acc = NAN;
     double t0 = ct_now();

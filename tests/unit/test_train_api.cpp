@@ -155,3 +155,34 @@ TEST(TrainApi, MissingRequiredPointersAreErrors) {
     EXPECT_EQ(e.code, CT_EXIT_USAGE);
     EXPECT_EQ(ct_train(&r.om.m, &r.train, &r.test, &r.opt, r.log, &r.sum, nullptr), CT_EXIT_OK);
 }
+
+// Each ct_train is a run of its own: step 1, epoch 1, the schedule from its
+// start, and the optimizer's state from zero, on the weights the model holds.
+// The state used to carry over while the counters restarted, so the second
+// run's checkpoint held Adam's t = 14 at step 7 and its resume was refused
+// as corrupt ("optim.t is 14, but 7 steps ... make 7 updates").
+TEST(TrainApi, ASecondRunIsAFreshRunFromTheWeightsItFinds) {
+    TempDir dir;
+    const std::string ckpt = dir.file("second.safetensors");
+    Rig r;
+    ASSERT_EQ(r.run(), CT_EXIT_OK) << r.err.msg;
+    std::vector<float> after_first(r.om.m.n_params), twice(r.om.m.n_params), fresh(r.om.m.n_params);
+    ct_model_get_params(&r.om.m, after_first.data());
+    r.opt.save_path = ckpt.c_str();
+    ASSERT_EQ(r.run(), CT_EXIT_OK) << r.err.msg;
+    ct_model_get_params(&r.om.m, twice.data());
+
+    // The same as a new model given the first run's weights and trained once.
+    Rig f;
+    ct_model_set_params(&f.om.m, after_first.data());
+    ASSERT_EQ(f.run(), CT_EXIT_OK) << f.err.msg;
+    ct_model_get_params(&f.om.m, fresh.data());
+    EXPECT_EQ(0, memcmp(twice.data(), fresh.data(), twice.size() * sizeof(float)));
+
+    // And its checkpoint resumes.
+    Rig g;
+    ct_train_state st;
+    EXPECT_EQ(ct_train_load_checkpoint(&g.om.m, &g.train, &g.opt, ckpt.c_str(), &st, &g.err), 0) << g.err.msg;
+    EXPECT_EQ(st.step, 7u);
+    EXPECT_EQ(st.optim_t, 7u);
+}
