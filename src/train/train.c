@@ -548,6 +548,16 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
     if (opt->batch_size <= 0 || fills > (size_t)m->max_rows)
         return ct_fail(err, CT_EXIT_USAGE, "batch size %d does not fit the model's planned %d rows", opt->batch_size,
                        m->max_rows);
+    /* Options zeroed rather than taken from ct_train_defaults: a run of no
+     * epochs would "complete" having done nothing. */
+    if (opt->epochs < 1)
+        return ct_fail(err, CT_EXIT_USAGE, "epochs must be at least 1 (got %d; ct_train_defaults sets 1)",
+                       opt->epochs);
+    /* The shuffle and dropout derive from the seed: another one would not
+     * go on with the run the checkpoint holds. */
+    if (opt->resume && opt->resume->seed != opt->seed)
+        return ct_fail(err, CT_EXIT_USAGE, "resume: the checkpoint was written by a run with seed %llu, not %llu",
+                       (unsigned long long)opt->resume->seed, (unsigned long long)opt->seed);
     if (opt->drain_every <= 0 || opt->drain_every > (1 << 20))
         return ct_fail(err, CT_EXIT_USAGE, "drain interval must be 1 to %d steps", 1 << 20);
     if (opt->inject_nan_layer >= m->n_param_layers)

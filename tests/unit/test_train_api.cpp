@@ -186,3 +186,45 @@ TEST(TrainApi, ASecondRunIsAFreshRunFromTheWeightsItFinds) {
     EXPECT_EQ(st.step, 7u);
     EXPECT_EQ(st.optim_t, 7u);
 }
+
+// Options zeroed rather than taken from ct_train_defaults: no epochs used
+// to "complete" with 0 steps and no word of why.
+TEST(TrainApi, NoEpochsIsAnError) {
+    Rig r;
+    r.opt.epochs = 0;
+    EXPECT_EQ(r.run(), -1);
+    EXPECT_EQ(r.err.code, CT_EXIT_USAGE);
+    EXPECT_NE(std::string(r.err.msg).find("epochs"), std::string::npos) << r.err.msg;
+    r.opt.epochs = -3;
+    EXPECT_EQ(r.run(), -1);
+    EXPECT_EQ(r.err.code, CT_EXIT_USAGE);
+    ct_train_options zero{};
+    zero.batch_size = 32;
+    zero.drain_every = 8;
+    r.opt = zero;
+    EXPECT_EQ(r.run(), -1);
+    EXPECT_EQ(r.err.code, CT_EXIT_USAGE);
+}
+
+// train.h: "opt->seed must be the checkpoint's". Another seed reshuffled the
+// resumed epochs, so the resume no longer gave the records of the run it
+// continues, without a word.
+TEST(TrainApi, AResumeWithAnotherSeedIsRefused) {
+    TempDir dir;
+    const std::string ckpt = dir.file("c.safetensors");
+    Rig r;
+    r.opt.save_path = ckpt.c_str();
+    r.opt.max_steps = 3;
+    ASSERT_EQ(r.run(), CT_EXIT_OK) << r.err.msg;
+    Rig g;
+    ct_train_state st;
+    ASSERT_EQ(ct_train_load_checkpoint(&g.om.m, &g.train, &g.opt, ckpt.c_str(), &st, &g.err), 0) << g.err.msg;
+    g.opt.resume = &st;
+    g.opt.seed = st.seed + 1;
+    EXPECT_EQ(g.run(), -1);
+    EXPECT_EQ(g.err.code, CT_EXIT_USAGE);
+    EXPECT_NE(std::string(g.err.msg).find("seed"), std::string::npos) << g.err.msg;
+    g.opt.seed = st.seed;
+    EXPECT_EQ(g.run(), CT_EXIT_OK) << g.err.msg;
+    EXPECT_EQ(g.sum.steps, 7u);
+}
