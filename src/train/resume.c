@@ -3,15 +3,13 @@
  * ones the checkpoint was written with, so that a resume either reproduces
  * the interrupted run or is refused with the reason. */
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "src/train/train_internal.h"
 
-int ct_train_load_checkpoint(ct_model *m, const ct_dataset *train, const ct_train_options *opt, const char *path,
-                             ct_train_state *st, ct_error *err) {
-    memset(st, 0, sizeof *st);
-    ct_train_health_init(m, opt, &st->health);
-    if (ct_checkpoint_load(m, st, path, err)) return -1;
+static int check_run(const ct_dataset *train, const ct_train_options *opt, const char *path, const ct_train_state *st,
+                     ct_error *err) {
     if (st->batch_size != opt->batch_size)
         return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: written with batch size %d, this run has %d", path,
                        st->batch_size, opt->batch_size);
@@ -78,4 +76,32 @@ int ct_train_load_checkpoint(ct_model *m, const ct_dataset *train, const ct_trai
                        path, st->optim_t, st->step, skipped, most);
     }
     return 0;
+}
+
+/* The run's settings are checked against the state that comes with the
+ * checkpoint's tensors, so the model's own parameters and optimizer state
+ * wait on the host meanwhile and are put back when the checkpoint is
+ * refused: a caller that then trains afresh does so from its own weights,
+ * not the refused run's. (ct_checkpoint_load itself changes nothing when
+ * it fails.) */
+int ct_train_load_checkpoint(ct_model *m, const ct_dataset *train, const ct_train_options *opt, const char *path,
+                             ct_train_state *st, ct_error *err) {
+    memset(st, 0, sizeof *st);
+    ct_train_health_init(m, opt, &st->health);
+    ct_backend *be = m->be;
+    const size_t n = m->n_params, slots = (size_t)ct_optim_state_slots(&m->spec.optim);
+    float *keep = malloc((n ? (1 + slots) * n : 1) * sizeof(float));
+    if (!keep) return ct_fail(err, CT_EXIT_FAILURE, "%s: out of host memory for the model's %zu parameters", path, n);
+    uint64_t t = 0;
+    ct_model_get_params(m, keep);
+    if (slots) be->ops->download(be, keep + n, m->opt_state, slots * n * sizeof(float));
+    be->ops->download(be, &t, m->opt_t, sizeof t);
+    int rc = ct_checkpoint_load(m, st, path, err);
+    if (rc == 0 && (rc = check_run(train, opt, path, st, err)) != 0) {
+        ct_model_set_params(m, keep);
+        if (slots) be->ops->upload(be, m->opt_state, keep + n, slots * n * sizeof(float));
+        be->ops->upload(be, m->opt_t, &t, sizeof t);
+    }
+    free(keep);
+    return rc;
 }

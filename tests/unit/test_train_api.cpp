@@ -228,3 +228,27 @@ TEST(TrainApi, AResumeWithAnotherSeedIsRefused) {
     EXPECT_EQ(g.run(), CT_EXIT_OK) << g.err.msg;
     EXPECT_EQ(g.sum.steps, 7u);
 }
+
+// A refused checkpoint leaves the model as it was: the checks of the run's
+// settings came after the weights and optimizer state were loaded, so a
+// caller that fell back to training afresh trained from the refused
+// checkpoint's weights.
+TEST(TrainApi, ARefusedCheckpointLeavesTheModelAlone) {
+    TempDir dir;
+    const std::string ckpt = dir.file("c.safetensors");
+    Rig r;
+    r.opt.save_path = ckpt.c_str();
+    ASSERT_EQ(r.run(), CT_EXIT_OK) << r.err.msg;
+    Rig g;
+    std::vector<float> before(g.om.m.n_params), after(g.om.m.n_params);
+    ct_model_get_params(&g.om.m, before.data());
+    g.opt.batch_size = 16;
+    ct_train_state st;
+    EXPECT_EQ(ct_train_load_checkpoint(&g.om.m, &g.train, &g.opt, ckpt.c_str(), &st, &g.err), -1);
+    EXPECT_NE(std::string(g.err.msg).find("batch size 32"), std::string::npos) << g.err.msg;
+    ct_model_get_params(&g.om.m, after.data());
+    EXPECT_EQ(0, memcmp(before.data(), after.data(), before.size() * sizeof(float)));
+    uint64_t t = 1;
+    g.om.be->ops->download(g.om.be, &t, g.om.m.opt_t, sizeof t);
+    EXPECT_EQ(t, 0u);
+}
