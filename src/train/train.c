@@ -558,6 +558,22 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
     if (opt->resume && opt->resume->seed != opt->seed)
         return ct_fail(err, CT_EXIT_USAGE, "resume: the checkpoint was written by a run with seed %llu, not %llu",
                        (unsigned long long)opt->resume->seed, (unsigned long long)opt->seed);
+    /* epochs and max_steps count the whole run, across resumes: limits the
+     * checkpoint is already past would end the run at once, "completed"
+     * with nothing done. */
+    if (opt->resume) {
+        const ct_train_state *st = opt->resume;
+        const uint32_t least = st->epoch_steps ? st->epoch : st->epoch - 1;
+        if ((uint32_t)opt->epochs < least)
+            return ct_fail(err, CT_EXIT_USAGE,
+                           "resume: epochs %d, but the checkpoint is %s epoch %u already (epochs counts the whole run)",
+                           opt->epochs, st->epoch_steps ? "in" : "past", least);
+        if (opt->max_steps && opt->max_steps < st->step)
+            return ct_fail(err, CT_EXIT_USAGE,
+                           "resume: max_steps %llu, but the checkpoint is at step %llu already (max_steps counts the "
+                           "steps of the whole run)",
+                           (unsigned long long)opt->max_steps, (unsigned long long)st->step);
+    }
     if (opt->drain_every <= 0 || opt->drain_every > (1 << 20))
         return ct_fail(err, CT_EXIT_USAGE, "drain interval must be 1 to %d steps", 1 << 20);
     if (opt->inject_nan_layer >= m->n_param_layers)

@@ -252,3 +252,31 @@ TEST(TrainApi, ARefusedCheckpointLeavesTheModelAlone) {
     g.om.be->ops->download(g.om.be, &t, g.om.m.opt_t, sizeof t);
     EXPECT_EQ(t, 0u);
 }
+
+// epochs and max_steps count the whole run, across resumes: limits the
+// checkpoint is already past ended the resumed run at once, "completed"
+// with nothing done (the command refused them; the library did not).
+TEST(TrainApi, AResumePastItsLimitsIsRefused) {
+    TempDir dir;
+    const std::string ckpt = dir.file("c.safetensors");
+    Rig r;
+    r.opt.save_path = ckpt.c_str();
+    r.opt.epochs = 2;
+    ASSERT_EQ(r.run(), CT_EXIT_OK) << r.err.msg;  // 14 steps, past epoch 2
+    Rig g;
+    ct_train_state st;
+    ASSERT_EQ(ct_train_load_checkpoint(&g.om.m, &g.train, &g.opt, ckpt.c_str(), &st, &g.err), 0) << g.err.msg;
+    g.opt.resume = &st;
+    g.opt.epochs = 1;
+    EXPECT_EQ(g.run(), -1);
+    EXPECT_EQ(g.err.code, CT_EXIT_USAGE);
+    EXPECT_NE(std::string(g.err.msg).find("past epoch 2"), std::string::npos) << g.err.msg;
+    g.opt.epochs = 3;
+    g.opt.max_steps = 10;
+    EXPECT_EQ(g.run(), -1);
+    EXPECT_EQ(g.err.code, CT_EXIT_USAGE);
+    EXPECT_NE(std::string(g.err.msg).find("step 14"), std::string::npos) << g.err.msg;
+    g.opt.max_steps = 0;
+    ASSERT_EQ(g.run(), CT_EXIT_OK) << g.err.msg;
+    EXPECT_EQ(g.sum.steps, 21u);
+}
