@@ -53,7 +53,7 @@ typedef struct ct_log_options {
     int quiet;                /* no terminal output at all             */
     int tty;                  /* live progress line (stdout is a TTY)  */
     int n_layers;             /* names for per-layer gradient norms    */
-    const char (*layer_names)[32];
+    const char (*layer_names)[32]; /* n_layers of them; required when n_layers > 0 */
     const char *tensorboard_dir; /* NULL: none; made (mkdir -p) when missing */
     int jsonl_diagnoses_only; /* the JSONL gets diagnoses, and summaries from ct_log_summary_fields only */
 } ct_log_options;

@@ -86,6 +86,8 @@ static int load_both(const char *images_path, const char *labels_path, ct_datase
 int ct_dataset_load(const char *images_path, const char *labels_path, ct_dataset *out,
                     ct_error *err) {
     memset(out, 0, sizeof *out);
+    if (!images_path || !labels_path)
+        return ct_fail(err, CT_EXIT_USAGE, "dataset: the %s path is NULL", images_path ? "labels" : "images");
     if (copy_path(out->images_path, sizeof out->images_path, images_path, err) != 0 ||
         copy_path(out->labels_path, sizeof out->labels_path, labels_path, err) != 0 ||
         load_both(images_path, labels_path, out, err) != 0) {

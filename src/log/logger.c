@@ -66,6 +66,10 @@ static void drop_log(const char *path, pending_log *p) {
 }
 
 ct_logger *ct_logger_open(const ct_log_options *opt, ct_error *err) {
+    if (!opt || (opt->n_layers > 0 && !opt->layer_names)) {
+        ct_fail(err, CT_EXIT_USAGE, "logs: %s", opt ? "n_layers is set but layer_names is NULL" : "no options");
+        return NULL;
+    }
     ct_logger *lg = calloc(1, sizeof *lg);
     if (!lg) {
         ct_fail(err, CT_EXIT_FAILURE, "out of memory opening the logs");

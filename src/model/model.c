@@ -202,6 +202,7 @@ static int plan_dense_chain(ct_model *m, ct_error *err) {
 int ct_model_build(ct_model *m, const ct_model_spec *spec, ct_backend *be, int max_rows, uint64_t seed,
                    ct_error *err) {
     memset(m, 0, sizeof *m);
+    if (!spec || !be) return ct_fail(err, CT_EXIT_USAGE, "model: the %s is NULL", spec ? "backend" : "spec");
     if (ct_model_spec_validate(spec, err)) return -1;
     if (max_rows <= 0) return ct_fail(err, CT_EXIT_USAGE, "model: batch rows must be positive (got %d)", max_rows);
     m->spec = *spec;

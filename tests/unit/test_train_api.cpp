@@ -280,3 +280,31 @@ TEST(TrainApi, AResumePastItsLimitsIsRefused) {
     ASSERT_EQ(g.run(), CT_EXIT_OK) << g.err.msg;
     EXPECT_EQ(g.sum.steps, 21u);
 }
+
+// NULL where a pointer is required, in the calls that start a program's
+// use of the library: an error naming what is missing, not a crash.
+TEST(TrainApi, RequiredPointersOfTheSetupCallsAreChecked) {
+    ct_error err;
+    ct_error_clear(&err);
+    ct_log_options lo{};
+    lo.quiet = 1;
+    lo.n_layers = 2;  // names for two layers, but no names
+    EXPECT_EQ(ct_logger_open(&lo, &err), nullptr);
+    EXPECT_EQ(err.code, CT_EXIT_USAGE);
+    EXPECT_NE(std::string(err.msg).find("layer_names"), std::string::npos) << err.msg;
+    ct_error_clear(&err);
+    EXPECT_EQ(ct_logger_open(nullptr, &err), nullptr);
+    EXPECT_EQ(err.code, CT_EXIT_USAGE);
+
+    ct_dataset ds;
+    ct_error_clear(&err);
+    EXPECT_EQ(ct_dataset_load(nullptr, "labels", &ds, &err), -1);
+    EXPECT_EQ(err.code, CT_EXIT_USAGE);
+
+    ct_model_spec s = synthetic_spec("api", CT_ACT_SOFTMAX, CT_LOSS_XENT);
+    ct_model m;
+    ct_error_clear(&err);
+    EXPECT_EQ(ct_model_build(&m, &s, nullptr, 64, 1, &err), -1);
+    EXPECT_EQ(err.code, CT_EXIT_USAGE);
+    ct_model_free(&m);  // a failed build leaves a model that frees as empty
+}
