@@ -581,9 +581,9 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
                        opt->inject_nan_layer, m->n_param_layers);
     /* No test set is no evaluation, so a target accuracy would never be
      * reached: the run would go on to its last epoch without a word. */
-    if (opt->target_acc > 0 && (!opt->evaluate || !test))
+    if (opt->target_acc > 0 && (!opt->evaluate || !test || test->count == 0))
         return ct_fail(err, CT_EXIT_USAGE, "target accuracy %g needs the test evaluation (%s)", opt->target_acc,
-                       test ? "evaluate is off" : "no test set was given");
+                       !test ? "no test set was given" : test->count ? "evaluate is off" : "the test set is empty");
     if (train && ct_steps_per_epoch(train->count, opt->batch_size, opt->drop_last) == 0)
         return ct_fail(err, CT_EXIT_BAD_INPUT,
                        "%s: %zu items make no batch of %d%s: there is nothing to train on", train->images_path,

@@ -130,6 +130,10 @@ TEST(TrainApi, NoTestSetTrainsWithoutEvaluating) {
     r.opt.evaluate = 0;
     EXPECT_EQ(r.run(), -1);
     EXPECT_EQ(r.err.code, CT_EXIT_USAGE);
+    r.opt.evaluate = 1;
+    r.test.count = 0;
+    EXPECT_EQ(r.run(), -1);
+    EXPECT_NE(std::string(r.err.msg).find("test set is empty"), std::string::npos) << r.err.msg;
 }
 
 // The model, the options, the logger and the summary are required: a NULL
