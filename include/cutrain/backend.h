@@ -302,6 +302,9 @@ struct ct_backend {
 
 /* Creates a backend of `kind`; threads <= 0 means all cores (CPU). */
 ct_backend *ct_backend_create(ct_device_kind kind, int threads, ct_error *err);
+/* Last: models and uploaded data free their memory through the backend, so
+ * ct_model_free and ct_device_data_free of everything built on it come
+ * first (a model freed after its backend is a use after free). */
 void ct_backend_destroy(ct_backend *b);
 
 /* Per-backend constructors, used by ct_backend_create. */

@@ -135,6 +135,8 @@ typedef struct ct_model {
  * initialises the parameters from `seed`. */
 int ct_model_build(ct_model *m, const ct_model_spec *spec, ct_backend *be, int max_rows,
                    uint64_t seed, ct_error *err);
+/* Before the backend's ct_backend_destroy. Safe on a model already freed or
+ * whose build failed (both are left empty). */
 void ct_model_free(ct_model *m);
 
 /* The pieces of a step, on m->x / m->labels with `rows` rows; ctx is a
