@@ -384,9 +384,14 @@ static int save_checkpoint(run *r, ct_error *err) {
 
 /* A test loss that overflows while the training loss is finite: the test
  * set, not the training, holds inputs the model cannot take (the loss of
- * every step was finite, so no NONFINITE diagnosis has spoken). Said once. */
+ * every step was finite, so no NONFINITE diagnosis has spoken). Said once.
+ * Not after a non-finite step under --on-nan warn: its update let NaN into
+ * the weights (a step's loss is taken before its update, so an epoch's last
+ * such step leaves its training loss finite), NONFINITE_* has already said
+ * so, and the test file is not the cause. */
 static void check_test_loss(run *r, const ct_epoch_summary *e) {
     if (r->test_nonfinite_said || isfinite(e->test_loss) || isnan(e->test_acc) || !isfinite(e->train_loss)) return;
+    if (r->health.nonfinite_steps > 0 && !r->optim.skip_nonfinite) return;
     r->test_nonfinite_said = 1;
     ct_diagnosis d;
     memset(&d, 0, sizeof d);

@@ -820,6 +820,25 @@ TEST_F(Diagnoses, TestLossThatOverflowsWhileTrainingIsFineIsSaid) {
     EXPECT_EQ(json_string(jsonl_of_type(log, "summary")[0], "status"), "completed");
 }
 
+// Under --on-nan warn, a NaN gradient at an epoch's last step goes into the
+// weights after that step's loss was taken: the epoch's training loss is
+// finite and its test loss NaN. NONFINITE_GRAD has said why; blaming the
+// test images file (NONFINITE_TEST_LOSS) would send the user to the wrong file.
+TEST_F(Diagnoses, TestLossMadeNanByAWarnedNanUpdateDoesNotBlameTheTestFile) {
+    std::string log = dir.file("warnnan.jsonl");
+    RunResult r = run_cutrain(base() + " --epochs 1 --on-nan warn --inject-nan 7 --log-jsonl " + log);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    auto epochs = jsonl_of_type(log, "epoch");
+    ASSERT_EQ(epochs.size(), 1u);
+    // The case itself: finite training loss, NaN test loss (step 7 is epoch 1's last: 200 items, batch 32).
+    ASSERT_TRUE(std::isfinite(json_number(epochs[0], "train_loss"))) << epochs[0];
+    ASSERT_TRUE(std::isnan(json_number(epochs[0], "test_loss"))) << epochs[0];
+    auto d = diagnoses(log);
+    ASSERT_EQ(d.size(), 1u) << all_codes(log);
+    EXPECT_EQ(d[0].code, "NONFINITE_GRAD");
+    EXPECT_FALSE(has(r.out, "NONFINITE_TEST_LOSS")) << r.out;
+}
+
 TEST_F(Diagnoses, NanInAFloatIdxImageFileFailsNamingTheFileAndElement) {
     // The synthetic images as float32 in [0, 1], one element NaN.
     auto bytes = read_file(train_images());
