@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* 2 added h.nonfinite_run, 3 h.chance_half_sum; older states still resume. */
+/* 2 added h.nonfinite_run, 3 h.chance_half (the chance block's first half:
+ * its length and loss sum); older states still resume. */
 #define STATE_VERSION 3
 
 typedef struct text {
@@ -92,7 +93,10 @@ char *ct_train_state_format(const ct_train_state *st) {
     put_u64(&t, "h.chance_run", (uint64_t)h->chance_run);
     put_f64(&t, "h.chance_loss_sum", h->chance_loss_sum);
     put_u64(&t, "h.nonfinite_run", (uint64_t)h->nonfinite_run);
-    put_f64(&t, "h.chance_half_sum", h->chance_half_sum);
+    /* The half's length with its sum: a run resumed with another
+     * --health-chance-window has other halves, and must not read this sum
+     * as one of them. */
+    put(&t, "h.chance_half %d %a\n", h->cfg.chance_window / 2, h->chance_half_sum);
     if (t.oom) {
         free(t.s);
         return NULL;
@@ -233,10 +237,20 @@ int ct_train_state_parse(const char *src, ct_train_state *st, const char *path, 
     h->chance_loss_sum = line_f64(&r, "h.chance_loss_sum");
     /* Version 1 kept no run of non-finite steps: it starts at 0. */
     h->nonfinite_run = version >= 2 ? (int)line_u64(&r, "h.nonfinite_run", INT32_MAX) : 0;
-    /* Before version 3 the block's first half was not kept: past it, take
-     * the block as flat so far (its mean), which judges it as before. */
+    /* Before version 3 the block's first half was not kept, and a state
+     * written with another chance window kept another half: past this run's
+     * half, take the block as flat so far (its mean), which judges it as
+     * before; short of it, the sum is taken when the block reaches it. */
     const int half = h->cfg.chance_window / 2;
-    h->chance_half_sum = version >= 3              ? line_f64(&r, "h.chance_half_sum")
+    int saved_half = -1;
+    double saved_sum = 0;
+    if (version >= 3 && expect(&r, "h.chance_half") == 0) {
+        saved_half = (int)get_u64(&r, INT32_MAX);
+        space(&r);
+        saved_sum = get_f64(&r);
+        eol(&r);
+    }
+    h->chance_half_sum = saved_half == half                   ? saved_sum
                          : half > 0 && h->chance_run >= half ? h->chance_loss_sum * half / h->chance_run
                                                              : 0;
     if (!r.failed && *r.p != '\0') {

@@ -351,7 +351,7 @@ TEST_F(Checkpoint, AStateNoRunCouldHaveWrittenIsRefused) {
 }
 
 // Version 1 of the state text had no h.nonfinite_run, version 2 no
-// h.chance_half_sum; such a checkpoint still resumes, to the records of a
+// h.chance_half; such a checkpoint still resumes, to the records of a
 // version 3 one (the run of non-finite steps starts at 0, which it is on any
 // run that did not end in NaN; the chance block is short of its half here).
 TEST_F(Checkpoint, AVersionOneStateStillResumes) {
@@ -361,7 +361,7 @@ TEST_F(Checkpoint, AVersionOneStateStillResumes) {
     ASSERT_EQ(t.meta.at("cutrain.state.0").rfind("version 3\n", 0), 0u) << t.meta.at("cutrain.state.0");
     t.meta["cutrain.state.0"] = replaced(t.meta["cutrain.state.0"], "version 3\n", "version 1\n");
     edit_state(t, "h.nonfinite_run 0\n", "");
-    edit_state(t, "h.chance_half_sum 0x0p+0\n", "");
+    edit_state(t, "h.chance_half 100 0x0p+0\n", "");
     write_checkpoint(v1, t);
     RunResult ra = run_cutrain(base(const_model()) + " --max-steps 6 --resume " + ck + " --log-jsonl " + a);
     RunResult rb = run_cutrain(base(const_model()) + " --max-steps 6 --resume " + v1 + " --log-jsonl " + b);
@@ -371,6 +371,36 @@ TEST_F(Checkpoint, AVersionOneStateStillResumes) {
     ASSERT_EQ(sa.size(), 2u);
     ASSERT_EQ(sb.size(), sa.size());
     for (size_t i = 0; i < sa.size(); ++i) EXPECT_EQ(sa[i], sb[i]) << i;
+}
+
+// The chance block's first half is kept with its length: resumed with the
+// same --health-chance-window, LOSS_AT_CHANCE says what the run without a
+// break says; resumed with another one, whose half the saved sum is not,
+// the block is taken as flat so far. Reading the old half's sum as the new
+// half's called a flat loss "falling from 4.71 to 1.19".
+TEST_F(Checkpoint, TheChanceBlockResumesUnderTheSameOrAnotherWindow) {
+    auto has = [](const std::string &hay, const std::string &needle) { return hay.find(needle) != std::string::npos; };
+    // A rate of 1e-9: the loss stays where it starts, at chance.
+    write_text(dir.file("flat.txt"),
+               "input 64\ndense 16 relu\ndense 10 softmax\noptimizer adam lr=1e-9\nbatch_size 32\n");
+    const std::string flat = base(dir.file("flat.txt")) + " --epochs 100";
+    const std::string ck = dir.file("chance.st");
+    ASSERT_EQ(run_cutrain(flat + " --max-steps 150 --save " + ck).exit_code, 0);  // 150 of a 200-step block
+    auto chance_message = [&](const std::string &args, const std::string &log) {
+        RunResult r = run_cutrain(flat + args + " --log-jsonl " + log);
+        EXPECT_EQ(r.exit_code, 0) << r.out;
+        for (const std::string &d : jsonl_of_type(log, "diagnosis"))
+            if (json_string(d, "code") == "LOSS_AT_CHANCE") return json_string(d, "message");
+        return std::string();
+    };
+    const std::string whole = chance_message(" --max-steps 210", dir.file("whole.jsonl"));
+    ASSERT_TRUE(has(whole, "step 200: ")) << whole;
+    EXPECT_EQ(chance_message(" --max-steps 210 --resume " + ck, dir.file("same.jsonl")), whole);
+
+    const std::string other =
+        chance_message(" --max-steps 160 --health-chance-window 100 --resume " + ck, dir.file("other.jsonl"));
+    ASSERT_TRUE(has(other, "step 151: the loss has stayed at chance level for 151 steps")) << other;
+    EXPECT_FALSE(has(other, "falling")) << other;
 }
 
 // A checkpoint that cannot be written (here: past RLIMIT_FSIZE, which fails
