@@ -300,7 +300,8 @@ struct ct_backend {
     void *impl;
 };
 
-/* Creates a backend of `kind`; threads <= 0 means all cores (CPU). */
+/* Creates a backend of `kind`; threads <= 0 means the CPUs this process may
+ * run on, up to OpenBLAS's limit (CPU). */
 ct_backend *ct_backend_create(ct_device_kind kind, int threads, ct_error *err);
 /* Last: models and uploaded data free their memory through the backend, so
  * ct_model_free and ct_device_data_free of everything built on it come

@@ -833,9 +833,6 @@ TEST(Health, ChanceUsesTheToleranceAndTheClassCount) {
     }
 }
 
-// Above chance is no better than at it (a run stuck at 2.35 against ln 10 =
-// 2.30 was silent when only a band around chance counted); far above it,
-// the message says the model is confidently wrong.
 // A block near chance whose loss falls across it is a model that learns,
 // slowly: the message says so (and, under a small rate, to raise it)
 // instead of "no better than a guess". A flat block is at chance as before.
@@ -871,6 +868,9 @@ TEST(Health, ChanceOnAFallingBlockSaysTheModelLearnsSlowly) {
     }
 }
 
+// Above chance is no better than at it (a run stuck at 2.35 against ln 10 =
+// 2.30 was silent when only a band around chance counted); far above it,
+// the message says the model is confidently wrong.
 TEST(Health, ALossAboveChanceCountsAndFarAboveSaysConfidentlyWrong) {
     ct_health_config cfg = all_off();
     cfg.chance_window = 4;
