@@ -3,6 +3,8 @@
  * ct_dataset by hand, and an item of another width than the model's input
  * would be gathered with the wrong stride: rows spliced from two items, or,
  * when wider, writes past the end of the model's input buffer. */
+#include <stdint.h>
+
 #include "cutrain/train.h"
 
 int ct_train_check_set(const ct_dataset *ds, const ct_model_spec *spec, ct_error *err) {
@@ -13,6 +15,12 @@ int ct_train_check_set(const ct_dataset *ds, const ct_model_spec *spec, ct_error
     if (ds->count > 0 && (!ds->images || !ds->labels))
         return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %zu items but no %s in memory", images, ds->count,
                        ds->images ? "labels" : "images");
+    /* Items are indexed by int32_t (each epoch's shuffled order, the
+     * gather): the IDX loader refuses a file of more, and a set made by hand
+     * is refused here, before its order would wrap to negative indices. */
+    if (ds->count > (size_t)INT32_MAX)
+        return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: %zu items: at most %d can be indexed", images, ds->count,
+                       INT32_MAX);
     if (ds->sample_elems != (size_t)spec->input_dim)
         return ct_fail(err, CT_EXIT_BAD_INPUT, "%s: items have %zu values but the model's input is %d", images,
                        ds->sample_elems, spec->input_dim);

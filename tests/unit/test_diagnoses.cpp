@@ -742,6 +742,37 @@ TEST_F(Diagnoses, ApiTrainOnADatasetWithALabelOutsideTheClassesIsRefused) {
     EXPECT_TRUE(jsonl_of_type(o.jsonl, "step").empty());
 }
 
+// Items are indexed by int32_t; the IDX loader refuses a file of more, and a
+// set handed to the API is refused the same way before anything reads it
+// (its labels were read past their end, then the order wrapped negative).
+TEST_F(Diagnoses, ApiTrainOnADatasetOfMoreItemsThanAnInt32IndexesIsRefused) {
+    Net net(model());
+    for (bool as_test : {false, true}) {
+        SCOPED_TRACE(as_test ? "test set" : "training set");
+        ct_dataset ok = synthetic_dataset(320, 8, 10, 1), huge = synthetic_dataset(40, 8, 10, 2);
+        huge.count = (size_t)INT32_MAX + 1;  // only claimed: nothing may read past item 40
+        const std::string log_path = dir.file("huge.jsonl");
+        char names[CT_MAX_PARAM_LAYERS][32] = {"dense1", "dense2"};
+        ct_log_options lo = {log_path.c_str(), nullptr, 1, 0, 2, names};
+        ct_error err;
+        ct_error_clear(&err);
+        ct_logger *log = ct_logger_open(&lo, &err);
+        ASSERT_NE(log, nullptr) << err.msg;
+        ct_run_summary sum;
+        const ct_train_options opt = net.options(1);
+        const int code = ct_train(&net.m, as_test ? &ok : &huge, as_test ? &huge : &ok, &opt, log, &sum, &err);
+        const std::string msg = err.msg;
+        ct_logger_close(log, &err);
+        huge.count = 40;
+        ct_dataset_free(&ok);
+        ct_dataset_free(&huge);
+        EXPECT_EQ(code, -1);
+        EXPECT_EQ(err.code, CT_EXIT_BAD_INPUT);
+        EXPECT_TRUE(has(msg, "2147483648 items: at most 2147483647 can be indexed")) << msg;
+        EXPECT_TRUE(jsonl_of_type(log_path, "step").empty());
+    }
+}
+
 // ====================================================================== 5. exploding
 
 TEST_F(Diagnoses, InputSpikeExplodesTheGradientAtThatStep) {
