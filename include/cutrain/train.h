@@ -83,7 +83,8 @@ int ct_train_plan_rows(size_t n, int batch_size);
 uint64_t ct_samples_in_steps(size_t n, int batch_size, int drop_last, uint64_t steps);
 
 /* What ct_train checks of each set it is given, before any work: an element
- * type of bytes or floats, images and labels in memory, items of the
+ * type of bytes or floats, images and labels in memory, at most INT32_MAX
+ * items (the order and the gather index them by int32_t), items of the
  * model's input width (and, for a model with a spatial input, images of its
  * height and width), and every label below the model's classes. Errors name
  * ds->images_path (or ds->labels_path for a label). */
