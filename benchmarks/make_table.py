@@ -21,7 +21,7 @@ and failed.txt (those that failed).
 A tool's figure over its rounds: samples/s is the median of the rounds' medians, (min–max) the
 lowest and highest single repeat of any round; steps/s, epoch s and the statistics overhead are
 medians over the rounds. Every figure in the report is read from those files or computed from them
-(these medians, the ratios, and cutrain's rate with the statistics off = steps_per_s * batch_size *
+(these medians, the ratios, and cutrain's rate with the statistics off = samples_per_s *
 (1 + stats_overhead)); a missing or unreadable file gives "no result", never a number. Stdlib only.
 """
 import argparse
@@ -152,9 +152,12 @@ def ratio(a, b):
 
 
 def stats_off(c):
-    """cutrain's samples/s with the step statistics off, from its median step time with them off."""
-    if c and num(c.get("steps_per_s")) and num(c.get("stats_overhead")) and num(c.get("batch_size")):
-        return c["steps_per_s"] * c["batch_size"] * (1.0 + c["stats_overhead"])
+    """cutrain's samples/s with the step statistics off, from its median step time with them off.
+
+    From samples_per_s, not steps_per_s x batch_size: a step holds fewer rows than the batch size at an
+    epoch's end or when the batch is larger than the data, and samples_per_s counts the rows trained."""
+    if c and num(c.get("samples_per_s")) and num(c.get("stats_overhead")):
+        return c["samples_per_s"] * (1.0 + c["stats_overhead"])
     return None
 
 
@@ -301,7 +304,7 @@ def main(argv=None):
     out.extend(rows)
     w("")
     w("`cutrain samples/s` is with the step statistics on (what `cutrain train` does); `cutrain, stats off` "
-      "is computed from the same JSON as steps_per_s × batch × (1 + stats_overhead), i.e. its median step "
+      "is computed from the same JSON as samples_per_s × (1 + stats_overhead), i.e. its median step "
       "time with the statistics off. PyTorch computes no such statistics.")
     w("")
     w("| model | tool | samples/s per round | steps/s | epoch s (estimate) | rounds × (warm-up + repeats × steps) "

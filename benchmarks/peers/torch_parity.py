@@ -380,9 +380,11 @@ def parse_args(argv):
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="both sides train here")
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--seed", type=int, default=1, help="cutrain's seed: initial weights and batch order")
-    p.add_argument("--threads", type=int, default=os.cpu_count(),
-                   help="CPU threads for both sides (default: all cores); the same count gives both the "
-                        "same OpenBLAS partition of each GEMM")
+    # The CPUs this process may use, at most 64: cutrain refuses a --threads above its OpenBLAS's
+    # build limit (64 in Debian's) rather than run fewer than the log says.
+    p.add_argument("--threads", type=int, default=min(len(os.sched_getaffinity(0)), 64),
+                   help="CPU threads for both sides (default: the CPUs this process may use, at most 64); "
+                        "the same count gives both the same OpenBLAS partition of each GEMM")
     p.add_argument("--tolerance", type=float, default=1e-4, help="max relative loss difference (1e-4)")
     p.add_argument("--init", choices=("cutrain", "torch"), default="cutrain",
                    help="initial weights from cutrain bench --save-init, or PyTorch's default init")

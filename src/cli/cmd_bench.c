@@ -248,7 +248,8 @@ static int throughput(bench_ctx *c, const bench_flags *f, figures *out, ct_error
     out->sps_max = sps[f->repeats - 1];
     out->steps_per_s = (double)f->steps / t_on;
     out->overhead = t_off > 0 ? t_on / t_off - 1.0 : NAN;
-    out->epoch_s = (double)ct_steps_per_epoch(c->train->count, c->base.batch_size, 0) / out->steps_per_s;
+    const uint64_t spe = ct_steps_per_epoch(c->train->count, c->base.batch_size, c->base.drop_last);
+    out->epoch_s = (double)spe / out->steps_per_s;
     out->epoch_s_measured = NAN;
     if (f->epochs > 0) {
         double ep[64];
