@@ -1,5 +1,6 @@
 /* JSONL logs: validate every line, index the records (see jsonl_read.h). */
 #include "src/io/jsonl_read.h"
+#include "src/io/memory_limit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -145,12 +146,6 @@ int ct_jsonl_index(const char *bytes, size_t len, const char *name, ct_jsonl_fil
     return index_bytes(bytes, len, name, 0, out, err);
 }
 
-/* The machine's physical memory in bytes; 0 when it cannot be told. */
-static uint64_t machine_memory(void) {
-    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    return pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
-}
-
 static int read_log(const char *path, int allow_cut_tail, ct_jsonl_file *out, ct_error *err) {
     memset(out, 0, sizeof *out);
     if (!path[0]) return ct_fail(err, CT_EXIT_USAGE, "expected the path of a JSONL log, got an empty argument");
@@ -172,11 +167,11 @@ static int read_log(const char *path, int allow_cut_tail, ct_jsonl_file *out, ct
     /* No size is too large for a log: train writes about 300 bytes a step,
      * so a GiB is a few million steps (minutes of a small model). What cannot
      * work is a log larger than the memory it is read into. */
-    const uint64_t memory = machine_memory();
+    const uint64_t memory = ct_memory_limit(NULL);
     if (memory && (uint64_t)st.st_size > memory) {
         fclose(fp);
         return ct_fail(err, CT_EXIT_FAILURE,
-                       "%s: %" PRIu64 " bytes: a log is read whole, and this machine has %" PRIu64 " bytes of memory",
+                       "%s: %" PRIu64 " bytes: a log is read whole, and this process may use %" PRIu64 " bytes of memory",
                        path, (uint64_t)st.st_size, memory);
     }
     const size_t size = (size_t)st.st_size;

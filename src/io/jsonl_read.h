@@ -54,7 +54,8 @@ typedef struct ct_jsonl_file {
  * "<name>: line N, column C: <what>") and out left empty. */
 int ct_jsonl_index(const char *bytes, size_t len, const char *name, ct_jsonl_file *out, ct_error *err);
 /* Reads the file at path, then ct_jsonl_index. The log is held whole in
- * memory: one larger than the machine's memory is refused before it is read
+ * memory: one larger than the memory this process may use (ct_memory_limit:
+ * the machine's, or its container's cgroup limit) is refused before it is read
  * (CT_EXIT_FAILURE), whatever its size below that (a long run's log passes
  * a GiB). */
 int ct_jsonl_read(const char *path, ct_jsonl_file *out, ct_error *err);
