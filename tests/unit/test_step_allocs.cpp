@@ -7,13 +7,14 @@
 // stdio buffer) is the same in both, so the difference is the steps' and the
 // epochs'.
 //
-// Counted by interposing malloc and its kin in this test binary. OpenBLAS's
-// own allocations (a job array per threaded GEMM, some small-matrix kernels'
-// scratch) are the library's, not cutrain's, and are left out by the
-// address of their caller. A sanitizer build has its own allocator in these
+// Counted by interposing malloc and its kin in this test binary. The BLAS's
+// own allocations (OpenBLAS: a job array per threaded GEMM, some
+// small-matrix kernels' scratch) are the library's, not cutrain's, and are
+// left out by the address of their caller. A sanitizer build has its own allocator in these
 // names: there the test reports skipped.
 #include <gtest/gtest.h>
 
+#include <dlfcn.h>
 #include <link.h>
 
 #include <atomic>
@@ -39,15 +40,26 @@ namespace {
 std::atomic<bool> g_counting{false};
 std::atomic<long> g_allocs{0};
 
-// Where OpenBLAS's code lies: its loaded segments, found once before counting.
+// Where the BLAS's code lies: its loaded segments, found once before counting.
 struct Range {
     uintptr_t lo, hi;
 };
 Range g_blas[16];
 int g_n_blas = 0;
+const char *g_blas_file = nullptr;
+
+// The library that defines cblas_sgemm, whatever its file is called (Debian's
+// libblas.so.3 alternative may be OpenBLAS, BLIS or ATLAS); none without a
+// CBLAS (the plain-loop GEMM, which allocates nothing).
+const char *blas_file() {
+    void *sym = dlsym(RTLD_DEFAULT, "cblas_sgemm");
+    Dl_info info;
+    return sym && dladdr(sym, &info) && info.dli_fname ? info.dli_fname : nullptr;
+}
 
 int note_blas(struct dl_phdr_info *info, size_t, void *) {
-    if (!info->dlpi_name || !std::strstr(info->dlpi_name, "openblas")) return 0;
+    const char *name = info->dlpi_name;
+    if (!name || !(std::strstr(name, "openblas") || (g_blas_file && std::strcmp(name, g_blas_file) == 0))) return 0;
     for (int i = 0; i < info->dlpi_phnum && g_n_blas < 16; ++i)
         if (info->dlpi_phdr[i].p_type == PT_LOAD) {
             uintptr_t lo = info->dlpi_addr + info->dlpi_phdr[i].p_vaddr;
@@ -159,6 +171,7 @@ TEST(StepAllocs, ATrainingStepAllocatesNothing) {
 #ifdef CT_SANITIZED
     GTEST_SKIP() << "skipped: a sanitizer's allocator owns malloc here";
 #else
+    g_blas_file = blas_file();
     dl_iterate_phdr(note_blas, nullptr);
     const Recipe recipes[] = {
         {"adam_xent", "input 64\ndense 16 relu\ndense 10 softmax\noptimizer adam lr=0.01\nbatch_size 8\n"},
