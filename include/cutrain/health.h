@@ -79,6 +79,7 @@ typedef struct ct_health {
     uint64_t empty_batches;
     /* per-check state: said once, at the step the condition became true */
     int nonfinite_said, vanishing_said, explode_said, chance_said;
+    int test_loss_said; /* NONFINITE_TEST_LOSS, said by the trainer after an epoch's evaluation */
     uint32_t dead_said;                    /* bit per layer */
     int vanishing_run;
     double vanishing_log_sum, vanishing_log_grad, vanishing_log_weight;

@@ -10,7 +10,7 @@
 #include <string.h>
 
 /* 2 added h.nonfinite_run, 3 h.chance_half (the chance block's first half:
- * its length and loss sum); older states still resume. */
+ * its length and loss sum) and h.test_loss_said; older states still resume. */
 #define STATE_VERSION 3
 
 typedef struct text {
@@ -97,6 +97,7 @@ char *ct_train_state_format(const ct_train_state *st) {
      * --health-chance-window has other halves, and must not read this sum
      * as one of them. */
     put(&t, "h.chance_half %d %a\n", h->cfg.chance_window / 2, h->chance_half_sum);
+    put_u64(&t, "h.test_loss_said", (uint64_t)h->test_loss_said);
     if (t.oom) {
         free(t.s);
         return NULL;
@@ -253,6 +254,8 @@ int ct_train_state_parse(const char *src, ct_train_state *st, const char *path, 
     h->chance_half_sum = saved_half == half                   ? saved_sum
                          : half > 0 && h->chance_run >= half ? h->chance_loss_sum * half / h->chance_run
                                                              : 0;
+    /* Before version 3 NONFINITE_TEST_LOSS did not exist: not yet said. */
+    h->test_loss_said = version >= 3 ? (int)line_u64(&r, "h.test_loss_said", 1) : 0;
     if (!r.failed && *r.p != '\0') {
         r.field = "(end)";
         bad(&r, "unexpected text after the last field");

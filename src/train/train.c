@@ -76,7 +76,6 @@ typedef struct run {
     uint64_t train_count;      /* the training set's size and CRC, for    */
     uint32_t train_crc;        /* checkpoints                             */
     uint64_t stop_step;        /* the step a health policy stopped at    */
-    int test_nonfinite_said;   /* NONFINITE_TEST_LOSS said (once a run)   */
     const char *test_path;     /* the test images file, for that message  */
     double train_seconds;      /* summed over epochs, evaluation excluded */
     int reached_target;        /* opt->target_acc reached                */
@@ -390,9 +389,9 @@ static int save_checkpoint(run *r, ct_error *err) {
  * such step leaves its training loss finite), NONFINITE_* has already said
  * so, and the test file is not the cause. */
 static void check_test_loss(run *r, const ct_epoch_summary *e) {
-    if (r->test_nonfinite_said || isfinite(e->test_loss) || isnan(e->test_acc) || !isfinite(e->train_loss)) return;
+    if (r->health.test_loss_said || isfinite(e->test_loss) || isnan(e->test_acc) || !isfinite(e->train_loss)) return;
     if (r->health.nonfinite_steps > 0 && !r->optim.skip_nonfinite) return;
-    r->test_nonfinite_said = 1;
+    r->health.test_loss_said = 1;
     ct_diagnosis d;
     memset(&d, 0, sizeof d);
     snprintf(d.code, sizeof d.code, "NONFINITE_TEST_LOSS");

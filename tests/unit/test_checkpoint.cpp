@@ -362,6 +362,7 @@ TEST_F(Checkpoint, AVersionOneStateStillResumes) {
     t.meta["cutrain.state.0"] = replaced(t.meta["cutrain.state.0"], "version 3\n", "version 1\n");
     edit_state(t, "h.nonfinite_run 0\n", "");
     edit_state(t, "h.chance_half 100 0x0p+0\n", "");
+    edit_state(t, "h.test_loss_said 0\n", "");
     write_checkpoint(v1, t);
     RunResult ra = run_cutrain(base(const_model()) + " --max-steps 6 --resume " + ck + " --log-jsonl " + a);
     RunResult rb = run_cutrain(base(const_model()) + " --max-steps 6 --resume " + v1 + " --log-jsonl " + b);

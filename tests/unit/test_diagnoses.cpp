@@ -851,6 +851,29 @@ TEST_F(Diagnoses, TestLossThatOverflowsWhileTrainingIsFineIsSaid) {
     EXPECT_EQ(json_string(jsonl_of_type(log, "summary")[0], "status"), "completed");
 }
 
+// Said once a run, a resumed run included: the flag travels in the
+// checkpoint's health state as the other diagnoses' do.
+TEST_F(Diagnoses, TestLossThatOverflowsIsNotSaidAgainAfterAResume) {
+    std::vector<float> px(50 * 64);
+    for (size_t i = 0; i < px.size(); ++i) px[i] = (float)(i % 7) / 7.0f;
+    for (int j = 0; j < 64; j += 2) px[5 * 64 + j] = 3e38f;  // item 5
+    write_idx_f32(dir.file("t10k-images-idx3-ubyte"), {50, 8, 8}, px);
+    const std::string ck = dir.file("evalnan.safetensors"), first = dir.file("evalnan1.jsonl"),
+                      second = dir.file("evalnan2.jsonl");
+    RunResult r = run_cutrain(base() + " --epochs 1 --save " + ck + " --log-jsonl " + first);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    auto said = diagnoses(first);
+    ASSERT_EQ(said.size(), 1u) << all_codes(first);
+    ASSERT_EQ(said[0].code, "NONFINITE_TEST_LOSS");
+    r = run_cutrain(base() + " --epochs 2 --resume " + ck + " --log-jsonl " + second);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    auto epochs = jsonl_of_type(second, "epoch");
+    ASSERT_EQ(epochs.size(), 1u);
+    EXPECT_TRUE(std::isnan(json_number(epochs[0], "test_loss"))) << epochs[0];  // the case is still there
+    EXPECT_TRUE(diagnoses(second).empty()) << all_codes(second);
+    EXPECT_FALSE(has(r.out, "NONFINITE_TEST_LOSS")) << r.out;
+}
+
 // Under --on-nan warn, a NaN gradient at an epoch's last step goes into the
 // weights after that step's loss was taken: the epoch's training loss is
 // finite and its test loss NaN. NONFINITE_GRAD has said why; blaming the
