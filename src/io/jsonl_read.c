@@ -167,7 +167,7 @@ static int read_log(const char *path, int allow_cut_tail, ct_jsonl_file *out, ct
     /* No size is too large for a log: train writes about 300 bytes a step,
      * so a GiB is a few million steps (minutes of a small model). What cannot
      * work is a log larger than the memory it is read into. */
-    const uint64_t memory = ct_memory_limit(NULL);
+    const uint64_t memory = ct_memory_limit(NULL, NULL);
     if (memory && (uint64_t)st.st_size > memory) {
         fclose(fp);
         return ct_fail(err, CT_EXIT_FAILURE,

@@ -55,9 +55,9 @@ typedef struct ct_jsonl_file {
 int ct_jsonl_index(const char *bytes, size_t len, const char *name, ct_jsonl_file *out, ct_error *err);
 /* Reads the file at path, then ct_jsonl_index. The log is held whole in
  * memory: one larger than the memory this process may use (ct_memory_limit:
- * the machine's, or its container's cgroup limit) is refused before it is read
- * (CT_EXIT_FAILURE), whatever its size below that (a long run's log passes
- * a GiB). */
+ * the machine's, or the limit of its cgroup or of one above it) is refused
+ * before it is read (CT_EXIT_FAILURE), whatever its size below that (a long
+ * run's log passes a GiB). */
 int ct_jsonl_read(const char *path, ct_jsonl_file *out, ct_error *err);
 /* ct_jsonl_read for a log that may end mid-line (a run killed while
  * writing, or still running): a last line without its newline is left out

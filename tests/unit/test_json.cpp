@@ -332,8 +332,8 @@ TEST(JsonlRead, CorruptedLogsAreRefusedOrAcceptedNeverMisread) {
 // and check called that log "not a JSONL log". Sparse files: a size costs no
 // disk, and only the accepted one is read.
 TEST(JsonlRead, ALogIsRefusedForItsSizeOnlyWhenItCannotFitInMemory) {
-    // The least of physical memory and this container's cgroup limit (test_memory_limit.cpp).
-    const uint64_t memory = ct_memory_limit(nullptr);
+    // The least of physical memory and this process's cgroup limits (test_memory_limit.cpp).
+    const uint64_t memory = ct_memory_limit(nullptr, nullptr);
     ASSERT_GT(memory, 0u);
     ct_test::TempDir dir;
     const std::string huge = dir.file("huge.jsonl");
