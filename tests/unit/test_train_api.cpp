@@ -24,9 +24,10 @@ struct Rig {
     ct_run_summary sum{};
     ct_error err;
 
-    Rig() {
+    explicit Rig(const ct_optim_config *optim = nullptr) {
         ct_error_clear(&err);
         spec = synthetic_spec("api", CT_ACT_SOFTMAX, CT_LOSS_XENT);
+        if (optim) spec.optim = *optim;
         spec.optim.lr = 0.01f;
         opt = ct_train_defaults(&spec);
         opt.seed = 3;
@@ -255,6 +256,51 @@ TEST(TrainApi, ARefusedCheckpointLeavesTheModelAlone) {
     uint64_t t = 1;
     g.om.be->ops->download(g.om.be, &t, g.om.m.opt_t, sizeof t);
     EXPECT_EQ(t, 0u);
+}
+
+// ... and so does every optimizer's state, of 0, 1 or 2 slots, with its
+// update count: a model that has trained keeps its own moments for a caller
+// that goes on without the refused checkpoint.
+TEST(TrainApi, ARefusedCheckpointLeavesEveryOptimizersStateAlone) {
+    struct Kind {
+        ct_optimizer_kind kind;
+        float momentum;
+        int slots;
+    };
+    const Kind kinds[] = {{CT_OPT_SGD, 0.0f, 0},     {CT_OPT_SGD, 0.9f, 1}, {CT_OPT_RMSPROP, 0.0f, 1},
+                          {CT_OPT_RMSPROP, 0.9f, 2}, {CT_OPT_ADAM, 0.0f, 2}, {CT_OPT_ADAMW, 0.0f, 2}};
+    for (const Kind &k : kinds) {
+        ct_optim_config oc = ct_optim_defaults(k.kind);
+        if (k.kind == CT_OPT_SGD || k.kind == CT_OPT_RMSPROP) oc.momentum = k.momentum;
+        SCOPED_TRACE(std::string(ct_optim_kind_name(k.kind)) + " momentum " + std::to_string(k.momentum));
+        TempDir dir;
+        const std::string ckpt = dir.file("c.safetensors");
+        Rig w(&oc);
+        w.opt.save_path = ckpt.c_str();
+        w.opt.max_steps = 3;
+        ASSERT_EQ(w.run(), CT_EXIT_OK) << w.err.msg;
+        Rig g(&oc);  // trained further than the checkpoint: other weights, state and count
+        g.opt.max_steps = 5;
+        ASSERT_EQ(g.run(), CT_EXIT_OK) << g.err.msg;
+        const size_t n = g.om.m.n_params, slots = (size_t)ct_optim_state_slots(&g.om.m.spec.optim);
+        ASSERT_EQ(slots, (size_t)k.slots);
+        ct_backend *be = g.om.be;
+        std::vector<float> before((1 + slots) * n), after((1 + slots) * n);
+        uint64_t t_before = 0, t_after = 0;
+        ct_model_get_params(&g.om.m, before.data());
+        if (slots) be->ops->download(be, before.data() + n, g.om.m.opt_state, slots * n * sizeof(float));
+        be->ops->download(be, &t_before, g.om.m.opt_t, sizeof t_before);
+        ASSERT_EQ(t_before, 5u);
+        g.opt.batch_size = 16;
+        ct_train_state st;
+        EXPECT_EQ(ct_train_load_checkpoint(&g.om.m, &g.train, &g.opt, ckpt.c_str(), &st, &g.err), -1);
+        EXPECT_NE(std::string(g.err.msg).find("batch size 32"), std::string::npos) << g.err.msg;
+        ct_model_get_params(&g.om.m, after.data());
+        if (slots) be->ops->download(be, after.data() + n, g.om.m.opt_state, slots * n * sizeof(float));
+        be->ops->download(be, &t_after, g.om.m.opt_t, sizeof t_after);
+        EXPECT_EQ(0, memcmp(before.data(), after.data(), before.size() * sizeof(float)));
+        EXPECT_EQ(t_after, 5u);
+    }
 }
 
 // epochs and max_steps count the whole run, across resumes: limits the
