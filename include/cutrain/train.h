@@ -86,8 +86,9 @@ uint64_t ct_samples_in_steps(size_t n, int batch_size, int drop_last, uint64_t s
  * type of bytes or floats, images and labels in memory, at most INT32_MAX
  * items (the order and the gather index them by int32_t), items of the
  * model's input width (and, for a model with a spatial input, images of its
- * height and width), and every label below the model's classes. Errors name
- * ds->images_path (or ds->labels_path for a label). */
+ * height and width with one channel, as IDX images are), and every label
+ * below the model's classes. Errors name ds->images_path (or
+ * ds->labels_path for a label). */
 int ct_train_check_set(const ct_dataset *ds, const ct_model_spec *spec, ct_error *err);
 
 /* A dataset uploaded to the model's backend. */
@@ -117,8 +118,11 @@ int ct_train(ct_model *m, const ct_dataset *train, const ct_dataset *test, const
 
 /* Loads a checkpoint of cutrain train --save into the model and `st`, for a
  * run with `opt` on `train` (NULL for a custom source): refuses one written
- * for another model, optimizer, batch size or training set. The caller sets
- * opt->resume = st; opt->seed must be the checkpoint's (st->seed). */
+ * for another model, optimizer, batch size or training set, and then leaves
+ * the model's weights and optimizer state as they were. The caller sets
+ * opt->resume = st; opt->seed must be the checkpoint's (st->seed), and
+ * ct_train refuses a seed, epochs or max_steps the checkpoint contradicts
+ * (the model then holds the checkpoint's weights). */
 int ct_train_load_checkpoint(ct_model *m, const ct_dataset *train, const ct_train_options *opt, const char *path,
                              ct_train_state *st, ct_error *err);
 
