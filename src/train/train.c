@@ -535,14 +535,12 @@ static void set_chance(ct_health *h, const ct_model *m, const ct_dataset *train)
     snprintf(h->chance_what, sizeof h->chance_what, "the entropy of the training labels' frequencies");
 }
 
-static int run_training(ct_model *m, const ct_dataset *train, const ct_data_source *src, const ct_dataset *test,
-                        const ct_train_options *opt, ct_logger *log, ct_run_summary *sum, ct_error *err) {
-    /* err may be NULL; the steps below, and a data source's callback, write one. */
-    ct_error local;
-    if (!err) {
-        ct_error_clear(&local);
-        err = &local;
-    }
+/* What a run is asked to do, checked before any work: a library caller
+ * fills the options and sets by hand, and the command's own checks (which
+ * name its flags, before any log is opened) do not cover them. */
+static int check_request(const ct_model *m, const ct_dataset *train, const ct_data_source *src,
+                         const ct_dataset *test, const ct_train_options *opt, const ct_logger *log,
+                         const ct_run_summary *sum, ct_error *err) {
     if (!m || !m->be || !opt || !log || !sum || (!train && !src))
         return ct_fail(err, CT_EXIT_USAGE,
                        "train: the model (built), the training data, the options, a logger (ct_logger_open; quiet "
@@ -598,6 +596,18 @@ static int run_training(ct_model *m, const ct_dataset *train, const ct_data_sour
      * model's stride. */
     if ((train && ct_train_check_set(train, &m->spec, err)) || (test && ct_train_check_set(test, &m->spec, err)))
         return -1;
+    return 0;
+}
+
+static int run_training(ct_model *m, const ct_dataset *train, const ct_data_source *src, const ct_dataset *test,
+                        const ct_train_options *opt, ct_logger *log, ct_run_summary *sum, ct_error *err) {
+    /* err may be NULL; the steps below, and a data source's callback, write one. */
+    ct_error local;
+    if (!err) {
+        ct_error_clear(&local);
+        err = &local;
+    }
+    if (check_request(m, train, src, test, opt, log, sum, err)) return -1;
     ct_backend *be = m->be;
     run r;
     memset(&r, 0, sizeof r);
